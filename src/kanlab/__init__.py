@@ -1,0 +1,22 @@
+"""kanlab: fast, side-effect free Kolmogorov-Arnold Networks on PyTorch."""
+from .datasets import create_dataset
+from .layer import KANLayer
+from .model import KAN
+from .splines import bspline_basis, coef2curve, curve2coef, extend_grid, make_grid
+
+MultKAN = KAN
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "KAN",
+    "MultKAN",
+    "KANLayer",
+    "create_dataset",
+    "bspline_basis",
+    "coef2curve",
+    "curve2coef",
+    "extend_grid",
+    "make_grid",
+    "__version__",
+]

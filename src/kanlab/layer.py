@@ -1,0 +1,320 @@
+"""KANLayer: the numeric branch of one KAN layer.
+
+Edge i -> j computes ``mask_ij * (scale_base_ij * b(x_i) + scale_sp_ij * sum_m coef_ijm B_m(x_i))``
+and output j sums its incoming edges plus ``bias_j``. The forward pass is one fused matrix
+product (see :mod:`kanlab.functional`); per-edge activations are computed only on request.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+from torch import nn
+
+from .bases import resolve_base_fun
+from .functional import kan_linear
+from .splines import coef2curve, curve2coef, grid_is_uniform, local_basis, make_grid
+
+__all__ = ["KANLayer"]
+
+
+class _FeatureCov(torch.autograd.Function):
+    """Per-input covariance of the features [b(x_i), B_1(x_i), ..., B_P(x_i)] over the batch.
+
+    Returns (in, 1+P, 1+P). Saves only x and b(x); backward recomputes the basis.
+    """
+
+    @staticmethod
+    def forward(ctx, x, base, grid, k, uniform):
+        feat, _ = _dense_features(x, base, grid, k, uniform, need_deriv=False)
+        fc = feat - feat.mean(0, keepdim=True)
+        denom = max(x.shape[0] - 1, 1)
+        cov = torch.einsum("bip,biq->ipq", fc, fc) / denom
+        ctx.save_for_backward(x, base, grid)
+        ctx.k, ctx.uniform = k, uniform
+        return cov
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gcov):
+        x, base, grid = ctx.saved_tensors
+        need_x, need_base = ctx.needs_input_grad[:2]
+        feat, basis = _dense_features(x, base, grid, ctx.k, ctx.uniform, need_deriv=need_x)
+        fc = feat - feat.mean(0, keepdim=True)
+        denom = max(x.shape[0] - 1, 1)
+        sym = (gcov + gcov.transpose(1, 2)) / denom
+        gfeat = torch.einsum("bip,ipq->biq", fc, sym)  # (batch, in, 1+P)
+        gx = gbase = None
+        if need_base:
+            gbase = gfeat[..., 0]
+        if need_x:
+            n_basis = feat.shape[-1] - 1
+            local = basis.index - (torch.arange(x.shape[1], device=x.device) * n_basis)[:, None]
+            picked = torch.gather(gfeat[..., 1:], 2, local)
+            gx = (picked * basis.deriv).sum(-1)
+        return gx, gbase, None, None, None
+
+
+def _dense_features(x, base, grid, k, uniform, need_deriv):
+    batch, in_dim = x.shape
+    n_basis = grid.shape[1] - k - 1
+    basis = local_basis(x, grid, k, need_deriv=need_deriv, uniform=uniform)
+    sp = torch.zeros(batch, in_dim * n_basis, dtype=x.dtype, device=x.device)
+    sp.scatter_add_(1, basis.index.reshape(batch, -1), basis.values.reshape(batch, -1))
+    feat = torch.cat([base.unsqueeze(-1), sp.view(batch, in_dim, n_basis)], dim=-1)
+    return feat, basis
+
+
+class KANLayer(nn.Module):
+    """One KAN layer (numeric branch), pykan's ``KANLayer`` with a fused fast path.
+
+    Args:
+        in_dim: number of inputs.
+        out_dim: number of outputs.
+        num: number of grid intervals G.
+        k: spline order.
+        noise_scale: scale of the random initial spline values.
+        scale_base_mu, scale_base_sigma: ``scale_base`` starts at
+            ``mu/sqrt(in) + sigma * U(-1, 1)/sqrt(in)``.
+        scale_sp: ``scale_sp`` starts at ``scale_sp/sqrt(in)``.
+        base_fun: ``"silu"`` (default), ``"identity"``, ``"zero"`` or a callable.
+        grid_eps: 1 for uniform grid updates, 0 for sample quantiles, in between mixes them.
+        grid_range: initial grid range.
+        sp_trainable, sb_trainable: whether ``scale_sp`` / ``scale_base`` are trained.
+        sparse_init: start with a sparse random mask.
+        bias: add a trainable bias per output.
+        generator: torch.Generator for the random initialization.
+        dtype, device: parameter dtype and device.
+
+    Shapes: ``grid`` (in, G+2k+1), ``coef`` (in, out, G+k), ``scale_base``/``scale_sp``/``mask``
+    (in, out), ``bias`` (out,).
+    """
+
+    def __init__(
+        self,
+        in_dim: int = 2,
+        out_dim: int = 3,
+        num: int = 5,
+        k: int = 3,
+        noise_scale: float = 0.5,
+        scale_base_mu: float = 0.0,
+        scale_base_sigma: float = 1.0,
+        scale_sp: float = 1.0,
+        base_fun="silu",
+        grid_eps: float = 0.02,
+        grid_range=(-1.0, 1.0),
+        sp_trainable: bool = True,
+        sb_trainable: bool = True,
+        sparse_init: bool = False,
+        bias: bool = True,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype | None = None,
+        device=None,
+    ):
+        super().__init__()
+        _check_int("in_dim", in_dim, 1)
+        _check_int("out_dim", out_dim, 1)
+        _check_int("grid (number of intervals)", num, 1)
+        _check_int("k (spline order)", k, 1)
+        lo, hi = _check_range(grid_range)
+        if not 0.0 <= float(grid_eps) <= 1.0:
+            raise ValueError(f"grid_eps must lie in [0, 1], got {grid_eps}")
+        self.in_dim, self.out_dim, self.num, self.k = int(in_dim), int(out_dim), int(num), int(k)
+        self.grid_eps = float(grid_eps)
+        self.grid_range = (lo, hi)
+        self.base_fun_name, self.base_fun = resolve_base_fun(base_fun)
+        dtype = dtype or torch.get_default_dtype()
+        n_basis = self.num + self.k
+        self.register_buffer("grid", make_grid(in_dim, num, k, (lo, hi), dtype=dtype, device=device))
+        self.coef = nn.Parameter(torch.zeros(in_dim, out_dim, n_basis, dtype=dtype, device=device))
+        self.scale_base = nn.Parameter(torch.zeros(in_dim, out_dim, dtype=dtype, device=device))
+        self.scale_sp = nn.Parameter(torch.zeros(in_dim, out_dim, dtype=dtype, device=device))
+        self.register_buffer("mask", torch.ones(in_dim, out_dim, dtype=dtype, device=device))
+        self.bias = nn.Parameter(torch.zeros(out_dim, dtype=dtype, device=device)) if bias else None
+        self._uniform_key = None
+        self._uniform = True
+        self.reset_parameters(
+            noise_scale, scale_base_mu, scale_base_sigma, scale_sp, sparse_init, generator
+        )
+        self.scale_base.requires_grad_(sb_trainable)
+        self.scale_sp.requires_grad_(sp_trainable)
+
+    # ------------------------------------------------------------------ setup
+    @torch.no_grad()
+    def reset_parameters(
+        self,
+        noise_scale: float = 0.5,
+        scale_base_mu: float = 0.0,
+        scale_base_sigma: float = 1.0,
+        scale_sp: float = 1.0,
+        sparse_init: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        """Initialize as pykan does: small random splines fitted through noise at the knots."""
+        g = generator
+        n_in, n_out = self.in_dim, self.out_dim
+        cpu = dict(dtype=torch.float64)
+        pts = self.grid[:, self.k : -self.k].t().to(torch.float64).cpu()  # (G+1, in)
+        noise = (torch.rand(self.num + 1, n_in, n_out, generator=g, **cpu) - 0.5) * noise_scale / self.num
+        coef = curve2coef(pts, noise, self.grid.to(torch.float64).cpu(), self.k, smooth=0.0, ridge=1e-10)
+        self.coef.copy_(coef)
+        if sparse_init:
+            self.mask.copy_(_sparse_mask(n_in, n_out))
+        else:
+            self.mask.fill_(1.0)
+        sb = scale_base_mu / math.sqrt(n_in) + scale_base_sigma * (
+            torch.rand(n_in, n_out, generator=g, **cpu) * 2 - 1
+        ) / math.sqrt(n_in)
+        self.scale_base.copy_(sb)
+        self.scale_sp.copy_(torch.full((n_in, n_out), scale_sp / math.sqrt(n_in)) * self.mask.cpu())
+        if self.bias is not None:
+            self.bias.zero_()
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_dim={self.in_dim}, out_dim={self.out_dim}, grid={self.num}, k={self.k}, "
+            f"base_fun={self.base_fun_name!r}, bias={self.bias is not None}"
+        )
+
+    @property
+    def n_basis(self) -> int:
+        return self.num + self.k
+
+    def is_uniform(self) -> bool:
+        """Whether the knots are uniform per input (cached until the grid changes)."""
+        g = self.grid
+        key = (g.data_ptr(), g._version, tuple(g.shape), g.dtype, g.device)
+        if key != self._uniform_key:
+            self._uniform = grid_is_uniform(g)
+            self._uniform_key = key
+        return self._uniform
+
+    def set_grid(self, grid: torch.Tensor) -> None:
+        """Replace the knots (in, G+2k+1), keeping dtype and device."""
+        if grid.shape != self.grid.shape:
+            raise ValueError(f"grid must have shape {tuple(self.grid.shape)}, got {tuple(grid.shape)}")
+        with torch.no_grad():
+            self.grid.copy_(grid)
+
+    # ---------------------------------------------------------------- weights
+    def fused_weight(self) -> torch.Tensor:
+        """(in*(1+P), out): base weights, then the P spline weights of each input."""
+        wb = self.scale_base * self.mask
+        wsp = (self.scale_sp * self.mask).unsqueeze(-1) * self.coef  # (in, out, P)
+        wsp = wsp.permute(0, 2, 1).reshape(self.in_dim * self.n_basis, self.out_dim)
+        return torch.cat([wb, wsp], dim=0)
+
+    def edge_weights(self) -> torch.Tensor:
+        """(in, out, 1+P): per edge, the weight of b(x) then of each B-spline."""
+        wb = (self.scale_base * self.mask).unsqueeze(-1)
+        wsp = (self.scale_sp * self.mask).unsqueeze(-1) * self.coef
+        return torch.cat([wb, wsp], dim=-1)
+
+    # ---------------------------------------------------------------- compute
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, in) -> (batch, out)."""
+        base = self.base_fun(x)
+        return kan_linear(x, base, self.fused_weight(), self.bias, self.grid, self.k, self.is_uniform())
+
+    def spline(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw per-edge spline values sum_m coef B_m(x): (batch, in, out)."""
+        return coef2curve(x, self.grid, self.coef, self.k)
+
+    def activations(self, x: torch.Tensor, parts: bool = False):
+        """Per-edge outputs phi_ij(x_i): (batch, in, out), masked.
+
+        With ``parts=True`` returns ``(total, base_part, spline_part)``, where
+        ``base_part = mask*scale_base*b(x)`` and ``spline_part = mask*scale_sp*spline(x)``.
+        """
+        base = self.base_fun(x).unsqueeze(-1) * (self.scale_base * self.mask)
+        sp = self.spline(x) * (self.scale_sp * self.mask)
+        total = base + sp
+        return (total, base, sp) if parts else total
+
+    def feature_cov(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-input covariance over the batch of [b(x_i), B(x_i)]: (in, 1+P, 1+P)."""
+        return _FeatureCov.apply(x, self.base_fun(x), self.grid, self.k, self.is_uniform())
+
+    def edge_std(self, x: torch.Tensor) -> torch.Tensor:
+        """Batch standard deviation (unbiased) of every edge's output: (in, out).
+
+        Exact and differentiable, via Var(phi_ij) = w_ij^T Cov(F_i) w_ij; never builds the
+        (batch, in, out) activations.
+        """
+        cov = self.feature_cov(x)
+        w = self.edge_weights()  # (in, out, 1+P)
+        var = ((w @ cov) * w).sum(-1)
+        tiny = torch.finfo(var.dtype).eps ** 2
+        return torch.sqrt(var.clamp_min(tiny)) * (var > tiny)
+
+    # ------------------------------------------------------------------ grids
+    @torch.no_grad()
+    def update_grid_from_samples(self, x: torch.Tensor, mode: str = "sample") -> None:
+        """Move the knots to the data and refit coefficients so the spline barely moves.
+
+        Interior knots mix sample quantiles and a uniform grid over the sample range with weight
+        ``grid_eps`` on the uniform part; the spline is refit by least squares on the samples.
+        """
+        from .grid import adaptive_grid
+
+        x = x.detach().to(self.grid.dtype)
+        y = self.spline(x)  # (batch, in, out) curve to preserve
+        new = adaptive_grid(x, self.num, self.k, self.grid_eps)
+        if mode == "grid":
+            pts = adaptive_grid(x, 2 * self.num, 0, self.grid_eps).t()
+            y = self.spline(pts)
+            x = pts
+        self.set_grid(new)
+        self.coef.copy_(curve2coef(x, y, self.grid, self.k))
+
+    def get_subset(self, in_id, out_id) -> "KANLayer":
+        """A smaller layer keeping inputs ``in_id`` and outputs ``out_id``."""
+        in_id, out_id = list(in_id), list(out_id)
+        sub = KANLayer(
+            len(in_id), len(out_id), self.num, self.k, base_fun=self._base_spec(),
+            grid_eps=self.grid_eps, grid_range=self.grid_range, bias=self.bias is not None,
+            dtype=self.grid.dtype, device=self.grid.device,
+        )
+        with torch.no_grad():
+            sub.grid.copy_(self.grid[in_id])
+            sub.coef.copy_(self.coef[in_id][:, out_id])
+            sub.scale_base.copy_(self.scale_base[in_id][:, out_id])
+            sub.scale_sp.copy_(self.scale_sp[in_id][:, out_id])
+            sub.mask.copy_(self.mask[in_id][:, out_id])
+            if self.bias is not None:
+                sub.bias.copy_(self.bias[out_id])
+        sub.scale_base.requires_grad_(self.scale_base.requires_grad)
+        sub.scale_sp.requires_grad_(self.scale_sp.requires_grad)
+        return sub
+
+    def _base_spec(self):
+        return self.base_fun if self.base_fun_name == "custom" else self.base_fun_name
+
+
+def _sparse_mask(in_dim: int, out_dim: int) -> torch.Tensor:
+    """pykan's sparse initialization: each output connects to its nearest input and vice versa."""
+    in_coord = torch.arange(in_dim, dtype=torch.float64) * 1 / in_dim + 1 / (2 * in_dim)
+    out_coord = torch.arange(out_dim, dtype=torch.float64) * 1 / out_dim + 1 / (2 * out_dim)
+    dist = torch.abs(out_coord[:, None] - in_coord[None, :])
+    in_nearest = torch.argmin(dist, dim=0)
+    out_nearest = torch.argmin(dist, dim=1)
+    mask = torch.zeros(in_dim, out_dim, dtype=torch.float64)
+    mask[torch.arange(in_dim), in_nearest] = 1.0
+    mask[out_nearest, torch.arange(out_dim)] = 1.0
+    return mask
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_range(grid_range) -> tuple[float, float]:
+    try:
+        lo, hi = float(grid_range[0]), float(grid_range[1])
+    except (TypeError, IndexError, ValueError):
+        raise ValueError(f"grid_range must be a pair (low, high), got {grid_range!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)) or not lo < hi:
+        raise ValueError(f"grid_range must be finite with low < high, got {grid_range!r}")
+    return lo, hi

@@ -1,0 +1,368 @@
+"""KAN: a stack of KAN layers with pykan's names and thin methods over the modules."""
+from __future__ import annotations
+
+import logging
+import numbers
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .bases import resolve_base_fun
+from .layer import KANLayer, _check_range
+
+__all__ = ["KAN"]
+
+log = logging.getLogger("kanlab")
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _parse_width(width) -> list[list[int]]:
+    if width is None or isinstance(width, (str, bytes)) or not isinstance(width, Sequence):
+        raise ValueError(f"width must be a list such as [2, 5, 1], got {width!r}")
+    if len(width) < 2:
+        raise ValueError(f"width needs at least two entries (inputs and outputs), got {list(width)!r}")
+    out = []
+    for i, w in enumerate(width):
+        if isinstance(w, (numbers.Integral, np.integer)) and not isinstance(w, bool):
+            pair = [int(w), 0]
+        elif isinstance(w, Sequence) and len(w) == 2 and all(
+            isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, bool) for v in w
+        ):
+            pair = [int(w[0]), int(w[1])]
+        else:
+            raise ValueError(f"width[{i}] must be an int or a pair [n_sum, n_mult], got {w!r}")
+        if pair[0] < 0 or pair[1] < 0 or pair[0] + pair[1] < 1:
+            raise ValueError(f"width[{i}] must have at least one node, got {w!r}")
+        if pair[1] > 0:
+            raise ValueError(
+                f"width[{i}] = {w!r} asks for multiplication nodes, which this version of kanlab "
+                "does not support yet; use sum nodes only (plain ints)"
+            )
+        out.append(pair)
+    return out
+
+
+def _per_layer(name: str, value, depth: int) -> list[int]:
+    if isinstance(value, (list, tuple)):
+        if len(value) != depth:
+            raise ValueError(f"{name} given per layer needs {depth} entries, got {len(value)}")
+        return [v for v in value]
+    return [value] * depth
+
+
+class KAN(nn.Module):
+    """Kolmogorov-Arnold Network.
+
+    Args:
+        width: nodes per layer, inputs first, e.g. ``[2, 5, 1]``.
+        grid: number of grid intervals G (int, or one per layer).
+        k: spline order (int, or one per layer).
+        mult_arity: arity of multiplication nodes (kept for pykan compatibility).
+        noise_scale: scale of the initial random splines.
+        scale_base_mu, scale_base_sigma: initialization of ``scale_base``.
+        base_fun: ``"silu"`` (default), ``"identity"``, ``"zero"`` or a callable.
+        grid_eps: 1 uniform grid updates, 0 quantile grid updates; pykan's default 0.02.
+        grid_range: initial grid range ``(low, high)``.
+        sp_trainable, sb_trainable: train ``scale_sp`` / ``scale_base``.
+        seed: seed of a private generator used for initialization (the global RNG is untouched).
+        sparse_init: start with sparse masks.
+        bias: a trainable bias on every node (``False`` for ablations).
+        dtype: parameter dtype (default: torch's default dtype).
+        device: parameter device.
+
+    pykan-only arguments that write files or toggle its caches (``auto_save``, ``ckpt_path``,
+    ``save_act``, ``symbolic_enabled``, ``affine_trainable``, ``first_init``, ``state_id``,
+    ``round``) are accepted so pykan scripts run; kanlab never writes files on its own.
+    """
+
+    def __init__(
+        self,
+        width=None,
+        grid=3,
+        k=3,
+        mult_arity=2,
+        noise_scale: float = 0.3,
+        scale_base_mu: float = 0.0,
+        scale_base_sigma: float = 1.0,
+        base_fun="silu",
+        symbolic_enabled: bool = True,
+        affine_trainable: bool = False,
+        grid_eps: float = 0.02,
+        grid_range=(-1.0, 1.0),
+        sp_trainable: bool = True,
+        sb_trainable: bool = True,
+        seed: int = 1,
+        save_act: bool = True,
+        sparse_init: bool = False,
+        auto_save: bool = False,
+        first_init: bool = True,
+        ckpt_path=None,
+        state_id: int = 0,
+        round: int = 0,
+        device="cpu",
+        bias: bool = True,
+        dtype: torch.dtype | str | None = None,
+    ):
+        super().__init__()
+        self.width = _parse_width(width)
+        self.depth = len(self.width) - 1
+        grids = _per_layer("grid", grid, self.depth)
+        ks = _per_layer("k", k, self.depth)
+        for g in grids:
+            if isinstance(g, bool) or not isinstance(g, (numbers.Integral, np.integer)) or g < 1:
+                raise ValueError(f"grid must be an integer >= 1 (number of intervals), got {g!r}")
+        for kk in ks:
+            if isinstance(kk, bool) or not isinstance(kk, (numbers.Integral, np.integer)) or kk < 1:
+                raise ValueError(f"k (spline order) must be an integer >= 1, got {kk!r}")
+        lo, hi = _check_range(grid_range)
+        if isinstance(dtype, str):
+            if dtype not in _DTYPES:
+                raise ValueError(f"unknown dtype {dtype!r}: use one of {sorted(_DTYPES)}")
+            dtype = _DTYPES[dtype]
+        dtype = dtype or torch.get_default_dtype()
+        self.base_fun_name, self.base_fun = resolve_base_fun(base_fun)
+        if not isinstance(seed, (numbers.Integral, np.integer)):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        if auto_save or ckpt_path is not None:
+            log.debug("kanlab ignores auto_save/ckpt_path: it writes files only when asked (save())")
+        self.grid = int(grids[0]) if not isinstance(grid, (list, tuple)) else [int(g) for g in grids]
+        self.k = int(ks[0]) if not isinstance(k, (list, tuple)) else [int(v) for v in ks]
+        self.mult_arity = mult_arity
+        self.grid_eps = float(grid_eps)
+        self.grid_range = [lo, hi]
+        self.sp_trainable = bool(sp_trainable)
+        self.sb_trainable = bool(sb_trainable)
+        self.seed = int(seed)
+        self.noise_scale = float(noise_scale)
+        self.scale_base_mu = float(scale_base_mu)
+        self.scale_base_sigma = float(scale_base_sigma)
+        self.sparse_init = bool(sparse_init)
+        self.use_bias = bool(bias)
+        self.symbolic_enabled = bool(symbolic_enabled)
+        self.save_act = bool(save_act)
+        gen = torch.Generator().manual_seed(self.seed)
+        widths = [w[0] + w[1] for w in self.width]
+        self.act_fun = nn.ModuleList(
+            KANLayer(
+                widths[l], widths[l + 1], num=int(grids[l]), k=int(ks[l]),
+                noise_scale=noise_scale, scale_base_mu=scale_base_mu,
+                scale_base_sigma=scale_base_sigma, scale_sp=1.0,
+                base_fun=base_fun if self.base_fun_name == "custom" else self.base_fun_name,
+                grid_eps=grid_eps, grid_range=(lo, hi), sp_trainable=sp_trainable,
+                sb_trainable=sb_trainable, sparse_init=sparse_init, bias=bias,
+                generator=gen, dtype=dtype, device=device,
+            )
+            for l in range(self.depth)
+        )
+        self._cache_x: torch.Tensor | None = None
+
+    # ------------------------------------------------------------- properties
+    @property
+    def width_in(self) -> list[int]:
+        return [w[0] + w[1] for w in self.width]
+
+    @property
+    def width_out(self) -> list[int]:
+        return [w[0] + w[1] for w in self.width]
+
+    @property
+    def node_bias(self) -> list[torch.Tensor | None]:
+        """pykan's name for the per-node biases, one tensor (n_out,) per layer."""
+        return [layer.bias for layer in self.act_fun]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.act_fun[0].grid.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.act_fun[0].grid.device
+
+    @property
+    def n_edge(self) -> int:
+        """Number of active (unmasked) edges."""
+        return int(sum(int((layer.mask > 0).sum()) for layer in self.act_fun))
+
+    def config(self) -> dict:
+        """Constructor arguments that rebuild this architecture (used by save/load)."""
+        return dict(
+            width=[list(w) for w in self.width],
+            grid=[layer.num for layer in self.act_fun],
+            k=[layer.k for layer in self.act_fun],
+            mult_arity=self.mult_arity,
+            noise_scale=self.noise_scale,
+            scale_base_mu=self.scale_base_mu,
+            scale_base_sigma=self.scale_base_sigma,
+            base_fun=self.base_fun_name,
+            grid_eps=self.grid_eps,
+            grid_range=list(self.grid_range),
+            sp_trainable=self.sp_trainable,
+            sb_trainable=self.sb_trainable,
+            seed=self.seed,
+            sparse_init=self.sparse_init,
+            bias=self.use_bias,
+            dtype=str(self.dtype).replace("torch.", ""),
+        )
+
+    def extra_repr(self) -> str:
+        return f"width={[w[0] for w in self.width]}"
+
+    # ---------------------------------------------------------------- compute
+    def _check_x(self, x) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            x = torch.as_tensor(np.asarray(x), dtype=self.dtype, device=self.device)
+        if x.dim() == 1 and self.width_in[0] == 1:
+            x = x[:, None]
+        if x.dim() != 2 or x.shape[1] != self.width_in[0]:
+            raise ValueError(
+                f"input must have shape (batch, {self.width_in[0]}), got {tuple(x.shape)}"
+            )
+        if not x.is_floating_point():
+            x = x.to(self.dtype)
+        if x.dtype != self.dtype:
+            raise ValueError(
+                f"input dtype {x.dtype} does not match the model's {self.dtype}: convert the "
+                f"data (x.to({self.dtype})) or the model (model.to({x.dtype}))"
+            )
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, n_in) -> (batch, n_out)."""
+        x = self._check_x(x)
+        for layer in self.act_fun:
+            x = layer(x)
+        return x
+
+    def forward_with_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Output and the input of every layer (for regularization and grid updates)."""
+        acts = []
+        for layer in self.act_fun:
+            acts.append(x)
+            x = layer(x)
+        return x, acts
+
+    @torch.no_grad()
+    def layer_inputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Inputs of every layer plus the output: ``[x_0, x_1, ..., x_L]``."""
+        x = self._check_x(x)
+        y, acts = self.forward_with_inputs(x)
+        return acts + [y]
+
+    def activations(self, x: torch.Tensor, parts: bool = False):
+        """Per-layer, per-edge activations, computed on demand.
+
+        Returns a list with one (batch, in, out) tensor per layer; with ``parts=True`` one
+        ``(total, base_part, spline_part)`` tuple per layer.
+        """
+        x = self._check_x(x)
+        out = []
+        for layer in self.act_fun:
+            out.append(layer.activations(x, parts=parts))
+            x = layer(x)
+        return out
+
+    def get_act(self, x: torch.Tensor | None = None):
+        """pykan compatibility: the per-edge activations of ``x`` (or of the cached data)."""
+        if x is None:
+            if self._cache_x is None:
+                raise ValueError("get_act() needs data: pass x or call fit() first")
+            x = self._cache_x
+        with torch.no_grad():
+            return self.activations(x)
+
+    # ------------------------------------------------------------------ grids
+    @torch.no_grad()
+    def update_grid_from_samples(self, x: torch.Tensor) -> None:
+        """Adapt every layer's knots to its inputs on ``x`` (layer by layer, in order)."""
+        from .train import check_finite
+
+        x = self._check_x(x)
+        check_finite(x, "x")
+        for layer in self.act_fun:
+            layer.update_grid_from_samples(x)
+            x = layer(x)
+
+    def update_grid(self, x: torch.Tensor) -> None:
+        """Alias of :meth:`update_grid_from_samples` (pykan's name)."""
+        self.update_grid_from_samples(x)
+
+    @torch.no_grad()
+    def refine(self, new_grid: int, x: torch.Tensor | None = None) -> "KAN":
+        """Grid extension: a new model with ``new_grid`` intervals computing the same function.
+
+        Knots follow the old ones' density; spline coefficients are refit by least squares on
+        the layer inputs of ``x`` (default: the training inputs of the last fit) plus dense
+        points over each grid. The original model is left unchanged.
+        """
+        from .grid import refit_layer
+
+        cfg = self.config()
+        cfg["grid"] = [int(new_grid)] * self.depth if isinstance(new_grid, (numbers.Integral, np.integer)) else list(new_grid)
+        cfg.pop("dtype")
+        child = KAN(**{**cfg, "base_fun": self.base_fun if self.base_fun_name == "custom" else self.base_fun_name},
+                    dtype=self.dtype, device=self.device)
+        if x is None:
+            x = self._cache_x
+        acts = self.layer_inputs(x) if x is not None else [None] * (self.depth + 1)
+        for l in range(self.depth):
+            refit_layer(child.act_fun[l], self.act_fun[l], acts[l])
+            child.act_fun[l].scale_base.requires_grad_(self.act_fun[l].scale_base.requires_grad)
+            child.act_fun[l].scale_sp.requires_grad_(self.act_fun[l].scale_sp.requires_grad)
+        child._cache_x = self._cache_x
+        child.grid = int(new_grid) if isinstance(new_grid, (numbers.Integral, np.integer)) else list(new_grid)
+        return child
+
+    # ---------------------------------------------------------------- training
+    def fit(self, dataset: dict, **kwargs) -> dict:
+        """Train the model; see :func:`kanlab.train.fit` for the arguments."""
+        from .train import fit
+
+        return fit(self, dataset, **kwargs)
+
+    def reg(self, x: torch.Tensor, lamb_l1=1.0, lamb_entropy=2.0, lamb_coef=0.0, lamb_coefdiff=0.0,
+            reg_metric="edge_forward_spline_n") -> torch.Tensor:
+        """pykan's sparsity regularization of the model on data ``x`` (differentiable)."""
+        from .train import regularization
+
+        x = self._check_x(x)
+        _, acts = self.forward_with_inputs(x)
+        return regularization(self, acts, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff, reg_metric)
+
+    @torch.no_grad()
+    def evaluate(self, dataset: dict) -> dict:
+        """Train and test RMSE on a pykan-style dataset dict."""
+        from .train import prepare_dataset
+
+        ds = prepare_dataset(self, dataset, need_labels_match=True)
+        out = {}
+        for split in ("train", "test"):
+            pred = self(ds[f"{split}_input"])
+            out[f"{split}_loss"] = float(torch.sqrt(torch.mean((pred - ds[f"{split}_label"]) ** 2)))
+        return out
+
+    # ---------------------------------------------------------------- io
+    def save(self, path) -> None:
+        """Write config and state to one file, atomically (see :mod:`kanlab.io`)."""
+        from .io import save_model
+
+        save_model(self, path)
+
+    @classmethod
+    def load(cls, path, map_location=None, base_fun=None) -> "KAN":
+        """Load a model written by :meth:`save`; pass ``base_fun`` for a custom callable."""
+        from .io import load_model
+
+        return load_model(path, map_location=map_location, base_fun=base_fun)
+
+    def copy(self) -> "KAN":
+        """A deep copy (parameters, buffers and settings)."""
+        import copy
+
+        return copy.deepcopy(self)
+
+    def speed(self, compile: bool = False) -> "KAN":
+        """pykan compatibility: kanlab always runs its fast path; returns self."""
+        return self

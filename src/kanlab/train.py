@@ -1,0 +1,325 @@
+"""Training: fit() with LBFGS or Adam, pykan's sparsity regularizer, grid updates, history."""
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from typing import Callable
+
+import torch
+
+__all__ = ["fit", "regularization", "prepare_dataset", "check_finite"]
+
+logger = logging.getLogger("kanlab")
+
+_REG_METRICS = ("edge_forward_spline_n", "edge_forward_sum", "edge_forward_spline_u")
+
+
+def check_finite(t: torch.Tensor, name: str) -> None:
+    """Raise ValueError when ``t`` holds NaN or Inf, saying where."""
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        bad = (~torch.isfinite(t)).nonzero()
+        first = tuple(int(v) for v in bad[0]) if bad.numel() else ()
+        raise ValueError(
+            f"{name} contains NaN or Inf ({int((~torch.isfinite(t)).sum())} entries, first at "
+            f"index {first}): remove or impute those rows before training"
+        )
+
+
+def prepare_dataset(model, dataset: dict, need_labels_match: bool = True) -> dict:
+    """Validate a pykan-style dataset dict and move it to the model's dtype and device."""
+    if not isinstance(dataset, dict):
+        raise ValueError(
+            "dataset must be a dict with 'train_input', 'train_label', 'test_input', 'test_label'"
+        )
+    missing = [k for k in ("train_input", "train_label", "test_input", "test_label") if k not in dataset]
+    if missing:
+        raise ValueError(f"dataset is missing {missing}; create it with kanlab.create_dataset")
+    n_in = model.width_in[0]
+    n_out = model.width_out[-1]
+    out = {}
+    for split in ("train", "test"):
+        x = torch.as_tensor(dataset[f"{split}_input"])
+        y = torch.as_tensor(dataset[f"{split}_label"])
+        if x.dim() == 1 and n_in == 1:
+            x = x[:, None]
+        if x.dim() != 2 or x.shape[1] != n_in:
+            raise ValueError(f"{split}_input must have shape (n, {n_in}), got {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            raise ValueError(f"{split}_input is empty: a dataset needs at least one row per split")
+        if y.dim() == 1:
+            y = y[:, None]
+        if y.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"{split}_label has {y.shape[0]} rows but {split}_input has {x.shape[0]}"
+            )
+        if need_labels_match and (y.dim() != 2 or y.shape[1] != n_out):
+            raise ValueError(
+                f"{split}_label must have shape (n, {n_out}) to match the model's outputs, got "
+                f"{tuple(y.shape)}"
+            )
+        x = x.to(device=model.device, dtype=model.dtype)
+        if y.is_floating_point():
+            y = y.to(device=model.device, dtype=model.dtype)
+        else:
+            y = y.to(device=model.device)
+        check_finite(x, f"dataset['{split}_input']")
+        check_finite(y, f"dataset['{split}_label']")
+        out[f"{split}_input"], out[f"{split}_label"] = x, y
+    return out
+
+
+def _entropy_terms(a: torch.Tensor) -> torch.Tensor:
+    # a: (in, out) non-negative edge scores; pykan's rows are outputs, columns inputs
+    p_out = a / (a.sum(0, keepdim=True) + 1)  # normalized over inputs, per output
+    p_in = a / (a.sum(1, keepdim=True) + 1)  # normalized over outputs, per input
+    ent_out = -torch.mean(torch.sum(p_out * torch.log2(p_out + 1e-4), dim=0))
+    ent_in = -torch.mean(torch.sum(p_in * torch.log2(p_in + 1e-4), dim=1))
+    return ent_out + ent_in
+
+
+def edge_scores(model, acts: list[torch.Tensor], normalized: bool = True) -> list[torch.Tensor]:
+    """Per layer, (in, out): std of each edge over the batch, over (std of its input + 0.1)."""
+    scores = []
+    for layer, x in zip(model.act_fun, acts):
+        s = layer.edge_std(x)
+        if normalized:
+            xstd = x.std(0) if x.shape[0] > 1 else torch.zeros_like(x[0])
+            s = s / (xstd + 0.1).unsqueeze(-1)
+        scores.append(s)
+    return scores
+
+
+def regularization(model, acts, lamb_l1=1.0, lamb_entropy=2.0, lamb_coef=0.0, lamb_coefdiff=0.0,
+                   reg_metric="edge_forward_spline_n") -> torch.Tensor:
+    """pykan's regularizer (without the overall ``lamb``) from the layer inputs ``acts``.
+
+    Per layer: ``lamb_l1 * sum(A) + lamb_entropy * (row entropy + column entropy)`` with
+    ``A_ij = std(phi_ij) / (std(x_i) + 0.1)``, plus ``lamb_coef * |coef|`` and
+    ``lamb_coefdiff * |diff coef|`` penalties (means over outputs, sums elsewhere).
+    """
+    if reg_metric not in _REG_METRICS:
+        raise ValueError(f"reg_metric {reg_metric!r} is not supported; use one of {_REG_METRICS}")
+    total = acts[0].new_zeros(())
+    if lamb_l1 != 0 or lamb_entropy != 0:
+        for a in edge_scores(model, acts, normalized=reg_metric != "edge_forward_spline_u"):
+            total = total + lamb_l1 * a.sum() + lamb_entropy * _entropy_terms(a)
+    if lamb_coef != 0 or lamb_coefdiff != 0:
+        for layer in model.act_fun:
+            c = layer.coef
+            total = total + lamb_coef * c.abs().mean(1).sum()
+            total = total + lamb_coefdiff * torch.diff(c, dim=-1).abs().mean(1).sum()
+    return total
+
+
+def _want_progress(progress) -> bool:
+    if progress is not None:
+        return bool(progress)
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def fit(
+    model,
+    dataset: dict,
+    opt: str = "LBFGS",
+    steps: int = 100,
+    log: int = 1,
+    lamb: float = 0.0,
+    lamb_l1: float = 1.0,
+    lamb_entropy: float = 2.0,
+    lamb_coef: float = 0.0,
+    lamb_coefdiff: float = 0.0,
+    update_grid: bool = True,
+    grid_update_num: int = 10,
+    loss_fn: Callable | None = None,
+    lr: float = 1.0,
+    start_grid_update_step: int = -1,
+    stop_grid_update_step: int = 50,
+    batch: int = -1,
+    metrics: list[Callable] | None = None,
+    display_metrics: list[str] | None = None,
+    reg_metric: str = "edge_forward_spline_n",
+    progress: bool | None = None,
+    callback: Callable | None = None,
+    seed: int | None = None,
+    save_fig: bool = False,
+    **pykan_only,
+) -> dict:
+    """Train ``model`` on a pykan-style dataset dict; pykan's arguments and meaning.
+
+    Args:
+        dataset: dict with ``train_input``, ``train_label``, ``test_input``, ``test_label``.
+        opt: ``"LBFGS"`` (strong Wolfe line search, history 10) or ``"Adam"``.
+        steps: optimizer steps (an LBFGS step runs up to 20 inner iterations, as in pykan).
+        log: refresh the progress bar every ``log`` steps.
+        lamb, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff: regularization strengths.
+        update_grid, grid_update_num, start_grid_update_step, stop_grid_update_step: grid
+            updates from the training inputs, ``grid_update_num`` times before
+            ``stop_grid_update_step``.
+        loss_fn: ``loss_fn(pred, target)``; mean squared error by default.
+        lr: learning rate.
+        batch: minibatch size, -1 for full batch.
+        metrics: zero-argument callables recorded every step under their ``__name__``.
+        display_metrics: names of history entries shown in the progress bar.
+        reg_metric: ``"edge_forward_spline_n"`` (pykan's default), ``"edge_forward_sum"`` or
+            ``"edge_forward_spline_u"`` (not divided by the input spread).
+        progress: show a tqdm bar; default only when stderr is a terminal.
+        callback: ``callback(step, model, history)`` after every step; returning True stops.
+        seed: seed of the private generator for minibatches (default: the model's seed).
+
+    Returns:
+        History dict of per-step lists: ``train_loss`` and ``test_loss`` (RMSE with the default
+        loss, else sqrt of ``loss_fn``), ``reg``, ``time`` (seconds since start) and metrics.
+        If the loss turns NaN/Inf the parameters of the last finite step are restored, training
+        stops and ``history['stopped']`` says why.
+    """
+    if save_fig:
+        raise ValueError("save_fig is not supported: kanlab writes no files during fit")
+    ignored = {k for k in pykan_only if k not in {"in_vars", "out_vars", "beta", "save_fig_freq",
+                                                   "img_folder", "singularity_avoiding", "y_th"}}
+    if ignored:
+        raise TypeError(f"fit() got unexpected keyword arguments {sorted(ignored)}")
+    if opt not in ("LBFGS", "Adam"):
+        raise ValueError(f"opt must be 'LBFGS' or 'Adam', got {opt!r}")
+    if not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+    if reg_metric not in _REG_METRICS:
+        raise ValueError(f"reg_metric {reg_metric!r} is not supported; use one of {_REG_METRICS}")
+    for name, v in (("lamb", lamb), ("lamb_l1", lamb_l1), ("lamb_entropy", lamb_entropy),
+                    ("lamb_coef", lamb_coef), ("lamb_coefdiff", lamb_coefdiff), ("lr", lr)):
+        if not math.isfinite(float(v)) or float(v) < 0:
+            raise ValueError(f"{name} must be a finite non-negative number, got {v!r}")
+    ds = prepare_dataset(model, dataset, need_labels_match=loss_fn is None)
+    x_train, y_train = ds["train_input"], ds["train_label"]
+    x_test, y_test = ds["test_input"], ds["test_label"]
+    n_train, n_test = x_train.shape[0], x_test.shape[0]
+    full = batch == -1 or batch >= n_train
+    if not full and (not isinstance(batch, int) or batch < 1):
+        raise ValueError(f"batch must be -1 (full batch) or a positive integer, got {batch!r}")
+    bsz = n_train if full else batch
+    bsz_test = n_test if full else min(batch, n_test)
+
+    gen = torch.Generator().manual_seed(model.seed if seed is None else int(seed))
+    mse = loss_fn is None
+    if loss_fn is None:
+        def loss_fn(pred, y):
+            return torch.mean((pred - y) ** 2)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if opt == "Adam":
+        optimizer = torch.optim.Adam(params, lr=lr)
+    else:
+        optimizer = torch.optim.LBFGS(
+            params, lr=lr, history_size=10, line_search_fn="strong_wolfe",
+            tolerance_grad=1e-32, tolerance_change=1e-32,
+        )
+    use_reg = lamb > 0
+    grid_update_freq = max(int(stop_grid_update_step / max(grid_update_num, 1)), 1)
+
+    history: dict = {"train_loss": [], "test_loss": [], "reg": [], "time": []}
+    for m in metrics or []:
+        history[m.__name__] = []
+
+    bar = None
+    if _want_progress(progress) and steps > 0:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, ncols=100)
+
+    state = {}
+
+    def objective(xb, yb):
+        if use_reg:
+            pred, acts = model.forward_with_inputs(xb)
+            reg = regularization(model, acts, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff, reg_metric)
+        else:
+            pred = _plain_forward(model, xb)
+            reg = None
+        train_loss = loss_fn(pred, yb)
+        obj = train_loss + lamb * reg if use_reg else train_loss
+        state["train_loss"], state["reg"] = train_loss, reg
+        return obj
+
+    t0 = time.perf_counter()
+    model._cache_x = x_train
+    snapshot = [p.detach().clone() for p in params]
+    for step in range(steps):
+        if full:
+            xb, yb = x_train, y_train
+            xt, yt = x_test, y_test
+        else:
+            idx = torch.randperm(n_train, generator=gen)[:bsz].to(x_train.device)
+            xb, yb = x_train[idx], y_train[idx]
+            tid = torch.randperm(n_test, generator=gen)[:bsz_test].to(x_test.device)
+            xt, yt = x_test[tid], y_test[tid]
+
+        if (update_grid and step % grid_update_freq == 0 and step < stop_grid_update_step
+                and step >= start_grid_update_step):
+            model.update_grid_from_samples(xb)
+
+        if opt == "LBFGS":
+            def closure():
+                optimizer.zero_grad(set_to_none=False)
+                obj = objective(xb, yb)
+                obj.backward()
+                return obj
+
+            optimizer.step(closure)
+        else:
+            optimizer.zero_grad(set_to_none=False)
+            obj = objective(xb, yb)
+            obj.backward()
+            optimizer.step()
+
+        with torch.no_grad():
+            test_loss = loss_fn(_plain_forward(model, xt), yt)
+        train_loss = float(state["train_loss"].detach())
+        test_loss = float(test_loss)
+        reg_val = float(state["reg"].detach()) if state.get("reg") is not None else 0.0
+        if not (math.isfinite(train_loss) and math.isfinite(test_loss)):
+            with torch.no_grad():
+                for p, s in zip(params, snapshot):
+                    p.copy_(s)
+            history["stopped"] = (
+                f"loss became non-finite at step {step}; parameters restored to step {step - 1}. "
+                "Lower lr, add regularization or normalize the data."
+            )
+            logger.warning(history["stopped"])
+            break
+        with torch.no_grad():
+            for p, s in zip(params, snapshot):
+                s.copy_(p)
+        history["train_loss"].append(math.sqrt(max(train_loss, 0.0)) if mse else math.sqrt(abs(train_loss)))
+        history["test_loss"].append(math.sqrt(max(test_loss, 0.0)) if mse else math.sqrt(abs(test_loss)))
+        history["reg"].append(reg_val)
+        history["time"].append(time.perf_counter() - t0)
+        for m in metrics or []:
+            v = m()
+            history[m.__name__].append(float(v.item()) if hasattr(v, "item") else float(v))
+        if bar is not None:
+            bar.update(1)
+            if step % max(log, 1) == 0:
+                if display_metrics:
+                    desc = " |".join(f" {k}: {history[k][-1]:.2e}" for k in display_metrics)
+                else:
+                    desc = (f"| train_loss: {history['train_loss'][-1]:.2e} | test_loss: "
+                            f"{history['test_loss'][-1]:.2e} | reg: {reg_val:.2e} |")
+                bar.set_description(desc)
+        if callback is not None and callback(step, model, history):
+            break
+    if bar is not None:
+        bar.close()
+    if history["test_loss"]:
+        logger.info("fit: %d steps in %.2fs, train %.3e, test %.3e", len(history["test_loss"]),
+                 time.perf_counter() - t0, history["train_loss"][-1], history["test_loss"][-1])
+    return history
+
+
+def _plain_forward(model, x):
+    for layer in model.act_fun:
+        x = layer(x)
+    return x
