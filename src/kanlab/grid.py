@@ -56,22 +56,38 @@ def _strictly_increasing(grid: torch.Tensor, uniform: torch.Tensor) -> torch.Ten
 
 
 def interpolate_grid(parent_grid: torch.Tensor, parent_k: int, num: int, k: int) -> torch.Tensor:
-    """Knots for a finer grid that follow the parent's knot density (pykan's refine rule).
+    """Knots for a finer grid that follow the parent's knot density.
 
-    The parent's interior knots are read as a piecewise-linear map from [0, 1] to the input
-    range; the new ``num + 1`` interior knots are that map at equally spaced points.
+    When ``num`` is at least the parent's number of intervals, every parent interval is split
+    into equal parts (``num // G_old`` each, one more for the longest ``num % G_old``), so the
+    new interior knots contain the old ones and the parent spline is exactly representable on
+    the grid range. For a coarser grid the parent's knots are read as a piecewise-linear map
+    from [0, 1] to the range and sampled at ``num + 1`` equally spaced points (pykan's rule).
 
     Returns:
         (in, num + 2k + 1) knots.
     """
     inner = parent_grid[:, parent_k : parent_grid.shape[1] - parent_k]  # (in, G+1)
     g_old = inner.shape[1] - 1
-    pos = torch.linspace(0, g_old, num + 1, dtype=inner.dtype, device=inner.device)
-    left = pos.floor().clamp(max=g_old - 1).long()
-    frac = (pos - left).unsqueeze(0)
-    lo = inner[:, left]
-    hi = inner[:, left + 1]
-    new = lo + (hi - lo) * frac
+    if num >= g_old:
+        rows = []
+        base, extra = divmod(num, g_old)
+        for row in inner:
+            lengths = row[1:] - row[:-1]
+            counts = torch.full((g_old,), base, dtype=torch.long)
+            if extra:
+                counts[torch.argsort(lengths.cpu(), descending=True, stable=True)[:extra]] += 1
+            pieces = [row[:1]]
+            for a, b, c in zip(row[:-1], row[1:], counts.tolist()):
+                t = torch.arange(1, c + 1, dtype=row.dtype, device=row.device) / c
+                pieces.append(a + (b - a) * t)
+            rows.append(torch.cat(pieces))
+        new = torch.stack(rows)
+    else:
+        pos = torch.linspace(0, g_old, num + 1, dtype=inner.dtype, device=inner.device)
+        left = pos.floor().clamp(max=g_old - 1).long()
+        frac = (pos - left).unsqueeze(0)
+        new = inner[:, left] + (inner[:, left + 1] - inner[:, left]) * frac
     return extend_grid(new, k)
 
 
