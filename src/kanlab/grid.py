@@ -55,40 +55,72 @@ def _strictly_increasing(grid: torch.Tensor, uniform: torch.Tensor) -> torch.Ten
     return grid
 
 
-def interpolate_grid(parent_grid: torch.Tensor, parent_k: int, num: int, k: int) -> torch.Tensor:
-    """Knots for a finer grid that follow the parent's knot density.
+def _allocate(weights: list[float], total: int) -> list[int]:
+    """Split ``total`` intervals over segments in proportion to ``weights``, at least 1 each."""
+    n = len(weights)
+    wsum = sum(weights)
+    raw = [total * w / wsum for w in weights]
+    counts = [max(1, int(r)) for r in raw]
+    while sum(counts) > total:  # too many: take from the segment that is most over its share
+        i = max(range(n), key=lambda j: (counts[j] - raw[j]) if counts[j] > 1 else -1e9)
+        counts[i] -= 1
+    while sum(counts) < total:  # too few: give to the segment most under its share
+        i = max(range(n), key=lambda j: raw[j] - counts[j])
+        counts[i] += 1
+    return counts
 
-    When ``num`` is at least the parent's number of intervals, every parent interval is split
-    into equal parts (``num // G_old`` each, one more for the longest ``num % G_old``), so the
-    new interior knots contain the old ones and the parent spline is exactly representable on
-    the grid range. For a coarser grid the parent's knots are read as a piecewise-linear map
-    from [0, 1] to the range and sampled at ``num + 1`` equally spaced points (pykan's rule).
+
+def interpolate_grid(parent_grid: torch.Tensor, parent_k: int, num: int, k: int,
+                     x: torch.Tensor | None = None) -> torch.Tensor:
+    """Knots for a finer grid that follow the parent's knots (grid extension).
+
+    The new interior range is the parent's, widened to cover the samples ``x`` where they
+    reach into the parent's extension knots. Every parent knot inside that range stays a knot
+    and each parent interval is split into equal parts (the same number for every full
+    interval, following the parent's density), so the parent spline is exactly representable
+    on the range. When ``num`` is too small for that, the parent's interior knots are read as a
+    piecewise-linear map and sampled at ``num + 1`` points (pykan's rule).
+
+    Args:
+        parent_grid: (in, G_old + 2 k_old + 1) knots.
+        x: optional (batch, in) samples of the layer's inputs.
 
     Returns:
         (in, num + 2k + 1) knots.
     """
-    inner = parent_grid[:, parent_k : parent_grid.shape[1] - parent_k]  # (in, G+1)
-    g_old = inner.shape[1] - 1
-    if num >= g_old:
-        rows = []
-        base, extra = divmod(num, g_old)
-        for row in inner:
-            lengths = row[1:] - row[:-1]
-            counts = torch.full((g_old,), base, dtype=torch.long)
-            if extra:
-                counts[torch.argsort(lengths.cpu(), descending=True, stable=True)[:extra]] += 1
-            pieces = [row[:1]]
-            for a, b, c in zip(row[:-1], row[1:], counts.tolist()):
-                t = torch.arange(1, c + 1, dtype=row.dtype, device=row.device) / c
-                pieces.append(a + (b - a) * t)
-            rows.append(torch.cat(pieces))
-        new = torch.stack(rows)
-    else:
-        pos = torch.linspace(0, g_old, num + 1, dtype=inner.dtype, device=inner.device)
-        left = pos.floor().clamp(max=g_old - 1).long()
-        frac = (pos - left).unsqueeze(0)
-        new = inner[:, left] + (inner[:, left + 1] - inner[:, left]) * frac
-    return extend_grid(new, k)
+    n_knots = parent_grid.shape[1]
+    g_old = n_knots - 1 - 2 * parent_k
+    rows = []
+    for i, row in enumerate(parent_grid):
+        t0, tg = row[parent_k], row[n_knots - 1 - parent_k]
+        lo, hi = t0, tg
+        if x is not None and x.shape[0] > 0:
+            xmin, xmax = x[:, i].min(), x[:, i].max()
+            margin = 0.05 * (xmax - xmin)  # unseen data lands a little beyond the samples
+            if xmin < t0:
+                lo = torch.maximum(xmin - margin, row[0])
+            if xmax > tg:
+                hi = torch.minimum(xmax + margin, row[-1])
+        inside = row[(row > lo) & (row < hi)]
+        bps = torch.cat([lo.reshape(1), inside, hi.reshape(1)])
+        seg = bps[1:] - bps[:-1]
+        # weight 1 per full parent interval, a fraction for a partial one at either end
+        full = (tg - t0) / g_old
+        weights = [float(s / full) for s in seg]
+        weights = [min(max(w, 1e-6), 1.0) if (j == 0 or j == len(weights) - 1) else 1.0
+                   for j, w in enumerate(weights)]
+        if len(seg) > num:
+            inner = row[parent_k : n_knots - parent_k]
+            pos = torch.linspace(0, g_old, num + 1, dtype=row.dtype, device=row.device)
+            left = pos.floor().clamp(max=g_old - 1).long()
+            rows.append(inner[left] + (inner[left + 1] - inner[left]) * (pos - left))
+            continue
+        pieces = [bps[:1]]
+        for a, b, c in zip(bps[:-1], bps[1:], _allocate(weights, num)):
+            t = torch.arange(1, c + 1, dtype=row.dtype, device=row.device) / c
+            pieces.append(a + (b - a) * t)
+        rows.append(torch.cat(pieces))
+    return extend_grid(torch.stack(rows), k)
 
 
 @torch.no_grad()
@@ -97,11 +129,13 @@ def refit_layer(child, parent, x: torch.Tensor | None) -> None:
     coefficients by least squares on the samples ``x`` plus dense points over the grid, and
     the parent's scales, mask and bias.
     """
-    grid = interpolate_grid(parent.grid, parent.k, child.num, child.k).to(child.grid.dtype)
+    grid = interpolate_grid(parent.grid, parent.k, child.num, child.k, x).to(child.grid.dtype)
     child.set_grid(grid)
-    lo = parent.grid[:, parent.k]
-    hi = parent.grid[:, parent.grid.shape[1] - 1 - parent.k]
-    n_dense = 8 * max(child.num, parent.num) + 1
+    # dense points over the child's grid range (outside it the parent's extension tails are
+    # not representable by the finer grid, and fitting them would spoil the range)
+    lo = child.grid[:, child.k]
+    hi = child.grid[:, child.grid.shape[1] - 1 - child.k]
+    n_dense = 8 * child.num + 1
     t = torch.linspace(0, 1, n_dense, dtype=parent.grid.dtype, device=parent.grid.device)
     pts = lo[None, :] + (hi - lo)[None, :] * t[:, None]  # (n_dense, in)
     if x is not None and x.shape[0] > 0:
