@@ -55,16 +55,23 @@ def test_partition_of_unity_and_outside_zero():
     assert torch.count_nonzero(bspline_basis(far, g, 3)) == 0
 
 
-def test_local_basis_only_k_plus_1_values():
-    g = make_grid(4, 7, 3, dtype=torch.float32)
-    x = torch.rand(50, 4) * 2 - 1
+@pytest.mark.parametrize("kind", ["uniform", "nonuniform"])
+def test_local_basis_only_k_plus_1_values(kind):
+    gen = torch.Generator().manual_seed(0)
+    g = _grid(kind, 4, 7, 3, gen).float()
+    x = torch.rand(50, 4, generator=gen) * 3 - 1.5
     lb = local_basis(x, g, 3, need_deriv=True)
     assert lb.values.shape == (50, 4, 4) and lb.index.shape == (50, 4, 4)
     assert lb.deriv.shape == (50, 4, 4)
-    dense = bspline_basis(x, g, 3)
-    # the scattered local values reproduce the dense basis
-    flat = torch.zeros(50, 4 * 10).scatter_add_(1, lb.index.reshape(50, -1), lb.values.reshape(50, -1))
-    torch.testing.assert_close(flat.view(50, 4, 10), dense)
+    plan = lb.plan
+    assert plan.uniform == (kind == "uniform") and plan.width == 11 and plan.dummy == 44
+    # scattering the local values into the fused layout reproduces the dense basis
+    flat = torch.zeros(50, 45).scatter_add_(1, lb.index.reshape(50, -1), lb.values.reshape(50, -1))
+    dense = flat[:, :-1].view(50, 4, 11)[:, :, 1:]
+    torch.testing.assert_close(dense, bspline_basis(x, g, 3))
+    # each input's columns stay inside its own block (or the dummy column)
+    block = lb.index // 11
+    assert torch.all((block == torch.arange(4)[None, :, None]) | (lb.index == 44))
 
 
 @pytest.mark.parametrize("kind", ["uniform", "nonuniform"])

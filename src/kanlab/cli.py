@@ -9,12 +9,27 @@ import time
 __all__ = ["main"]
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def _demo(args) -> int:
+    from pathlib import Path
+
     import torch
 
     from . import KAN, create_dataset
 
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    if args.save:
+        folder = Path(args.save).parent
+        if not folder.is_dir():
+            raise ValueError(f"cannot save to {args.save}: folder {folder} does not exist")
     f = lambda x: torch.exp(torch.sin(torch.pi * x[:, [0]]) + x[:, [1]] ** 2)  # noqa: E731
     dataset = create_dataset(f, n_var=2, train_num=1000, test_num=1000, seed=0)
     print("kanlab demo: f(x, y) = exp(sin(pi x) + y^2), 1000 train / 1000 test samples")
@@ -47,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     d = sub.add_parser("demo", help="train the built-in toy example and print test RMSE and time")
-    d.add_argument("--steps", type=int, default=50, help="LBFGS steps per stage (default 50)")
+    d.add_argument("--steps", type=_positive_int, default=50, help="LBFGS steps per stage (default 50)")
     d.add_argument("--save", metavar="PATH", help="save the trained model to PATH")
     d.add_argument("--progress", action="store_true", default=None, help="show a progress bar")
     d.set_defaults(func=_demo)

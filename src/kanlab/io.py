@@ -27,6 +27,8 @@ def save_model(model, path) -> None:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.exists():
         raise ValueError(f"folder {folder} does not exist: create it first")
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder: choose a path inside a folder")
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -34,12 +36,20 @@ def save_model(model, path) -> None:
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "trainable": {n: bool(p.requires_grad) for n, p in model.named_parameters()},
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:64]}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(payload, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        # mkstemp makes the file private; give it the mode a plain open() would (or the old one)
+        if path.exists():
+            mode = path.stat().st_mode & 0o7777
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -75,15 +85,23 @@ def load_model(path, map_location=None, base_fun=None):
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not a kanlab model file (no '{FORMAT}' header)")
     version = payload.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"{path} has an invalid format_version {version!r}: the file is damaged")
+    if version > FORMAT_VERSION:
         raise ValueError(
             f"{path} was written in model format {version}, newer than this kanlab reads "
             f"({FORMAT_VERSION}): upgrade kanlab"
         )
-    cfg = dict(payload.get("config") or {})
+    cfg = payload.get("config")
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{path} has no valid config (got {type(cfg).__name__}): the file is damaged")
+    cfg = dict(cfg)
     state = payload.get("state_dict")
     if not isinstance(state, dict):
         raise ValueError(f"{path} has no state_dict: the file is damaged")
+    trainable = payload.get("trainable", {})
+    if not isinstance(trainable, dict):
+        raise ValueError(f"{path} has an invalid 'trainable' field: the file is damaged")
     if cfg.get("base_fun") == "custom":
         if base_fun is None:
             raise ValueError(
@@ -100,7 +118,7 @@ def load_model(path, map_location=None, base_fun=None):
     except RuntimeError as err:
         raise ValueError(f"{path} does not match its config (damaged file?): {err}") from None
     for name, p in model.named_parameters():
-        p.requires_grad_(bool(payload.get("trainable", {}).get(name, p.requires_grad)))
+        p.requires_grad_(bool(trainable.get(name, p.requires_grad)))
     if map_location is not None:
         model = model.to(map_location)
     return model

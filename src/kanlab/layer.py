@@ -12,58 +12,12 @@ import numbers
 import torch
 from torch import nn
 
+from .basis import BasisPlan
 from .bases import resolve_base_fun
-from .functional import kan_linear
-from .splines import coef2curve, curve2coef, grid_is_uniform, local_basis, make_grid
+from .functional import kan_layer
+from .splines import coef2curve, curve2coef, make_grid
 
 __all__ = ["KANLayer"]
-
-
-class _FeatureCov(torch.autograd.Function):
-    """Per-input covariance of the features [b(x_i), B_1(x_i), ..., B_P(x_i)] over the batch.
-
-    Returns (in, 1+P, 1+P). Saves only x and b(x); backward recomputes the basis.
-    """
-
-    @staticmethod
-    def forward(ctx, x, base, grid, k, uniform):
-        feat, _ = _dense_features(x, base, grid, k, uniform, need_deriv=False)
-        fc = feat - feat.mean(0, keepdim=True)
-        denom = max(x.shape[0] - 1, 1)
-        cov = torch.einsum("bip,biq->ipq", fc, fc) / denom
-        ctx.save_for_backward(x, base, grid)
-        ctx.k, ctx.uniform = k, uniform
-        return cov
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, gcov):
-        x, base, grid = ctx.saved_tensors
-        need_x, need_base = ctx.needs_input_grad[:2]
-        feat, basis = _dense_features(x, base, grid, ctx.k, ctx.uniform, need_deriv=need_x)
-        fc = feat - feat.mean(0, keepdim=True)
-        denom = max(x.shape[0] - 1, 1)
-        sym = (gcov + gcov.transpose(1, 2)) / denom
-        gfeat = torch.einsum("bip,ipq->biq", fc, sym)  # (batch, in, 1+P)
-        gx = gbase = None
-        if need_base:
-            gbase = gfeat[..., 0]
-        if need_x:
-            n_basis = feat.shape[-1] - 1
-            local = basis.index - (torch.arange(x.shape[1], device=x.device) * n_basis)[:, None]
-            picked = torch.gather(gfeat[..., 1:], 2, local)
-            gx = (picked * basis.deriv).sum(-1)
-        return gx, gbase, None, None, None
-
-
-def _dense_features(x, base, grid, k, uniform, need_deriv):
-    batch, in_dim = x.shape
-    n_basis = grid.shape[1] - k - 1
-    basis = local_basis(x, grid, k, need_deriv=need_deriv, uniform=uniform)
-    sp = torch.zeros(batch, in_dim * n_basis, dtype=x.dtype, device=x.device)
-    sp.scatter_add_(1, basis.index.reshape(batch, -1), basis.values.reshape(batch, -1))
-    feat = torch.cat([base.unsqueeze(-1), sp.view(batch, in_dim, n_basis)], dim=-1)
-    return feat, basis
 
 
 class KANLayer(nn.Module):
@@ -132,8 +86,7 @@ class KANLayer(nn.Module):
         self.scale_sp = nn.Parameter(torch.zeros(in_dim, out_dim, dtype=dtype, device=device))
         self.register_buffer("mask", torch.ones(in_dim, out_dim, dtype=dtype, device=device))
         self.bias = nn.Parameter(torch.zeros(out_dim, dtype=dtype, device=device)) if bias else None
-        self._uniform_key = None
-        self._uniform = True
+        self._plan: BasisPlan | None = None
         self.reset_parameters(
             noise_scale, scale_base_mu, scale_base_sigma, scale_sp, sparse_init, generator
         )
@@ -181,14 +134,16 @@ class KANLayer(nn.Module):
     def n_basis(self) -> int:
         return self.num + self.k
 
+    def plan(self) -> BasisPlan:
+        """The span-local evaluation plan of the current grid (rebuilt when the grid changes)."""
+        plan = self._plan
+        if plan is None or not plan.matches(self.grid):
+            plan = self._plan = BasisPlan(self.grid, self.k)
+        return plan
+
     def is_uniform(self) -> bool:
-        """Whether the knots are uniform per input (cached until the grid changes)."""
-        g = self.grid
-        key = (g.data_ptr(), g._version, tuple(g.shape), g.dtype, g.device)
-        if key != self._uniform_key:
-            self._uniform = grid_is_uniform(g)
-            self._uniform_key = key
-        return self._uniform
+        """Whether the knots are uniform per input."""
+        return self.plan().uniform
 
     def set_grid(self, grid: torch.Tensor) -> None:
         """Replace the knots (in, G+2k+1), keeping dtype and device."""
@@ -198,13 +153,6 @@ class KANLayer(nn.Module):
             self.grid.copy_(grid)
 
     # ---------------------------------------------------------------- weights
-    def fused_weight(self) -> torch.Tensor:
-        """(in*(1+P), out): base weights, then the P spline weights of each input."""
-        wb = self.scale_base * self.mask
-        wsp = (self.scale_sp * self.mask).unsqueeze(-1) * self.coef  # (in, out, P)
-        wsp = wsp.permute(0, 2, 1).reshape(self.in_dim * self.n_basis, self.out_dim)
-        return torch.cat([wb, wsp], dim=0)
-
     def edge_weights(self) -> torch.Tensor:
         """(in, out, 1+P): per edge, the weight of b(x) then of each B-spline."""
         wb = (self.scale_base * self.mask).unsqueeze(-1)
@@ -214,8 +162,13 @@ class KANLayer(nn.Module):
     # ---------------------------------------------------------------- compute
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, in) -> (batch, out)."""
-        base = self.base_fun(x)
-        return kan_linear(x, base, self.fused_weight(), self.bias, self.grid, self.k, self.is_uniform())
+        return kan_layer(x, self.base_fun(x), self.scale_base, self.scale_sp, self.coef, self.mask,
+                         self.bias, self.plan())
+
+    def forward_with_var(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Output (batch, out) and the exact batch variance (unbiased) of every edge (in, out)."""
+        return kan_layer(x, self.base_fun(x), self.scale_base, self.scale_sp, self.coef, self.mask,
+                         self.bias, self.plan(), want_var=True)
 
     def spline(self, x: torch.Tensor) -> torch.Tensor:
         """Raw per-edge spline values sum_m coef B_m(x): (batch, in, out)."""
@@ -232,21 +185,13 @@ class KANLayer(nn.Module):
         total = base + sp
         return (total, base, sp) if parts else total
 
-    def feature_cov(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-input covariance over the batch of [b(x_i), B(x_i)]: (in, 1+P, 1+P)."""
-        return _FeatureCov.apply(x, self.base_fun(x), self.grid, self.k, self.is_uniform())
-
     def edge_std(self, x: torch.Tensor) -> torch.Tensor:
         """Batch standard deviation (unbiased) of every edge's output: (in, out).
 
         Exact and differentiable, via Var(phi_ij) = w_ij^T Cov(F_i) w_ij; never builds the
         (batch, in, out) activations.
         """
-        cov = self.feature_cov(x)
-        w = self.edge_weights()  # (in, out, 1+P)
-        var = ((w @ cov) * w).sum(-1)
-        tiny = torch.finfo(var.dtype).eps ** 2
-        return torch.sqrt(var.clamp_min(tiny)) * (var > tiny)
+        return var_to_std(self.forward_with_var(x)[1])
 
     # ------------------------------------------------------------------ grids
     @torch.no_grad()
@@ -290,6 +235,12 @@ class KANLayer(nn.Module):
 
     def _base_spec(self):
         return self.base_fun if self.base_fun_name == "custom" else self.base_fun_name
+
+
+def var_to_std(var: torch.Tensor) -> torch.Tensor:
+    """sqrt with a zero (and zero-gradient) floor for round-off-sized variances."""
+    tiny = torch.finfo(var.dtype).eps ** 2
+    return torch.sqrt(var.clamp_min(tiny)) * (var > tiny)
 
 
 def _sparse_mask(in_dim: int, out_dim: int) -> torch.Tensor:

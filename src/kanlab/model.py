@@ -244,6 +244,15 @@ class KAN(nn.Module):
             x = layer(x)
         return x, acts
 
+    def forward_with_stats(self, x: torch.Tensor):
+        """Output, the input of every layer, and every layer's edge variances (in, out)."""
+        acts, variances = [], []
+        for layer in self.act_fun:
+            acts.append(x)
+            x, var = layer.forward_with_var(x)
+            variances.append(var)
+        return x, acts, variances
+
     @torch.no_grad()
     def layer_inputs(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Inputs of every layer plus the output: ``[x_0, x_1, ..., x_L]``."""
@@ -328,8 +337,9 @@ class KAN(nn.Module):
         from .train import regularization
 
         x = self._check_x(x)
-        _, acts = self.forward_with_inputs(x)
-        return regularization(self, acts, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff, reg_metric)
+        _, acts, variances = self.forward_with_stats(x)
+        return regularization(self, acts, variances, lamb_l1, lamb_entropy, lamb_coef,
+                              lamb_coefdiff, reg_metric)
 
     @torch.no_grad()
     def evaluate(self, dataset: dict) -> dict:

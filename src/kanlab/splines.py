@@ -9,18 +9,16 @@ Conventions (shared with pykan):
   supported on ``[t_m, t_{m+k+1})``. Outside ``[t_0, t_{G+2k})`` every basis function is 0.
 * Coefficients have shape ``(in_dim, out_dim, P)``.
 
-Only the ``k + 1`` basis functions that are non-zero at ``x`` are ever evaluated: the knot span
-``j`` with ``t_j <= x < t_{j+1}`` is found in closed form on a uniform grid and with
-``searchsorted`` otherwise; the values of ``B_{j-k}, ..., B_j`` then come from a precomputed
-polynomial (uniform grid) or de Boor's triangular recursion (any grid).
+Only the ``k + 1`` basis functions that are non-zero at ``x`` are ever evaluated, through a
+:class:`~kanlab.basis.BasisPlan` (span lookup plus per-span polynomials).
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
-import numpy as np
 import torch
+
+from .basis import BasisPlan, grid_is_uniform
 
 __all__ = [
     "make_grid",
@@ -73,47 +71,30 @@ def make_grid(
     return extend_grid(base, k).to(dtype=dtype, device=device).contiguous()
 
 
-def grid_is_uniform(grid: torch.Tensor) -> bool:
-    """True when every row of ``grid`` has equally spaced knots (up to rounding)."""
-    d = grid[:, 1:] - grid[:, :-1]
-    h = (grid[:, -1:] - grid[:, :1]) / (grid.shape[1] - 1)
-    tol = 1e-9 if grid.dtype == torch.float64 else 2e-5
-    scale = torch.maximum(h.abs(), grid.abs().amax(dim=1, keepdim=True) * 1e-3)
-    return bool(((d - h).abs() <= tol * scale).all() and (h > 0).all())
+def local_basis(
+    x: torch.Tensor,
+    grid: torch.Tensor,
+    k: int,
+    need_deriv: bool = False,
+    plan: BasisPlan | None = None,
+) -> SplineBasis:
+    """Evaluate the ``k+1`` non-zero B-splines of each input (and optionally their derivatives).
 
+    Args:
+        x: (batch, in_dim) inputs.
+        grid: (in_dim, G + 2k + 1) increasing knots.
+        k: spline order, ``k >= 1``.
+        need_deriv: also return d/dx of the values.
+        plan: a :class:`~kanlab.basis.BasisPlan` of ``grid`` to reuse.
 
-@functools.lru_cache(maxsize=32)
-def _uniform_poly(k: int) -> np.ndarray:
-    """Matrix M (k+1, k+1): on a uniform grid, B_{j-k+r}(t_j + u h) = sum_p M[r, p] u^p."""
-    P = np.polynomial.polynomial
-    # cardinal B-splines with knots at integers; on [0, 1) the non-zero ones are m = -d..0
-    prev = {0: np.array([1.0])}  # order 0: N_{0,0} = 1 on [0, 1)
-    for d in range(1, k + 1):
-        cur = {}
-        for m in range(-d, 1):
-            term = np.zeros(1)
-            if m in prev:  # (u - m)/d * N_{m,d-1}
-                term = P.polyadd(term, P.polymul([-m / d, 1.0 / d], prev[m]))
-            if m + 1 in prev:  # (m + d + 1 - u)/d * N_{m+1,d-1}
-                term = P.polyadd(term, P.polymul([(m + d + 1) / d, -1.0 / d], prev[m + 1]))
-            cur[m] = term
-        prev = cur
-    M = np.zeros((k + 1, k + 1))
-    for r, m in enumerate(range(-k, 1)):
-        c = prev[m]
-        M[r, : len(c)] = c
-    return M
-
-
-@functools.lru_cache(maxsize=64)
-def _uniform_mats(k: int, dtype: torch.dtype, device: torch.device):
-    M = _uniform_poly(k)
-    D = np.zeros_like(M)  # derivative wrt u: sum_p p M[r,p] u^(p-1)
-    D[:, :-1] = M[:, 1:] * np.arange(1, k + 1)[None, :]
-    return (
-        torch.tensor(M.T, dtype=dtype, device=device).contiguous(),
-        torch.tensor(D.T, dtype=dtype, device=device).contiguous(),
-    )
+    Returns:
+        A :class:`SplineBasis` whose ``index`` addresses the fused feature layout
+        (see :mod:`kanlab.basis`).
+    """
+    if plan is None or not plan.matches(grid):
+        plan = BasisPlan(grid, k)
+    vals, cols, der = plan.evaluate(x, need_deriv)
+    return SplineBasis(vals, cols, der, plan)
 
 
 @dataclass
@@ -121,104 +102,17 @@ class SplineBasis:
     """The ``k + 1`` non-zero basis values at each input.
 
     Attributes:
-        values: (batch, in_dim, k+1) values of B_{j-k}, ..., B_j (0 where out of range).
-        index: (batch, in_dim, k+1) column of each value in the flattened dense basis
-            ``(in_dim * P)``, always a valid column (values are 0 where clamped).
+        values: (batch, in_dim, k+1) values of B_{j-k}, ..., B_j.
+        index: (batch, in_dim, k+1) column of each value in the fused layout
+            ``(batch, in_dim*(1+P) + 1)``; non-existent functions point at the dummy column.
         deriv: (batch, in_dim, k+1) d/dx of the values, or None.
+        plan: the plan that produced them.
     """
 
     values: torch.Tensor
     index: torch.Tensor
     deriv: torch.Tensor | None
-
-
-def _span_uniform(x, grid, k, need_deriv):
-    t0 = grid[:, 0]
-    h = grid[:, 1] - grid[:, 0]
-    s = (x - t0) / h
-    j = torch.floor(s)
-    u = s - j
-    M, D = _uniform_mats(k, x.dtype, x.device)
-    powers = u.unsqueeze(-1).pow(torch.arange(k + 1, device=x.device, dtype=x.dtype))
-    vals = powers @ M
-    der = (powers @ D) / h[:, None] if need_deriv else None
-    return j.to(torch.long), vals, der
-
-
-def _span_general(x, grid, k, need_deriv):
-    n_knots = grid.shape[1]
-    j = (torch.searchsorted(grid, x.t().contiguous(), right=True) - 1).t().contiguous()  # (batch, in)
-    jc = j.clamp(0, n_knots - 2)
-    padded = extend_grid(grid, k)  # knot t_i sits at padded[:, i + k]
-    # local knots t_{j-k+1} .. t_{j+k}  -> padded columns j+1 .. j+2k
-    offs = torch.arange(1, 2 * k + 1, device=x.device)
-    T = padded.unsqueeze(0).expand(x.shape[0], -1, -1).gather(
-        2, jc.unsqueeze(-1) + offs
-    )  # (batch, in, 2k)
-    xe = x.unsqueeze(-1)
-    R = T[..., k:] - xe  # right[s] = t_{j+s} - x, s = 1..k
-    L = xe - T[..., :k].flip(-1)  # left[s] = x - t_{j+1-s}, s = 1..k
-    N = torch.ones_like(xe)
-    temp = None
-    tiny = torch.finfo(x.dtype).tiny
-    for d in range(1, k + 1):
-        den = (R[..., :d] + L[..., :d].flip(-1)).clamp_min(tiny)
-        temp = N / den
-        a = R[..., :d] * temp
-        b = L[..., :d].flip(-1) * temp
-        N = torch.nn.functional.pad(a, (0, 1)) + torch.nn.functional.pad(b, (1, 0))
-    der = None
-    if need_deriv:
-        if k == 0:
-            der = torch.zeros_like(N)
-        else:
-            der = k * (torch.nn.functional.pad(temp, (1, 0)) - torch.nn.functional.pad(temp, (0, 1)))
-    return j, N, der
-
-
-def local_basis(
-    x: torch.Tensor,
-    grid: torch.Tensor,
-    k: int,
-    need_deriv: bool = False,
-    uniform: bool | None = None,
-) -> SplineBasis:
-    """Evaluate the ``k+1`` non-zero B-splines of each input (and optionally their derivatives).
-
-    Args:
-        x: (batch, in_dim) inputs.
-        grid: (in_dim, G + 2k + 1) increasing knots.
-        k: spline order (degree), ``k >= 0``.
-        need_deriv: also return d/dx of the values.
-        uniform: whether the knots are uniform per row; computed when None.
-
-    Returns:
-        A :class:`SplineBasis`.
-    """
-    in_dim = grid.shape[0]
-    n_basis = grid.shape[1] - k - 1
-    if uniform is None:
-        uniform = grid_is_uniform(grid)
-    if uniform:
-        j, vals, der = _span_uniform(x, grid, k, need_deriv)
-    else:
-        j, vals, der = _span_general(x, grid, k, need_deriv)
-    n_spans = grid.shape[1] - 1
-    m = j.unsqueeze(-1) + torch.arange(-k, 1, device=x.device)  # basis index of each value
-    ok = (m >= 0) & (m < n_basis) & ((j >= 0) & (j < n_spans)).unsqueeze(-1)
-    okf = ok.to(vals.dtype)
-    vals = vals * okf
-    if der is not None:
-        der = der * okf
-    col = m.clamp(0, n_basis - 1) + (torch.arange(in_dim, device=x.device) * n_basis).unsqueeze(-1)
-    return SplineBasis(vals, col, der)
-
-
-def _dense(basis: SplineBasis, batch: int, width: int, which: str = "values") -> torch.Tensor:
-    src = basis.values if which == "values" else basis.deriv
-    out = torch.zeros(batch, width, dtype=src.dtype, device=src.device)
-    out.scatter_add_(1, basis.index.reshape(batch, -1), src.reshape(batch, -1))
-    return out
+    plan: BasisPlan
 
 
 def bspline_basis(
@@ -226,12 +120,15 @@ def bspline_basis(
 ) -> torch.Tensor:
     """Dense basis (batch, in_dim, G+k): every B-spline at every input (pykan's ``B_batch``).
 
-    Built from the span-local values; use it for analysis and tests, not in training loops.
+    Built from the span-local values; for analysis, refits and tests, not for training loops.
     """
     b, n = x.shape
-    n_basis = grid.shape[1] - k - 1
     basis = local_basis(x, grid, k, need_deriv=derivative)
-    return _dense(basis, b, n * n_basis, "deriv" if derivative else "values").view(b, n, n_basis)
+    plan = basis.plan
+    src = basis.deriv if derivative else basis.values
+    out = torch.zeros(b, plan.dummy + 1, dtype=src.dtype, device=src.device)
+    out.scatter_add_(1, basis.index.reshape(b, -1), src.reshape(b, -1))
+    return out[:, :-1].reshape(b, n, plan.width)[:, :, 1:]
 
 
 def coef2curve(x: torch.Tensor, grid: torch.Tensor, coef: torch.Tensor, k: int) -> torch.Tensor:
@@ -243,14 +140,7 @@ def coef2curve(x: torch.Tensor, grid: torch.Tensor, coef: torch.Tensor, k: int) 
     Returns:
         (batch, in_dim, out_dim) values sum_m coef[i, j, m] B_m(x_i).
     """
-    basis = local_basis(x, grid, k)
-    n_basis = coef.shape[-1]
-    local = basis.index - (torch.arange(x.shape[1], device=x.device) * n_basis)[:, None]
-    # gather coef[i, :, m] for each (b, i, r): (batch, in, k+1, out)
-    c = coef.permute(0, 2, 1)  # (in, P, out)
-    i_idx = torch.arange(x.shape[1], device=x.device)[None, :, None]
-    picked = c[i_idx, local]  # (batch, in, k+1, out)
-    return torch.einsum("bir,biro->bio", basis.values, picked)
+    return torch.einsum("bip,iop->bio", bspline_basis(x, grid, k), coef)
 
 
 def curve2coef(

@@ -9,6 +9,8 @@ from typing import Callable
 
 import torch
 
+from .optim import LBFGS
+
 __all__ = ["fit", "regularization", "prepare_dataset", "check_finite"]
 
 logger = logging.getLogger("kanlab")
@@ -79,11 +81,14 @@ def _entropy_terms(a: torch.Tensor) -> torch.Tensor:
     return ent_out + ent_in
 
 
-def edge_scores(model, acts: list[torch.Tensor], normalized: bool = True) -> list[torch.Tensor]:
+def edge_scores(inputs: list[torch.Tensor], variances: list[torch.Tensor],
+                normalized: bool = True) -> list[torch.Tensor]:
     """Per layer, (in, out): std of each edge over the batch, over (std of its input + 0.1)."""
+    from .layer import var_to_std
+
     scores = []
-    for layer, x in zip(model.act_fun, acts):
-        s = layer.edge_std(x)
+    for x, var in zip(inputs, variances):
+        s = var_to_std(var)
         if normalized:
             xstd = x.std(0) if x.shape[0] > 1 else torch.zeros_like(x[0])
             s = s / (xstd + 0.1).unsqueeze(-1)
@@ -91,9 +96,13 @@ def edge_scores(model, acts: list[torch.Tensor], normalized: bool = True) -> lis
     return scores
 
 
-def regularization(model, acts, lamb_l1=1.0, lamb_entropy=2.0, lamb_coef=0.0, lamb_coefdiff=0.0,
-                   reg_metric="edge_forward_spline_n") -> torch.Tensor:
-    """pykan's regularizer (without the overall ``lamb``) from the layer inputs ``acts``.
+def regularization(model, inputs, variances, lamb_l1=1.0, lamb_entropy=2.0, lamb_coef=0.0,
+                   lamb_coefdiff=0.0, reg_metric="edge_forward_spline_n") -> torch.Tensor:
+    """pykan's regularizer (without the overall ``lamb``).
+
+    Args:
+        inputs, variances: per layer, its input (batch, in) and its edges' batch variance
+            (in, out), as returned by ``model.forward_with_stats``.
 
     Per layer: ``lamb_l1 * sum(A) + lamb_entropy * (row entropy + column entropy)`` with
     ``A_ij = std(phi_ij) / (std(x_i) + 0.1)``, plus ``lamb_coef * |coef|`` and
@@ -101,9 +110,9 @@ def regularization(model, acts, lamb_l1=1.0, lamb_entropy=2.0, lamb_coef=0.0, la
     """
     if reg_metric not in _REG_METRICS:
         raise ValueError(f"reg_metric {reg_metric!r} is not supported; use one of {_REG_METRICS}")
-    total = acts[0].new_zeros(())
+    total = inputs[0].new_zeros(())
     if lamb_l1 != 0 or lamb_entropy != 0:
-        for a in edge_scores(model, acts, normalized=reg_metric != "edge_forward_spline_u"):
+        for a in edge_scores(inputs, variances, normalized=reg_metric != "edge_forward_spline_u"):
             total = total + lamb_l1 * a.sum() + lamb_entropy * _entropy_terms(a)
     if lamb_coef != 0 or lamb_coefdiff != 0:
         for layer in model.act_fun:
@@ -210,13 +219,14 @@ def fit(
             return torch.mean((pred - y) ** 2)
 
     params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
     if opt == "Adam":
         optimizer = torch.optim.Adam(params, lr=lr)
     else:
-        optimizer = torch.optim.LBFGS(
-            params, lr=lr, history_size=10, line_search_fn="strong_wolfe",
-            tolerance_grad=1e-32, tolerance_change=1e-32,
-        )
+        # pykan's settings: history 10, strong Wolfe, tolerances that never stop early
+        optimizer = LBFGS(params, lr=lr, history_size=10, line_search_fn="strong_wolfe",
+                          tolerance_grad=1e-32, tolerance_change=1e-32, tolerance_ys=1e-32)
     use_reg = lamb > 0
     grid_update_freq = max(int(stop_grid_update_step / max(grid_update_num, 1)), 1)
 
@@ -234,8 +244,9 @@ def fit(
 
     def objective(xb, yb):
         if use_reg:
-            pred, acts = model.forward_with_inputs(xb)
-            reg = regularization(model, acts, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff, reg_metric)
+            pred, acts, variances = model.forward_with_stats(xb)
+            reg = regularization(model, acts, variances, lamb_l1, lamb_entropy, lamb_coef,
+                                 lamb_coefdiff, reg_metric)
         else:
             pred = _plain_forward(model, xb)
             reg = None
@@ -247,75 +258,78 @@ def fit(
     t0 = time.perf_counter()
     model._cache_x = x_train
     snapshot = [p.detach().clone() for p in params]
-    for step in range(steps):
-        if full:
-            xb, yb = x_train, y_train
-            xt, yt = x_test, y_test
-        else:
-            idx = torch.randperm(n_train, generator=gen)[:bsz].to(x_train.device)
-            xb, yb = x_train[idx], y_train[idx]
-            tid = torch.randperm(n_test, generator=gen)[:bsz_test].to(x_test.device)
-            xt, yt = x_test[tid], y_test[tid]
+    try:
+        for step in range(steps):
+            if full:
+                xb, yb = x_train, y_train
+                xt, yt = x_test, y_test
+            else:
+                idx = torch.randperm(n_train, generator=gen)[:bsz].to(x_train.device)
+                xb, yb = x_train[idx], y_train[idx]
+                tid = torch.randperm(n_test, generator=gen)[:bsz_test].to(x_test.device)
+                xt, yt = x_test[tid], y_test[tid]
 
-        if (update_grid and step % grid_update_freq == 0 and step < stop_grid_update_step
-                and step >= start_grid_update_step):
-            model.update_grid_from_samples(xb)
+            if (update_grid and step % grid_update_freq == 0 and step < stop_grid_update_step
+                    and step >= start_grid_update_step):
+                model.update_grid_from_samples(xb)
 
-        if opt == "LBFGS":
-            def closure():
+            if opt == "LBFGS":
+                def closure():
+                    obj = objective(xb, yb)
+                    obj.backward()
+                    return obj
+
+                optimizer.step(closure)
+            else:
                 optimizer.zero_grad(set_to_none=False)
                 obj = objective(xb, yb)
                 obj.backward()
-                return obj
+                optimizer.step()
 
-            optimizer.step(closure)
-        else:
-            optimizer.zero_grad(set_to_none=False)
-            obj = objective(xb, yb)
-            obj.backward()
-            optimizer.step()
-
-        with torch.no_grad():
-            test_loss = loss_fn(_plain_forward(model, xt), yt)
-        train_loss = float(state["train_loss"].detach())
-        test_loss = float(test_loss)
-        reg_val = float(state["reg"].detach()) if state.get("reg") is not None else 0.0
-        if not (math.isfinite(train_loss) and math.isfinite(test_loss)):
+            with torch.no_grad():
+                test_loss = loss_fn(_plain_forward(model, xt), yt)
+            train_loss = float(state["train_loss"].detach())
+            test_loss = float(test_loss)
+            reg_val = float(state["reg"].detach()) if state.get("reg") is not None else 0.0
+            if not (math.isfinite(train_loss) and math.isfinite(test_loss)):
+                with torch.no_grad():
+                    for p, s in zip(params, snapshot):
+                        p.copy_(s)
+                history["stopped"] = (
+                    f"loss became non-finite at step {step}; parameters restored to step {step - 1}. "
+                    "Lower lr, add regularization or normalize the data."
+                )
+                logger.warning(history["stopped"])
+                break
             with torch.no_grad():
                 for p, s in zip(params, snapshot):
-                    p.copy_(s)
-            history["stopped"] = (
-                f"loss became non-finite at step {step}; parameters restored to step {step - 1}. "
-                "Lower lr, add regularization or normalize the data."
-            )
-            logger.warning(history["stopped"])
-            break
-        with torch.no_grad():
-            for p, s in zip(params, snapshot):
-                s.copy_(p)
-        history["train_loss"].append(math.sqrt(max(train_loss, 0.0)) if mse else math.sqrt(abs(train_loss)))
-        history["test_loss"].append(math.sqrt(max(test_loss, 0.0)) if mse else math.sqrt(abs(test_loss)))
-        history["reg"].append(reg_val)
-        history["time"].append(time.perf_counter() - t0)
-        for m in metrics or []:
-            v = m()
-            history[m.__name__].append(float(v.item()) if hasattr(v, "item") else float(v))
-        if bar is not None:
-            bar.update(1)
-            if step % max(log, 1) == 0:
-                if display_metrics:
-                    desc = " |".join(f" {k}: {history[k][-1]:.2e}" for k in display_metrics)
-                else:
-                    desc = (f"| train_loss: {history['train_loss'][-1]:.2e} | test_loss: "
-                            f"{history['test_loss'][-1]:.2e} | reg: {reg_val:.2e} |")
-                bar.set_description(desc)
-        if callback is not None and callback(step, model, history):
-            break
+                    s.copy_(p)
+            history["train_loss"].append(math.sqrt(max(train_loss, 0.0)) if mse else math.sqrt(abs(train_loss)))
+            history["test_loss"].append(math.sqrt(max(test_loss, 0.0)) if mse else math.sqrt(abs(test_loss)))
+            history["reg"].append(reg_val)
+            history["time"].append(time.perf_counter() - t0)
+            for m in metrics or []:
+                v = m()
+                history[m.__name__].append(float(v.item()) if hasattr(v, "item") else float(v))
+            if bar is not None:
+                bar.update(1)
+                if step % max(log, 1) == 0:
+                    if display_metrics:
+                        desc = " |".join(f" {k}: {history[k][-1]:.2e}" for k in display_metrics)
+                    else:
+                        desc = (f"| train_loss: {history['train_loss'][-1]:.2e} | test_loss: "
+                                f"{history['test_loss'][-1]:.2e} | reg: {reg_val:.2e} |")
+                    bar.set_description(desc)
+            if callback is not None and callback(step, model, history):
+                break
+    finally:
+        if opt == "LBFGS":
+            optimizer.release()
     if bar is not None:
         bar.close()
     if history["test_loss"]:
         logger.info("fit: %d steps in %.2fs, train %.3e, test %.3e", len(history["test_loss"]),
-                 time.perf_counter() - t0, history["train_loss"][-1], history["test_loss"][-1])
+                    time.perf_counter() - t0, history["train_loss"][-1], history["test_loss"][-1])
     return history
 
 

@@ -1,0 +1,196 @@
+"""Span-local B-spline evaluation plans.
+
+A :class:`BasisPlan` is built once per knot vector (and rebuilt when the grid changes). On each
+knot span ``[t_j, t_{j+1})`` the ``k+1`` non-zero B-splines ``B_{j-k}, ..., B_j`` are
+polynomials of degree ``k`` in the local coordinate ``u = (x - t_j) / (t_{j+1} - t_j)``; the plan
+stores their coefficients (computed exactly in float64 by the Cox-de Boor recursion on
+polynomials) and, per span, the column each value lands in. Evaluating then takes a handful of
+tensor operations whatever the grid:
+
+* find the span: closed form ``floor((x - t_0) / h)`` on a uniform grid, ``searchsorted`` on an
+  adaptive one;
+* Horner's rule on the span's polynomials (one shared set on a uniform grid, a gathered set per
+  span otherwise), and the same for the derivative.
+
+Columns follow the fused feature layout used by :mod:`kanlab.functional`: input ``i`` owns
+columns ``i*(1+P)`` (its base value ``b(x_i)``) and ``i*(1+P)+1+m`` (``B_m(x_i)``); one extra
+"dummy" column at ``in*(1+P)`` receives the values of basis functions that do not exist (near
+the ends of the extended grid) and of inputs outside the grid. Its weight is always zero.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+__all__ = ["BasisPlan", "grid_is_uniform", "uniform_poly"]
+
+
+def grid_is_uniform(grid: torch.Tensor) -> bool:
+    """True when every row of ``grid`` has equally spaced knots (up to rounding)."""
+    d = grid[:, 1:] - grid[:, :-1]
+    h = (grid[:, -1:] - grid[:, :1]) / (grid.shape[1] - 1)
+    tol = 1e-9 if grid.dtype == torch.float64 else 2e-5
+    scale = torch.maximum(h.abs(), grid.abs().amax(dim=1, keepdim=True) * 1e-3)
+    return bool(((d - h).abs() <= tol * scale).all() and (h > 0).all())
+
+
+@functools.lru_cache(maxsize=32)
+def uniform_poly(k: int) -> np.ndarray:
+    """(k+1 powers, k+1 functions): on a uniform grid B_{j-k+r}(t_j + u h) = sum_p M[p, r] u^p."""
+    P = np.polynomial.polynomial
+    prev = {0: np.array([1.0])}  # cardinal B-splines with integer knots, restricted to [0, 1)
+    for d in range(1, k + 1):
+        cur = {}
+        for m in range(-d, 1):
+            term = np.zeros(1)
+            if m in prev:
+                term = P.polyadd(term, P.polymul([-m / d, 1.0 / d], prev[m]))
+            if m + 1 in prev:
+                term = P.polyadd(term, P.polymul([(m + d + 1) / d, -1.0 / d], prev[m + 1]))
+            cur[m] = term
+        prev = cur
+    M = np.zeros((k + 1, k + 1))
+    for r, m in enumerate(range(-k, 1)):
+        c = prev[m]
+        M[: len(c), r] = c
+    return M
+
+
+def _extend(grid: torch.Tensor, n: int) -> torch.Tensor:
+    h = (grid[:, -1:] - grid[:, :1]) / (grid.shape[1] - 1)
+    steps = torch.arange(1, n + 1, dtype=grid.dtype, device=grid.device)
+    return torch.cat([grid[:, :1] - h * steps.flip(0), grid, grid[:, -1:] + h * steps], dim=1)
+
+
+def _span_polys(grid64: torch.Tensor, k: int) -> torch.Tensor:
+    """Polynomial pieces (in, spans, k+1 powers, k+1 functions) of every span, in float64."""
+    n_in, n_knots = grid64.shape
+    S = n_knots - 1
+    K = k + 1
+    pad = _extend(grid64, k)  # t_q at column q + k
+    dev = grid64.device
+    j = torch.arange(S, device=dev)
+    t_j = pad[:, j + k]
+    h = pad[:, j + k + 1] - t_j  # (in, S)
+    N = torch.zeros(n_in, S, 1, K, dtype=torch.float64, device=dev)
+    N[..., 0, 0] = 1.0  # order 0: the indicator of the span
+
+    def mul_lin(poly, c0, c1):  # poly * (c0 + c1 u), truncated to degree k
+        out = poly * c0.unsqueeze(-1)
+        out[..., 1:] += poly[..., :-1] * c1.unsqueeze(-1)
+        return out
+
+    def safe_div(a, b):
+        return torch.where(b != 0, a / torch.where(b != 0, b, torch.ones_like(b)), torch.zeros_like(a))
+
+    for d in range(1, k + 1):
+        r = torch.arange(d + 1, device=dev)
+        m = j[:, None] - d + r[None, :]  # (S, d+1) basis indices
+        t_m = pad[:, m + k]
+        t_md = pad[:, m + d + k]
+        t_m1 = pad[:, m + 1 + k]
+        t_md1 = pad[:, m + d + 1 + k]
+        hh = h.unsqueeze(-1)
+        tj = t_j.unsqueeze(-1)
+        den1, den2 = t_md - t_m, t_md1 - t_m1
+        zero = torch.zeros_like(N[..., :1, :])
+        left = torch.cat([zero, N], dim=2)  # N_{m, d-1}
+        right = torch.cat([N, zero], dim=2)  # N_{m+1, d-1}
+        N = mul_lin(left, safe_div(tj - t_m, den1), safe_div(hh, den1)) + mul_lin(
+            right, safe_div(t_md1 - tj, den2), safe_div(-hh, den2)
+        )
+    N = torch.where((h > 0)[..., None, None], N, torch.zeros_like(N))
+    return N.transpose(2, 3).contiguous()  # (in, S, powers, functions)
+
+
+class BasisPlan:
+    """Everything needed to evaluate the span-local B-splines of one knot grid.
+
+    Args:
+        grid: (in, G + 2k + 1) increasing knots.
+        k: spline order, ``k >= 1``.
+    """
+
+    def __init__(self, grid: torch.Tensor, k: int):
+        self.grid = grid
+        self.version = grid._version
+        self.k = k
+        n_in, n_knots = grid.shape
+        self.n_in = n_in
+        self.n_spans = S = n_knots - 1
+        self.n_basis = P = n_knots - k - 1
+        self.width = K1 = 1 + P  # columns per input in the fused layout
+        self.dummy = n_in * K1
+        K = k + 1
+        dev, dt = grid.device, grid.dtype
+        self.uniform = grid_is_uniform(grid)
+        # column of each local value, per (input, span) with spans -1 and S meaning "outside"
+        s = torch.arange(-1, S + 1, device=dev)
+        m = s[:, None] - k + torch.arange(K, device=dev)[None, :]  # (S+2, K)
+        ok = (m >= 0) & (m < P) & (s[:, None] >= 0) & (s[:, None] < S)
+        i = torch.arange(n_in, device=dev)[:, None, None]
+        cols = torch.where(ok[None], i * K1 + 1 + m[None], torch.full_like(m[None], self.dummy))
+        self.cols = cols.reshape(n_in * (S + 2), K).contiguous()
+        self.row_off = (torch.arange(n_in, device=dev) * (S + 2)).contiguous()
+        if self.uniform:
+            g64 = grid.to(torch.float64)
+            h = g64[:, 1] - g64[:, 0]
+            self.inv_h = (1.0 / h).to(dt)
+            self.shift = (-g64[:, 0] / h).to(dt)
+            M = torch.tensor(uniform_poly(k), dtype=dt, device=dev)  # (powers, functions)
+            self.M = [M[p].contiguous() for p in range(K)]
+            self.D = [(M[p + 1] * (p + 1)).contiguous() for p in range(k)]
+        else:
+            polys = _span_polys(grid.to(torch.float64), k)  # (in, S, K, K)
+            t_j = grid[:, :-1].to(torch.float64)
+            inv_h = 1.0 / (grid[:, 1:] - grid[:, :-1]).to(torch.float64)
+            inv_h = torch.where(torch.isfinite(inv_h), inv_h, torch.zeros_like(inv_h))
+            vals = torch.cat([t_j.unsqueeze(-1), inv_h.unsqueeze(-1), polys.reshape(n_in, S, K * K)], -1)
+            der = polys[:, :, 1:, :] * torch.arange(1, K, dtype=torch.float64, device=dev)[:, None]
+            zero_v = torch.zeros(n_in, 1, vals.shape[-1], dtype=torch.float64, device=dev)
+            zero_d = torch.zeros(n_in, 1, k * K, dtype=torch.float64, device=dev)
+            self.packed = torch.cat([zero_v, vals, zero_v], 1).reshape(n_in * (S + 2), -1).to(dt)
+            self.packed_der = torch.cat([zero_d, der.reshape(n_in, S, k * K), zero_d], 1).reshape(
+                n_in * (S + 2), -1).to(dt)
+
+    def matches(self, grid: torch.Tensor) -> bool:
+        return grid is self.grid and grid._version == self.version
+
+    def evaluate(self, x: torch.Tensor, need_deriv: bool = False):
+        """Values (batch, in, k+1), their columns (batch, in, k+1) and optionally d/dx."""
+        k = self.k
+        if self.uniform:
+            s = torch.addcmul(self.shift, x, self.inv_h)
+            jf = torch.floor(s)
+            u = (s - jf).unsqueeze(-1)
+            row = jf.to(torch.long).clamp_(-1, self.n_spans) + (self.row_off + 1)
+            cols = self.cols[row]
+            vals = _horner(self.M, u)
+            der = _horner(self.D, u) * self.inv_h.unsqueeze(-1) if need_deriv else None
+            return vals, cols, der
+        ss = torch.searchsorted(self.grid, x.t().contiguous(), right=True)  # (in, batch)
+        row = (ss + self.row_off.unsqueeze(-1)).t().contiguous()
+        cols = self.cols[row]
+        pk = self.packed[row]  # (batch, in, 2 + K*K)
+        u = ((x - pk[..., 0]) * pk[..., 1]).unsqueeze(-1)
+        K = k + 1
+        coef = pk[..., 2:].unflatten(-1, (K, K))
+        vals = _horner([coef[..., p, :] for p in range(K)], u)
+        der = None
+        if need_deriv:
+            dc = self.packed_der[row].unflatten(-1, (k, K))
+            der = _horner([dc[..., p, :] for p in range(k)], u) * pk[..., 1:2]
+        return vals, cols, der
+
+
+def _horner(coefs, u):
+    """sum_p coefs[p] * u^p for a list of coefficient tensors (broadcast against u)."""
+    n = len(coefs)
+    if n == 1:
+        return coefs[0].expand(*u.shape[:-1], coefs[0].shape[-1]).clone()
+    acc = torch.addcmul(coefs[n - 2], u, coefs[n - 1])
+    for p in range(n - 3, -1, -1):
+        acc = torch.addcmul(coefs[p], acc, u)
+    return acc

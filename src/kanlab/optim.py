@@ -1,0 +1,270 @@
+"""A lean L-BFGS for small models.
+
+Same algorithm and settings as pykan's and PyTorch's L-BFGS (history of curvature pairs, strong
+Wolfe line search with cubic interpolation, up to ``max_iter`` iterations per ``step``), built
+to cost a handful of tensor operations per iteration:
+
+* parameters and gradients are views into one flat buffer each, so reading the gradient and
+  moving the parameters are single operations;
+* the search direction uses the compact representation of the inverse Hessian
+  (Byrd, Nocedal and Schnabel, 1994): two small matrix-vector products against the stacked
+  history, with the (2m x 2m) algebra done in float64 NumPy.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+
+__all__ = ["LBFGS"]
+
+
+class LBFGS:
+    """L-BFGS with a strong Wolfe line search over flat parameters.
+
+    Args:
+        params: parameters to optimize (those not requiring grad are skipped).
+        lr: initial step length (the first iteration ever uses ``min(1, 1/|g|_1) * lr``).
+        max_iter: iterations per :meth:`step`.
+        max_eval: function evaluations per step (default ``1.25 * max_iter``).
+        tolerance_grad: stop when ``max|g|`` falls below it.
+        tolerance_change: stop when the step or the loss change falls below it.
+        tolerance_ys: curvature pairs with ``s.y`` at or below it are skipped.
+        history_size: number of curvature pairs kept.
+        line_search_fn: ``"strong_wolfe"`` or None (fixed steps of ``lr``).
+
+    While the optimizer exists, each parameter's ``.data`` and ``.grad`` are views into the
+    flat buffers; call :meth:`release` to give them their own storage again.
+    """
+
+    def __init__(self, params, lr: float = 1.0, max_iter: int = 20, max_eval: int | None = None,
+                 tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9,
+                 tolerance_ys: float = 1e-32, history_size: int = 100,
+                 line_search_fn: str | None = "strong_wolfe"):
+        if line_search_fn not in (None, "strong_wolfe"):
+            raise ValueError(f"line_search_fn must be 'strong_wolfe' or None, got {line_search_fn!r}")
+        self.params = [p for p in params if p.requires_grad]
+        if not self.params:
+            raise ValueError("LBFGS got no trainable parameters")
+        self.lr = float(lr)
+        self.max_iter = int(max_iter)
+        self.max_eval = int(max_eval) if max_eval is not None else self.max_iter * 5 // 4
+        self.tolerance_grad = tolerance_grad
+        self.tolerance_change = tolerance_change
+        self.tolerance_ys = tolerance_ys
+        self.history_size = int(history_size)
+        self.line_search = line_search_fn
+        p0 = self.params[0]
+        with torch.no_grad():
+            self.flat = torch.cat([p.detach().reshape(-1) for p in self.params])
+        self.grad = torch.zeros_like(self.flat)
+        off = 0
+        for p in self.params:
+            n = p.numel()
+            p.data = self.flat[off : off + n].view_as(p)
+            p.grad = self.grad[off : off + n].view_as(p)
+            off += n
+        self.dtype, self.device = p0.dtype, p0.device
+        # state carried across steps
+        self.S: list[torch.Tensor] = []
+        self.Y: list[torch.Tensor] = []
+        self.d: torch.Tensor | None = None
+        self.t: float = 0.0
+        self.prev_grad: torch.Tensor | None = None
+        self.n_iter = 0
+        self.func_evals = 0
+
+    # ------------------------------------------------------------------ plumbing
+    def zero_grad(self, set_to_none: bool = False) -> None:
+        """Zero the flat gradient (gradients stay views into it)."""
+        self.grad.zero_()
+
+    def release(self) -> None:
+        """Give every parameter its own storage again (call when done optimizing)."""
+        with torch.no_grad():
+            for p in self.params:
+                p.data = p.data.clone()
+                if p.grad is not None:
+                    p.grad = p.grad.clone()
+
+    def _evaluate(self, closure) -> float:
+        self.grad.zero_()
+        with torch.enable_grad():
+            loss = closure()
+        self.func_evals += 1
+        return float(loss)
+
+    def _direction(self, g: torch.Tensor) -> torch.Tensor:
+        """-H g from the compact representation of the L-BFGS inverse Hessian."""
+        m = len(self.S)
+        if m == 0:
+            return -g
+        SY = torch.stack(self.S + self.Y)  # (2m, n)
+        gram = (SY @ SY.t()).double().cpu().numpy()
+        proj = (SY @ g).double().cpu().numpy()
+        StY = gram[:m, m:]
+        YtY = gram[m:, m:]
+        a, b = proj[:m], proj[m:]
+        ys = np.diag(StY)
+        gamma = ys[-1] / YtY[-1, -1]
+        R = np.triu(StY)
+        # H g = gamma g + S p + gamma Y q, with q = -R^{-1} a and
+        # p = R^{-T} (D + gamma Y^T Y) R^{-1} a - gamma R^{-T} b
+        Ria = _solve_upper(R, a)
+        p = _solve_upper(R.T, (np.diag(ys) + gamma * YtY) @ Ria - gamma * b, lower=True)
+        q = -Ria
+        coeff = torch.from_numpy(np.concatenate([p, gamma * q])).to(self.dtype).to(self.device)
+        return torch.addmv(g, SY.t(), coeff, beta=-gamma, alpha=-1.0)
+
+    # ---------------------------------------------------------------------- step
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor]) -> float:
+        """Run up to ``max_iter`` iterations; ``closure`` zeroes nothing, computes the loss and
+        calls backward. Returns the loss at the start of the step."""
+        evals = 0
+        loss = self._evaluate(closure)
+        evals += 1
+        first_loss = loss
+        g = self.grad.clone()
+        if not math.isfinite(loss) or g.abs().max() <= self.tolerance_grad:
+            return first_loss
+        for it in range(self.max_iter):
+            self.n_iter += 1
+            if self.n_iter == 1:
+                d = -g
+            else:
+                y = g - self.prev_grad
+                s = self.d * self.t
+                ys = float(y @ s)
+                if ys > self.tolerance_ys:
+                    if len(self.S) == self.history_size:
+                        self.S.pop(0)
+                        self.Y.pop(0)
+                    self.S.append(s)
+                    self.Y.append(y)
+                d = self._direction(g)
+            self.prev_grad = g
+            prev_loss = loss
+            t = min(1.0, 1.0 / float(g.abs().sum())) * self.lr if self.n_iter == 1 else self.lr
+            gtd = float(g @ d)
+            if gtd > -self.tolerance_change:
+                self.d, self.t = d, t
+                break
+            if self.line_search == "strong_wolfe":
+                x0 = self.flat.clone()
+                loss, g, t, n = self._strong_wolfe(closure, x0, d, t, loss, g, gtd)
+                torch.add(x0, d, alpha=t, out=self.flat)
+            else:
+                self.flat.add_(d, alpha=t)
+                n = 0
+                if it != self.max_iter - 1:
+                    loss = self._evaluate(closure)
+                    g = self.grad.clone()
+                    n = 1
+            evals += n
+            self.d, self.t = d, t
+            if not math.isfinite(loss):
+                break
+            if it == self.max_iter - 1 or evals >= self.max_eval:
+                break
+            if g.abs().max() <= self.tolerance_grad:
+                break
+            if float(d.abs().max()) * abs(t) <= self.tolerance_change:
+                break
+            if abs(loss - prev_loss) < self.tolerance_change:
+                break
+        return first_loss
+
+    def _phi(self, closure, x0, d, t):
+        torch.add(x0, d, alpha=t, out=self.flat)
+        f = self._evaluate(closure)
+        g = self.grad.clone()
+        return f, g, float(g @ d)
+
+    def _strong_wolfe(self, closure, x0, d, t, f0, g0, gtd0, c1=1e-4, c2=0.9, max_ls=25):
+        """Step length satisfying the strong Wolfe conditions (Nocedal & Wright, alg. 3.5/3.6).
+
+        Returns (loss, gradient, t, number of evaluations) at the accepted step.
+        """
+        d_norm = float(d.abs().max())
+        f, g, gtd = self._phi(closure, x0, d, t)
+        n = 1
+        t_prev, f_prev, g_prev, gtd_prev = 0.0, f0, g0, gtd0
+        bracket = None
+        while n < max_ls:
+            if not math.isfinite(f):
+                bracket = (t_prev, f_prev, g_prev, gtd_prev, t, f, g, gtd)  # shrink towards t_prev
+                break
+            if f > f0 + c1 * t * gtd0 or (n > 1 and f >= f_prev):
+                bracket = (t_prev, f_prev, g_prev, gtd_prev, t, f, g, gtd)
+                break
+            if abs(gtd) <= -c2 * gtd0:
+                return f, g, t, n
+            if gtd >= 0:
+                bracket = (t, f, g, gtd, t_prev, f_prev, g_prev, gtd_prev)
+                break
+            lo, hi = t + 0.01 * (t - t_prev), t * 10
+            t_next = _cubic_min(t_prev, f_prev, gtd_prev, t, f, gtd, lo, hi)
+            t_prev, f_prev, g_prev, gtd_prev = t, f, g, gtd
+            t = t_next
+            f, g, gtd = self._phi(closure, x0, d, t)
+            n += 1
+        if bracket is None:  # ran out of evaluations while extrapolating
+            return f, g, t, n
+        # zoom: (t_lo, f_lo) is the best point so far satisfying sufficient decrease
+        t_lo, f_lo, g_lo, gtd_lo, t_hi, f_hi, g_hi, gtd_hi = bracket
+        insufficient = False
+        while n < max_ls:
+            if abs(t_hi - t_lo) * d_norm < self.tolerance_change:
+                break
+            a, b = min(t_lo, t_hi), max(t_lo, t_hi)
+            if math.isfinite(f_hi) and math.isfinite(gtd_hi):
+                t = _cubic_min(t_lo, f_lo, gtd_lo, t_hi, f_hi, gtd_hi, a, b)
+            else:
+                t = 0.5 * (a + b)
+            # keep away from the ends of the bracket
+            eps = 0.1 * (b - a)
+            if min(b - t, t - a) < eps:
+                if insufficient or t >= b or t <= a:
+                    t = b - eps if abs(t - b) < abs(t - a) else a + eps
+                    insufficient = False
+                else:
+                    insufficient = True
+            else:
+                insufficient = False
+            f, g, gtd = self._phi(closure, x0, d, t)
+            n += 1
+            if not math.isfinite(f) or f > f0 + c1 * t * gtd0 or f >= f_lo:
+                t_hi, f_hi, g_hi, gtd_hi = t, f, g, gtd
+            else:
+                if abs(gtd) <= -c2 * gtd0:
+                    return f, g, t, n
+                if gtd * (t_hi - t_lo) >= 0:
+                    t_hi, f_hi, g_hi, gtd_hi = t_lo, f_lo, g_lo, gtd_lo
+                t_lo, f_lo, g_lo, gtd_lo = t, f, g, gtd
+        if t_lo == 0.0:
+            return f0, g0, 0.0, n
+        return f_lo, g_lo, t_lo, n
+
+
+def _solve_upper(R: np.ndarray, v: np.ndarray, lower: bool = False) -> np.ndarray:
+    from scipy.linalg import solve_triangular
+
+    return solve_triangular(R, v, lower=lower, check_finite=False)
+
+
+def _cubic_min(t1, f1, g1, t2, f2, g2, lo, hi):
+    """Minimizer of the cubic through (t1, f1, g1) and (t2, f2, g2), clipped to [lo, hi]."""
+    d1 = g1 + g2 - 3 * (f1 - f2) / (t1 - t2) if t1 != t2 else float("nan")
+    disc = d1 * d1 - g1 * g2
+    if math.isfinite(disc) and disc >= 0:
+        d2 = math.sqrt(disc)
+        if t1 <= t2:
+            t = t2 - (t2 - t1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2))
+        else:
+            t = t1 - (t1 - t2) * ((g1 + d2 - d1) / (g1 - g2 + 2 * d2))
+        if math.isfinite(t):
+            return min(max(t, lo), hi)
+    return 0.5 * (lo + hi)
