@@ -154,3 +154,36 @@ def test_cuda_matches_cpu():
     x = torch.rand(64, 3, dtype=torch.float64)
     ref = layer(x)
     torch.testing.assert_close(layer.cuda()(x.cuda()).cpu(), ref)
+
+
+@pytest.mark.parametrize("nonuniform", [False, True])
+def test_cached_features_give_same_values_and_gradients(nonuniform):
+    layer = _layer(n_in=3, n_out=2, nonuniform=nonuniform)
+    x = torch.rand(40, 3, dtype=torch.float64) * 2 - 1
+
+    def run():
+        layer.zero_grad()
+        y, var = layer.forward_with_var(x)
+        (y.square().sum() + var.sum()).backward()
+        return y.detach(), var.detach(), [p.grad.clone() for p in layer.parameters()]
+
+    layer.feature_cache_limit = 0  # computed from scratch
+    ref = run()
+    ref = run()
+    assert layer._feat_cache is None
+    del layer.feature_cache_limit  # back to the class default
+    run()  # x becomes a cache candidate
+    got = run()  # served from the cache
+    assert layer._feat_cache is not None and layer._feat_cache.x is x
+    for a, b in zip(ref[:2], got[:2]):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+    for a, b in zip(ref[2], got[2]):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+    # the cache follows in-place edits of the data and grid changes
+    with torch.no_grad():
+        x.mul_(0.5)
+    torch.testing.assert_close(layer(x), _reference(layer, x))
+    layer.update_grid_from_samples(x)
+    torch.testing.assert_close(layer(x), _reference(layer, x))
+    layer.clear_cache()
+    assert layer._feat_cache is None and layer._feat_cache_candidate is None

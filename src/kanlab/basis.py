@@ -147,7 +147,8 @@ class BasisPlan:
             t_j = grid[:, :-1].to(torch.float64)
             inv_h = 1.0 / (grid[:, 1:] - grid[:, :-1]).to(torch.float64)
             inv_h = torch.where(torch.isfinite(inv_h), inv_h, torch.zeros_like(inv_h))
-            vals = torch.cat([t_j.unsqueeze(-1), inv_h.unsqueeze(-1), polys.reshape(n_in, S, K * K)], -1)
+            shift = -t_j * inv_h  # u = x * inv_h + shift
+            vals = torch.cat([inv_h.unsqueeze(-1), shift.unsqueeze(-1), polys.reshape(n_in, S, K * K)], -1)
             der = polys[:, :, 1:, :] * torch.arange(1, K, dtype=torch.float64, device=dev)[:, None]
             zero_v = torch.zeros(n_in, 1, vals.shape[-1], dtype=torch.float64, device=dev)
             zero_d = torch.zeros(n_in, 1, k * K, dtype=torch.float64, device=dev)
@@ -161,27 +162,28 @@ class BasisPlan:
     def evaluate(self, x: torch.Tensor, need_deriv: bool = False):
         """Values (batch, in, k+1), their columns (batch, in, k+1) and optionally d/dx."""
         k = self.k
+        K = k + 1
+        batch, n_in = x.shape
         if self.uniform:
             s = torch.addcmul(self.shift, x, self.inv_h)
             jf = torch.floor(s)
             u = (s - jf).unsqueeze(-1)
-            row = jf.to(torch.long).clamp_(-1, self.n_spans) + (self.row_off + 1)
-            cols = self.cols[row]
+            row = jf.to(torch.long).clamp_(-1, self.n_spans).add_(self.row_off + 1)
+            cols = self.cols.index_select(0, row.reshape(-1)).view(batch, n_in, K)
             vals = _horner(self.M, u)
             der = _horner(self.D, u) * self.inv_h.unsqueeze(-1) if need_deriv else None
             return vals, cols, der
         ss = torch.searchsorted(self.grid, x.t().contiguous(), right=True)  # (in, batch)
-        row = (ss + self.row_off.unsqueeze(-1)).t().contiguous()
-        cols = self.cols[row]
-        pk = self.packed[row]  # (batch, in, 2 + K*K)
-        u = ((x - pk[..., 0]) * pk[..., 1]).unsqueeze(-1)
-        K = k + 1
+        row = ss.add_(self.row_off.unsqueeze(-1)).t().reshape(-1)  # (batch*in,)
+        cols = self.cols.index_select(0, row).view(batch, n_in, K)
+        pk = self.packed.index_select(0, row).view(batch, n_in, self.packed.shape[1])  # inv_h, shift, coefs
+        u = torch.addcmul(pk[..., 1], x, pk[..., 0]).unsqueeze(-1)
         coef = pk[..., 2:].unflatten(-1, (K, K))
         vals = _horner([coef[..., p, :] for p in range(K)], u)
         der = None
         if need_deriv:
-            dc = self.packed_der[row].unflatten(-1, (k, K))
-            der = _horner([dc[..., p, :] for p in range(k)], u) * pk[..., 1:2]
+            dc = self.packed_der.index_select(0, row).view(batch, n_in, k, K)
+            der = _horner([dc[..., p, :] for p in range(k)], u) * pk[..., :1]
         return vals, cols, der
 
 

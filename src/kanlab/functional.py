@@ -18,7 +18,7 @@ import torch
 
 from .basis import BasisPlan
 
-__all__ = ["kan_layer", "fused_features"]
+__all__ = ["kan_layer", "kan_layer_cached", "LayerFeatures", "fused_features"]
 
 
 def fused_features(x: torch.Tensor, base: torch.Tensor, plan: BasisPlan, need_deriv: bool):
@@ -33,95 +33,146 @@ def fused_features(x: torch.Tensor, base: torch.Tensor, plan: BasisPlan, need_de
 
 
 def _weights(plan, scale_base, scale_sp, coef, mask):
-    """(in, 1+P, out) edge weights: b(x) first, then the P B-splines."""
+    """Edge weights w (in, 1+P, out) and the flat matrix W (in*(1+P)+1, out), dummy row 0."""
     n_in, n_out = scale_base.shape
-    w = torch.empty(n_in, plan.width, n_out, dtype=coef.dtype, device=coef.device)
+    W = torch.zeros(n_in * plan.width + 1, n_out, dtype=coef.dtype, device=coef.device)
+    w = W[:-1].view(n_in, plan.width, n_out)
     torch.mul(scale_base, mask, out=w[:, 0, :])
     torch.mul(coef, (scale_sp * mask).unsqueeze(-1), out=w[:, 1:, :].transpose(1, 2))
-    return w
+    return w, W
 
 
-def _flat_weight(w):
-    n_in, width, n_out = w.shape
-    flat = torch.zeros(n_in * width + 1, n_out, dtype=w.dtype, device=w.device)
-    flat[:-1] = w.view(n_in * width, n_out)
-    return flat
+def _param_grads(need, gw, scale_sp, coef, mask):
+    """Gradients of scale_base, scale_sp, coef from the gradient of w (in, 1+P, out)."""
+    gsb = gsp = gcoef = None
+    gwsp = gw[:, 1:, :].transpose(1, 2)  # (in, out, P)
+    if need[0]:
+        gsb = gw[:, 0, :] * mask
+    if need[1]:
+        gsp = (gwsp * coef).sum(-1) * mask
+    if need[2]:
+        gcoef = gwsp * (scale_sp * mask).unsqueeze(-1)
+    return gsb, gsp, gcoef
+
+
+def _centred(feat, plan, batch):
+    f3 = feat[:, :-1].view(batch, plan.n_in, plan.width)
+    return f3 - f3.mean(0, keepdim=True)
+
+
+def _cov(fc, batch):
+    return torch.bmm(fc.permute(1, 2, 0), fc.permute(1, 0, 2)) / max(batch - 1, 1)
+
+
+def _edge_var(w, cov):
+    wt = w.transpose(1, 2)  # (in, out, 1+P)
+    return (torch.bmm(wt, cov) * wt).sum(-1)
 
 
 class _KANLayerFn(torch.autograd.Function):
+    """Layer with inputs that need gradients (hidden layers)."""
+
     @staticmethod
     def forward(ctx, x, base, scale_base, scale_sp, coef, mask, bias, plan, want_var):
-        batch, n_in = x.shape
+        batch = x.shape[0]
         feat, _, _ = fused_features(x, base, plan, need_deriv=False)
-        w = _weights(plan, scale_base, scale_sp, coef, mask)
-        W = _flat_weight(w)
+        w, W = _weights(plan, scale_base, scale_sp, coef, mask)
         y = feat @ W if bias is None else torch.addmm(bias, feat, W)
-        ctx.save_for_backward(x, base, scale_base, scale_sp, coef, mask)
         ctx.plan, ctx.want_var, ctx.has_bias = plan, want_var, bias is not None
         if not want_var:
+            ctx.save_for_backward(x, base, scale_sp, coef, mask, W)
             return y
-        fc = _centred(feat, plan, batch)
-        cov = torch.bmm(fc.permute(1, 2, 0), fc.permute(1, 0, 2)) / max(batch - 1, 1)
-        wt = w.transpose(1, 2)  # (in, out, 1+P)
-        var = (torch.bmm(wt, cov) * wt).sum(-1)
-        return y, var
+        cov = _cov(_centred(feat, plan, batch), batch)
+        ctx.save_for_backward(x, base, scale_sp, coef, mask, W, cov)
+        return y, _edge_var(w, cov)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, gy, gvar=None):
-        x, base, scale_base, scale_sp, coef, mask = ctx.saved_tensors
+        if ctx.want_var:
+            x, base, scale_sp, coef, mask, W, cov = ctx.saved_tensors
+        else:
+            (x, base, scale_sp, coef, mask, W), cov = ctx.saved_tensors, None
         plan = ctx.plan
         batch, n_in = x.shape
         need = ctx.needs_input_grad
-        need_x, need_base = need[0], need[1]
-        need_w = need[2] or need[3] or need[4]
+        need_x, need_base, need_w = need[0], need[1], need[2] or need[3] or need[4]
         feat, cols, der = fused_features(x, base, plan, need_deriv=need_x)
-        w = _weights(plan, scale_base, scale_sp, coef, mask)
-        W = _flat_weight(w)
-        use_var = ctx.want_var and gvar is not None
+        w = W[:-1].view(n_in, plan.width, -1)
+        use_var = cov is not None and gvar is not None
         gx = gbase = gsb = gsp = gcoef = gbias = None
-        gw = None
-        if need_w:
-            gw = (feat.t() @ gy)[:-1].view(n_in, plan.width, -1)  # (in, 1+P, out)
-        gfeat = None
-        if need_x or need_base:
-            gfeat = gy @ W.t()  # (batch, in*(1+P)+1); the dummy column's gradient is 0
+        gw = (feat.t() @ gy)[:-1].view(n_in, plan.width, -1) if need_w else None
+        gfeat = gy @ W.t() if (need_x or need_base) else None  # dummy column gets 0
         if use_var:
-            fc = _centred(feat, plan, batch)
-            denom = max(batch - 1, 1)
-            cov = torch.bmm(fc.permute(1, 2, 0), fc.permute(1, 0, 2)) / denom
             wt = w.transpose(1, 2)  # (in, out, 1+P)
-            if need_w:
-                # d var_io / d w_io = 2 Cov_i w_io
+            if need_w:  # d var_io / d w_io = 2 Cov_i w_io
                 gw = gw + (2.0 * gvar.unsqueeze(-1) * torch.bmm(wt, cov)).transpose(1, 2)
-            if need_x or need_base:
+            if gfeat is not None:
                 gcov = torch.bmm((wt * gvar.unsqueeze(-1)).transpose(1, 2), wt)  # (in, 1+P, 1+P)
-                gfc = torch.bmm(fc.permute(1, 0, 2), (gcov + gcov.transpose(1, 2)) / denom)
+                fc = _centred(feat, plan, batch)
+                gfc = torch.bmm(fc.permute(1, 0, 2), (gcov + gcov.transpose(1, 2)) / max(batch - 1, 1))
                 gfeat[:, :-1].view(batch, n_in, plan.width).add_(gfc.permute(1, 0, 2))
         if gfeat is not None:
             if need_base:
                 gbase = gfeat[:, 0 : plan.dummy : plan.width]
             if need_x:
                 picked = torch.gather(gfeat, 1, cols.reshape(batch, der.shape[1] * der.shape[2]))
-                picked = picked.view_as(der)
-                gx = (picked * der).sum(-1)
+                gx = (picked.view_as(der) * der).sum(-1)
         if gw is not None:
-            gwb = gw[:, 0, :]
-            gwsp = gw[:, 1:, :].transpose(1, 2)  # (in, out, P)
-            if need[2]:
-                gsb = gwb * mask
-            if need[3]:
-                gsp = (gwsp * coef).sum(-1) * mask
-            if need[4]:
-                gcoef = gwsp * (scale_sp * mask).unsqueeze(-1)
+            gsb, gsp, gcoef = _param_grads(need[2:5], gw, scale_sp, coef, mask)
         if ctx.has_bias and need[6]:
             gbias = gy.sum(0)
         return gx, gbase, gsb, gsp, gcoef, None, gbias, None, None
 
 
-def _centred(feat, plan, batch):
-    f3 = feat[:, :-1].view(batch, plan.n_in, plan.width)
-    return f3 - f3.mean(0, keepdim=True)
+class LayerFeatures:
+    """Features of a fixed input (e.g. the data entering the first layer), computed once.
+
+    Reused while the input tensor, its contents and the grid stay the same, so a full-batch
+    optimizer pays for the basis once per grid instead of once per evaluation.
+    """
+
+    def __init__(self, x: torch.Tensor, base: torch.Tensor, plan: BasisPlan):
+        batch = x.shape[0]
+        self.x, self.version, self.plan = x, x._version, plan
+        self.feat, _, _ = fused_features(x, base, plan, need_deriv=False)
+        self.cov = _cov(_centred(self.feat, plan, batch), batch)
+
+    def matches(self, x: torch.Tensor, plan: BasisPlan) -> bool:
+        return x is self.x and x._version == self.version and plan is self.plan
+
+
+class _KANLayerConstFn(torch.autograd.Function):
+    """Layer whose input needs no gradient and whose features are cached."""
+
+    @staticmethod
+    def forward(ctx, cache, scale_base, scale_sp, coef, mask, bias, want_var):
+        w, W = _weights(cache.plan, scale_base, scale_sp, coef, mask)
+        feat = cache.feat
+        y = feat @ W if bias is None else torch.addmm(bias, feat, W)
+        ctx.cache, ctx.want_var, ctx.has_bias = cache, want_var, bias is not None
+        ctx.save_for_backward(scale_sp, coef, mask, W)
+        if not want_var:
+            return y
+        return y, _edge_var(w, cache.cov)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gy, gvar=None):
+        scale_sp, coef, mask, W = ctx.saved_tensors
+        cache = ctx.cache
+        n_in = coef.shape[0]
+        need = ctx.needs_input_grad
+        gsb = gsp = gcoef = gbias = None
+        if need[1] or need[2] or need[3]:
+            gw = (cache.feat.t() @ gy)[:-1].view(n_in, cache.plan.width, -1)
+            if ctx.want_var and gvar is not None:
+                wt = W[:-1].view(n_in, cache.plan.width, -1).transpose(1, 2)
+                gw = gw + (2.0 * gvar.unsqueeze(-1) * torch.bmm(wt, cache.cov)).transpose(1, 2)
+            gsb, gsp, gcoef = _param_grads(need[1:4], gw, scale_sp, coef, mask)
+        if ctx.has_bias and need[5]:
+            gbias = gy.sum(0)
+        return None, gsb, gsp, gcoef, None, gbias, None
 
 
 def kan_layer(
@@ -147,3 +198,8 @@ def kan_layer(
         y (batch, out), or (y, var) with ``want_var``.
     """
     return _KANLayerFn.apply(x, base, scale_base, scale_sp, coef, mask, bias, plan, want_var)
+
+
+def kan_layer_cached(cache: LayerFeatures, scale_base, scale_sp, coef, mask, bias, want_var=False):
+    """:func:`kan_layer` on cached features of an input that needs no gradient."""
+    return _KANLayerConstFn.apply(cache, scale_base, scale_sp, coef, mask, bias, want_var)

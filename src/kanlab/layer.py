@@ -14,7 +14,7 @@ from torch import nn
 
 from .basis import BasisPlan
 from .bases import resolve_base_fun
-from .functional import kan_layer
+from .functional import LayerFeatures, kan_layer, kan_layer_cached
 from .splines import coef2curve, curve2coef, make_grid
 
 __all__ = ["KANLayer"]
@@ -87,6 +87,8 @@ class KANLayer(nn.Module):
         self.register_buffer("mask", torch.ones(in_dim, out_dim, dtype=dtype, device=device))
         self.bias = nn.Parameter(torch.zeros(out_dim, dtype=dtype, device=device)) if bias else None
         self._plan: BasisPlan | None = None
+        self._feat_cache: LayerFeatures | None = None
+        self._feat_cache_candidate: torch.Tensor | None = None
         self.reset_parameters(
             noise_scale, scale_base_mu, scale_base_sigma, scale_sp, sparse_init, generator
         )
@@ -160,13 +162,43 @@ class KANLayer(nn.Module):
         return torch.cat([wb, wsp], dim=-1)
 
     # ---------------------------------------------------------------- compute
+    # features of a fixed input are cached up to this many elements (128 MiB in float32)
+    feature_cache_limit = 32 * 2**20
+
+    def _cached(self, x: torch.Tensor) -> LayerFeatures | None:
+        """Cached features when ``x`` needs no gradient and was seen before with this grid."""
+        if x.requires_grad or not self.training:
+            return None
+        plan = self.plan()
+        cache = self._feat_cache
+        if cache is not None and cache.matches(x, plan):
+            return cache
+        if self._feat_cache_candidate is x and x.numel() * plan.width <= self.feature_cache_limit:
+            self._feat_cache = LayerFeatures(x, self.base_fun(x), plan)
+            return self._feat_cache
+        self._feat_cache_candidate = x
+        return None
+
+    def clear_cache(self) -> None:
+        """Drop cached input features."""
+        self._feat_cache = None
+        self._feat_cache_candidate = None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, in) -> (batch, out)."""
+        cache = self._cached(x) if torch.is_grad_enabled() else None
+        if cache is not None:
+            return kan_layer_cached(cache, self.scale_base, self.scale_sp, self.coef, self.mask,
+                                    self.bias)
         return kan_layer(x, self.base_fun(x), self.scale_base, self.scale_sp, self.coef, self.mask,
                          self.bias, self.plan())
 
     def forward_with_var(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Output (batch, out) and the exact batch variance (unbiased) of every edge (in, out)."""
+        cache = self._cached(x) if torch.is_grad_enabled() else None
+        if cache is not None:
+            return kan_layer_cached(cache, self.scale_base, self.scale_sp, self.coef, self.mask,
+                                    self.bias, want_var=True)
         return kan_layer(x, self.base_fun(x), self.scale_base, self.scale_sp, self.coef, self.mask,
                          self.bias, self.plan(), want_var=True)
 

@@ -8,7 +8,7 @@ to cost a handful of tensor operations per iteration:
   moving the parameters are single operations;
 * the search direction uses the compact representation of the inverse Hessian
   (Byrd, Nocedal and Schnabel, 1994): two small matrix-vector products against the stacked
-  history, with the (2m x 2m) algebra done in float64 NumPy.
+  history (kept in float64), with the (2m x 2m) algebra done in NumPy.
 """
 from __future__ import annotations
 
@@ -101,9 +101,10 @@ class LBFGS:
         m = len(self.S)
         if m == 0:
             return -g
-        SY = torch.stack(self.S + self.Y)  # (2m, n)
-        gram = (SY @ SY.t()).double().cpu().numpy()
-        proj = (SY @ g).double().cpu().numpy()
+        SY = torch.stack(self.S + self.Y)  # (2m, n), float64
+        g64 = g.double()
+        gram = (SY @ SY.t()).cpu().numpy()
+        proj = (SY @ g64).cpu().numpy()
         StY = gram[:m, m:]
         YtY = gram[m:, m:]
         a, b = proj[:m], proj[m:]
@@ -115,8 +116,8 @@ class LBFGS:
         Ria = _solve_upper(R, a)
         p = _solve_upper(R.T, (np.diag(ys) + gamma * YtY) @ Ria - gamma * b, lower=True)
         q = -Ria
-        coeff = torch.from_numpy(np.concatenate([p, gamma * q])).to(self.dtype).to(self.device)
-        return torch.addmv(g, SY.t(), coeff, beta=-gamma, alpha=-1.0)
+        coeff = torch.from_numpy(np.concatenate([p, gamma * q])).to(self.device)
+        return torch.addmv(g64, SY.t(), coeff, beta=-gamma, alpha=-1.0).to(self.dtype)
 
     # ---------------------------------------------------------------------- step
     @torch.no_grad()
@@ -135,8 +136,9 @@ class LBFGS:
             if self.n_iter == 1:
                 d = -g
             else:
-                y = g - self.prev_grad
-                s = self.d * self.t
+                # curvature pairs are kept in float64: the compact update solves with them
+                y = g.double() - self.prev_grad.double()
+                s = self.d.double() * self.t
                 ys = float(y @ s)
                 if ys > self.tolerance_ys:
                     if len(self.S) == self.history_size:

@@ -325,6 +325,8 @@ def fit(
     finally:
         if opt == "LBFGS":
             optimizer.release()
+        for layer in model.act_fun:
+            layer.clear_cache()
     if bar is not None:
         bar.close()
     if history["test_loss"]:
