@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import datetime
 import gc
 import io
@@ -27,6 +26,8 @@ import json
 import math
 import os
 import platform
+import random
+import shlex
 import shutil
 import statistics
 import sys
@@ -87,6 +88,31 @@ def cpu_flags() -> list[str]:
     return []
 
 
+def kanlab_source() -> dict:
+    """Where kanlab was imported from and, inside this repository, the commit and whether src/ is dirty."""
+    import subprocess
+
+    path = Path(kanlab.__file__).resolve()
+    info = {"kanlab_file": str(path)}
+    try:
+        path.relative_to(ROOT)
+        inside = True
+    except ValueError:
+        inside = False
+    info["inside_repo"] = inside
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        info["repo_head"] = head or None
+        if inside:
+            dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"],
+                                   capture_output=True, text=True, timeout=10).stdout.strip()
+            info["src_dirty"] = bool(dirty)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
 def summarize(samples: list[float]) -> dict:
     s = sorted(samples)
     n = len(s)
@@ -124,15 +150,20 @@ def fmt_ratio(v):
 
 
 # ------------------------------------------------------------- other load on the machine
-def _cpu_busy_s() -> float | None:
-    """Seconds of CPU time spent by all processes (from /proc/stat), or None."""
+def _cpu_busy_s():
+    """(busy, steal) CPU seconds of the whole machine so far, from /proc/stat, or (None, None).
+
+    busy = user + nice + system + irq + softirq (all processes); steal = time the hypervisor ran
+    something else while this machine wanted the CPU.
+    """
     try:
         with open("/proc/stat") as fh:
             vals = [int(v) for v in fh.readline().split()[1:9]]
     except (OSError, ValueError):
-        return None
-    idle = vals[3] + vals[4]  # idle + iowait
-    return (sum(vals) - idle) / os.sysconf("SC_CLK_TCK")
+        return None, None
+    hz = os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (vals + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq) / hz, steal / hz
 
 
 def _own_cpu_s() -> float:
@@ -141,38 +172,47 @@ def _own_cpu_s() -> float:
 
 
 class CpuMonitor:
-    """How many cores other processes kept busy while a block ran (foreign_cores)."""
+    """How many cores other processes kept busy while a block ran (``foreign_cores``), and how many
+    the hypervisor stole (``steal_cores``)."""
 
     def __enter__(self):
-        self.t0, self.busy0, self.own0 = time.perf_counter(), _cpu_busy_s(), _own_cpu_s()
+        self.t0, self.own0 = time.perf_counter(), _own_cpu_s()
+        self.busy0, self.steal0 = _cpu_busy_s()
         return self
 
     def __exit__(self, *exc):
         self.elapsed = time.perf_counter() - self.t0
-        busy1, own1 = _cpu_busy_s(), _own_cpu_s()
+        busy1, steal1 = _cpu_busy_s()
+        own1 = _own_cpu_s()
         if self.busy0 is None or busy1 is None or self.elapsed <= 0:
-            self.foreign_cores = None
+            self.foreign_cores = self.steal_cores = None
         else:
             foreign = (busy1 - self.busy0) - (own1 - self.own0)
             self.foreign_cores = max(0.0, foreign / self.elapsed)
+            self.steal_cores = max(0.0, (steal1 - self.steal0) / self.elapsed)
         return False
 
     def record(self) -> dict:
-        return {"elapsed_s": self.elapsed, "foreign_busy_cores": self.foreign_cores}
+        return {"elapsed_s": self.elapsed, "foreign_busy_cores": self.foreign_cores,
+                "steal_cores": self.steal_cores}
 
 
-def wait_until_idle(max_wait: float, threshold: float, window: float = 1.0) -> dict:
-    """Wait (at most ``max_wait`` s) for a ``window`` in which other processes use < ``threshold`` cores."""
+def wait_until_idle(max_wait: float, threshold: float, quiet_s: int = 3, window: float = 1.0) -> dict:
+    """Wait (at most ``max_wait`` s) until other processes used < ``threshold`` cores for ``quiet_s``
+    consecutive windows of ``window`` seconds."""
     t0 = time.perf_counter()
+    quiet = 0
     last = None
     while True:
         with CpuMonitor() as mon:
             time.sleep(window)
         last = mon.foreign_cores
+        if last is None:
+            return {"waited_s": time.perf_counter() - t0, "foreign_busy_cores_before": None, "idle": True}
+        quiet = quiet + 1 if last < threshold else 0
         waited = time.perf_counter() - t0
-        if last is None or last < threshold or waited >= max_wait:
-            return {"waited_s": waited, "foreign_busy_cores_before": last,
-                    "idle": last is None or last < threshold}
+        if quiet >= quiet_s or waited >= max_wait:
+            return {"waited_s": waited, "foreign_busy_cores_before": last, "idle": quiet >= quiet_s}
 
 
 class Case:
@@ -182,8 +222,17 @@ class Case:
         self.key, self.label, self.step, self.fwd, self.reset, self.note = key, label, step, fwd, reset, note
 
 
-def time_interleaved(fns: dict, resets: dict, repeats: int, warmup: int) -> dict:
-    """Median-friendly timing: every round times each function once (rotating the order)."""
+def time_interleaved(fns: dict, resets: dict, repeats: int, warmup: int, guard: dict | None = None):
+    """Median-friendly timing: every round times each function once, in a shuffled order.
+
+    With ``guard`` (keys ``threshold``, ``block_s``, ``max_s``) rounds are grouped into blocks of
+    about ``block_s`` seconds and a block is thrown away when other processes kept more than
+    ``threshold`` cores busy during it (on a 2-core machine one busy neighbour makes 2-thread
+    OpenMP kernels wait for a scheduler slice, which inflates times ~10x). Timing goes on until
+    ``repeats`` clean rounds are collected or ``max_s`` seconds have passed.
+
+    Returns (samples per key, stats).
+    """
     keys = list(fns)
     for k in keys:
         for _ in range(warmup):
@@ -191,22 +240,55 @@ def time_interleaved(fns: dict, resets: dict, repeats: int, warmup: int) -> dict
                 resets[k]()
             fns[k]()
     samples = {k: [] for k in keys}
+    stats = {"rounds_kept": 0, "rounds_discarded": 0, "blocks_discarded": 0, "blocks_kept": 0,
+             "complete": True}
+    t_start = time.perf_counter()
+    r = 0
+    rng = random.Random(0)
     gc.collect()
     gc.disable()
     try:
-        for r in range(repeats):
-            order = keys[r % len(keys):] + keys[: r % len(keys)]
-            for k in order:
-                reset = resets.get(k)
-                if reset:
-                    reset()
-                t0 = time.perf_counter()
-                fns[k]()
-                t1 = time.perf_counter()
-                samples[k].append(t1 - t0)
+        while stats["rounds_kept"] < repeats:
+            block = {k: [] for k in keys}
+            n_rounds = 0
+            with CpuMonitor() as mon:
+                t_block = time.perf_counter()
+                while True:
+                    order = list(keys)
+                    rng.shuffle(order)  # random neighbours: no row always follows the same one
+                    r += 1
+                    for k in order:
+                        reset = resets.get(k)
+                        if reset:
+                            reset()
+                        t0 = time.perf_counter()
+                        fns[k]()
+                        t1 = time.perf_counter()
+                        block[k].append(t1 - t0)
+                    n_rounds += 1
+                    if stats["rounds_kept"] + n_rounds >= repeats:
+                        break
+                    if guard is None or time.perf_counter() - t_block >= guard["block_s"]:
+                        break
+            busy = (guard is not None and mon.foreign_cores is not None
+                    and mon.foreign_cores > guard["threshold"])
+            if busy and time.perf_counter() - t_start < guard["max_s"]:
+                stats["rounds_discarded"] += n_rounds
+                stats["blocks_discarded"] += 1
+                continue
+            if busy:
+                stats["complete"] = False  # out of time: keep what we have, flagged
+            for k in keys:
+                samples[k].extend(block[k])
+            stats["rounds_kept"] += n_rounds
+            stats["blocks_kept"] += 1
+            if busy:
+                stats.setdefault("busy_blocks_kept", 0)
+                stats["busy_blocks_kept"] += 1
     finally:
         gc.enable()
-    return samples
+    stats["elapsed_s"] = time.perf_counter() - t_start
+    return samples, stats
 
 
 def zero_grads(*objs):
@@ -329,10 +411,14 @@ def build_layer_cases(batch, d, G, k, tmpdirs):
 def run_part1(args, tmpdirs):
     batch, d, G, k = args.batch, 64, 5, 3
     cases, info = build_layer_cases(batch, d, G, k, tmpdirs)
+    guard = args.guard
     with torch.no_grad():
-        fwd_samples = time_interleaved({c.key: c.fwd for c in cases if c.fwd}, {}, args.repeats, args.warmup)
-    fb_samples = time_interleaved({c.key: c.step for c in cases}, {c.key: c.reset for c in cases},
-                                  args.repeats, args.warmup)
+        fwd_samples, fwd_stats = time_interleaved({c.key: c.fwd for c in cases if c.fwd}, {}, args.repeats,
+                                                  args.warmup, guard)
+    fb_samples, fb_stats = time_interleaved({c.key: c.step for c in cases}, {c.key: c.reset for c in cases},
+                                            args.repeats, args.warmup, guard)
+    info["timing_fwd_bwd"] = fb_stats
+    info["timing_fwd_only"] = fwd_stats
     rows = []
     floor_g = statistics.median(fb_samples["floor_feat_grad"]) * 1e6
     floor_w = statistics.median(fb_samples["floor_weights_only"]) * 1e6
@@ -397,25 +483,21 @@ def target_fn(x):
 
 
 @contextlib.contextmanager
-def count_closures(opt_cls, counter: list):
-    """Count loss evaluations: wrap the closure handed to ``opt_cls.step`` (restored after)."""
-    orig = opt_cls.__dict__["step"]
+def count_backward(model, counter: list):
+    """Count loss+gradient evaluations of a fit: one per backward pass that reaches the first layer's
+    spline coefficients (each optimizer closure runs exactly one backward; test-set evaluation and
+    grid updates run none). Optimizer-agnostic; nothing in the library is modified."""
+    p = model.act_fun[0].coef
 
-    def step(self, closure=None):
-        if closure is None:
-            return orig(self)
+    def hook(grad):
+        counter[0] += 1
+        return grad
 
-        def counted():
-            counter[0] += 1
-            return closure()
-
-        return orig(self, counted)
-
-    opt_cls.step = step
+    handle = p.register_hook(hook)
     try:
         yield
     finally:
-        opt_cls.step = orig
+        handle.remove()
 
 
 def clone_dataset(ds):
@@ -430,12 +512,12 @@ def e2e_kanlab(dataset, steps, refine_to):
     t = [time.perf_counter()]
     model = KAN(width=[2, 5, 1], grid=3, k=3, seed=1)
     t.append(time.perf_counter())
-    with count_closures(torch.optim.LBFGS, n1):
+    with count_backward(model, n1):
         h1 = model.fit(ds, opt="LBFGS", steps=steps, lamb=0.001, progress=False)
     t.append(time.perf_counter())
     model = model.refine(refine_to)
     t.append(time.perf_counter())
-    with count_closures(torch.optim.LBFGS, n2):
+    with count_backward(model, n2):
         h2 = model.fit(ds, opt="LBFGS", steps=steps, progress=False)
     t.append(time.perf_counter())
     return _e2e_record(t, h1, h2, n1[0], n2[0])
@@ -443,7 +525,6 @@ def e2e_kanlab(dataset, steps, refine_to):
 
 def e2e_pykan(dataset, steps, refine_to):
     from kan import KAN as PKAN
-    from kan.LBFGS import LBFGS as PLBFGS
 
     ds = clone_dataset(dataset)
     ckpt = tempfile.mkdtemp(prefix="kanlab-bench-pykan-")
@@ -454,12 +535,12 @@ def e2e_pykan(dataset, steps, refine_to):
             t = [time.perf_counter()]
             model = PKAN(width=[2, 5, 1], grid=3, k=3, seed=1, ckpt_path=ckpt)
             t.append(time.perf_counter())
-            with count_closures(PLBFGS, n1):
+            with count_backward(model, n1):
                 h1 = model.fit(ds, opt="LBFGS", steps=steps, lamb=0.001)
             t.append(time.perf_counter())
             model = model.refine(refine_to)
             t.append(time.perf_counter())
-            with count_closures(PLBFGS, n2):
+            with count_backward(model, n2):
                 h2 = model.fit(ds, opt="LBFGS", steps=steps)
             t.append(time.perf_counter())
     finally:
@@ -487,8 +568,12 @@ def _e2e_record(t, h1, h2, n1, n2):
 
 
 def median_record(runs):
-    keys = [k for k in runs[0] if isinstance(runs[0][k], (int, float))]
-    return {k: statistics.median(r[k] for r in runs) for k in keys}
+    """Medians over the clean runs (other processes quiet), or over all runs when none was clean."""
+    clean = [r for r in runs if r.get("clean", True)] or runs
+    keys = [k for k in clean[0] if isinstance(clean[0][k], (int, float)) and not isinstance(clean[0][k], bool)]
+    out = {k: statistics.median(r[k] for r in clean) for k in keys}
+    out["n_runs_in_median"] = len(clean)
+    return out
 
 
 def run_part2(args):
@@ -504,16 +589,35 @@ def run_part2(args):
             pk_ds = pk_create_dataset(target_fn, n_var=2, train_num=1000, test_num=1000, seed=0)
         info["pykan_create_dataset_identical"] = all(
             torch.equal(dataset[k], pk_ds[k]) for k in ("train_input", "train_label", "test_input", "test_label"))
-    kan_runs, pk_runs = [], []
+    kan_runs, pk_runs, discarded = [], [], []
+
+    def one(lib, fn):
+        for attempt in range(args.retries + 1):
+            if args.wait_idle > 0:
+                wait_until_idle(args.wait_idle, args.idle_threshold)
+            with CpuMonitor() as mon:
+                rec = fn(dataset, args.e2e_steps, 10)
+            rec["foreign_busy_cores"] = mon.foreign_cores
+            rec["steal_cores"] = mon.steal_cores
+            busy = mon.foreign_cores is not None and mon.foreign_cores > args.idle_threshold
+            rec["clean"] = not busy
+            note = f" (other processes used {mon.foreign_cores:.2f} cores)" if mon.foreign_cores is not None else ""
+            if busy and attempt < args.retries:
+                print(f"  {lib} e2e run discarded: {rec['total_s']:.2f} s{note}", flush=True)
+                discarded.append({"library": lib, **rec})
+                continue
+            print(f"  {lib} e2e run: {rec['total_s']:.2f} s{note}"
+                  + ("" if rec["clean"] else " -- kept although busy (out of retries)"), flush=True)
+            return rec
+
     # interleave: kanlab, pykan, kanlab, pykan, ... then the remaining kanlab runs
     n_rounds = max(args.e2e_repeats, args.pykan_repeats if HAVE_PYKAN else 0)
     for i in range(n_rounds):
         if i < args.e2e_repeats:
-            kan_runs.append(e2e_kanlab(dataset, args.e2e_steps, 10))
-            print(f"  kanlab e2e run {i + 1}: {kan_runs[-1]['total_s']:.2f} s", flush=True)
+            kan_runs.append(one("kanlab", e2e_kanlab))
         if HAVE_PYKAN and i < args.pykan_repeats:
-            pk_runs.append(e2e_pykan(dataset, args.e2e_steps, 10))
-            print(f"  pykan  e2e run {i + 1}: {pk_runs[-1]['total_s']:.2f} s", flush=True)
+            pk_runs.append(one("pykan", e2e_pykan))
+    info["discarded_runs"] = discarded
     res = {"info": info, "kanlab_runs": kan_runs, "kanlab_median": median_record(kan_runs)}
     if pk_runs:
         res["pykan_runs"] = pk_runs
@@ -523,6 +627,33 @@ def run_part2(args):
             (res["pykan_median"]["fit1_s"] + res["pykan_median"]["fit2_s"]) / res["pykan_median"]["loss_evals"]
         ) / ((res["kanlab_median"]["fit1_s"] + res["kanlab_median"]["fit2_s"]) / res["kanlab_median"]["loss_evals"])
     return res
+
+
+def profile_kanlab_fit(steps=10, top=12):
+    """Top ops (self CPU time) of kanlab's second fit of the README snippet (after refine(10))."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from kanlab import KAN, create_dataset
+
+    ds = create_dataset(target_fn, n_var=2, train_num=1000, test_num=1000, seed=0)
+    model = KAN(width=[2, 5, 1], grid=3, k=3, seed=1)
+    model.fit(ds, opt="LBFGS", steps=steps, lamb=0.001, progress=False)
+    model = model.refine(10)
+    n = [0]
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with count_backward(model, n):
+            model.fit(ds, opt="LBFGS", steps=steps, progress=False)
+    evs = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in evs) or 1.0
+    per = max(n[0], 1)
+    return {
+        "steps": steps,
+        "loss_evals": n[0],
+        "uniform_grids_after_refine": [bool(layer.is_uniform()) for layer in model.act_fun]
+        if all(hasattr(layer, "is_uniform") for layer in model.act_fun) else None,
+        "ops": [{"op": e.key, "self_cpu_us_per_eval": e.self_cpu_time_total / per, "calls_per_eval": e.count / per,
+                 "share": e.self_cpu_time_total / total} for e in evs[:top]],
+    }
 
 
 # --------------------------------------------------------------------------- part 3
@@ -578,14 +709,13 @@ def graph_saved(out):
     return res
 
 
-def summarize_saved(recs, graph, batch, d_in, d_out, P, out_tensor=None):
+def summarize_saved(recs, graph, batch, d_in, d_out, P):
     big_edge = batch * d_in * d_out
     big_basis = batch * d_in * P
     big_feat = batch * d_in * (1 + P)
     # unique storages (the same tensor saved by several nodes counts once)
     uniq = {}
     for r in recs:
-        key = (r["storage"], tuple(r["shape"]))
         uniq.setdefault(r["storage"], r["storage_bytes"] or r["bytes"])
     largest = max(recs, key=lambda r: r["numel"]) if recs else None
     return {
@@ -657,12 +787,21 @@ def render(results) -> str:
     out.append(f"- torch {env['torch']}, torch threads {env['torch_threads']}, python {env['python']}, "
                f"kanlab {env['kanlab']}, pykan {env['pykan']}")
     out.append(f"- command: `{env['command']}`")
+    src = env.get("kanlab_source", {})
+    if src:
+        where = ("this repository's src/ at " + str(src.get("repo_head"))
+                 + (" with uncommitted changes" if src.get("src_dirty") else " (clean)")) if src.get("inside_repo") \
+            else f"{src.get('kanlab_file')} (outside this repository; repository HEAD {src.get('repo_head')})"
+        out.append(f"- kanlab imported from {where}")
+    if env.get("note"):
+        out.append(f"- note: {env['note']}")
     out.append(f"- repeats {env['repeats']} (warm-up {env['warmup']}), medians of single-call wall times "
-               "(time.perf_counter), rows timed interleaved round by round")
-    loads = [f"{k} {v['foreign_busy_cores']:.2f}" for k, v in env.get("load", {}).items()
-             if v.get("foreign_busy_cores") is not None]
+               "(time.perf_counter), rows timed interleaved round by round in shuffled order")
+    loads = [f"{k} {v['foreign_busy_cores']:.2f} (steal {v.get('steal_cores') or 0:.2f})"
+             for k, v in env.get("load", {}).items() if v.get("foreign_busy_cores") is not None]
     if loads:
-        out.append("- CPU used by other processes while timing (average busy cores): " + ", ".join(loads))
+        out.append("- CPU used by other processes while timing (average busy cores; hypervisor steal): "
+                   + ", ".join(loads))
     out.append("")
 
     if "part1" in results:
@@ -681,6 +820,12 @@ def render(results) -> str:
                          fmt_ratio(r["fwd_ratio_vs_floor_fwd"])])
         out.append(md_table(["row", "fwd+bwd median (us)", "p25-p75 (us)", "/ floor (feat grad)",
                              "/ floor (weights only)", "fwd only, no_grad (us)", "fwd / floor fwd"], rows))
+        for mode in ("timing_fwd_bwd", "timing_fwd_only"):
+            st = p1["info"].get(mode)
+            if st and (st["rounds_discarded"] or not st["complete"]):
+                out.append(f"\n{mode}: kept {st['rounds_kept']} rounds, dropped {st['rounds_discarded']} rounds "
+                           f"timed while other processes were busy"
+                           + ("" if st["complete"] else " (ran out of time: some busy rounds kept)") + ".")
         g = p1["info"]["floor_gflops_per_s"]
         out.append(f"\nFloor throughput: {g['floor_feat_grad']:.1f} GFLOP/s (feat grad), "
                    f"{g['floor_weights_only']:.1f} GFLOP/s (weights only), {g['forward']:.1f} GFLOP/s (forward).\n")
@@ -697,7 +842,9 @@ def render(results) -> str:
         i = p2["info"]
         out.append(f"## Part 2: README snippet end to end (KAN [2,5,1], grid 3, fit LBFGS {i['steps']} steps "
                    f"lamb=0.001, refine(10), fit {i['steps']} steps)\n")
-        out.append(f"Medians over {i['kanlab_repeats']} kanlab run(s) and {i['pykan_repeats']} pykan run(s); "
+        n_k = p2["kanlab_median"].get("n_runs_in_median", i["kanlab_repeats"])
+        n_p = p2["pykan_median"].get("n_runs_in_median", i["pykan_repeats"]) if "pykan_median" in p2 else 0
+        out.append(f"Medians over {n_k} kanlab run(s) and {n_p} pykan run(s); "
                    "same dataset tensors for both"
                    + (f" (pykan's create_dataset(seed=0) gives identical tensors: "
                       f"{i.get('pykan_create_dataset_identical')})" if "pykan_create_dataset_identical" in i else "")
@@ -723,10 +870,27 @@ def render(results) -> str:
         if "speedup_pykan_over_kanlab" in p2:
             out.append(f"\nSpeed ratio pykan / kanlab (total time): **{p2['speedup_pykan_over_kanlab']:.1f}x**; "
                        f"per loss evaluation (fit time / closure calls): {p2['speedup_per_loss_eval']:.1f}x.\n")
-        out.append("Per-run kanlab totals (s): " + ", ".join(f"{r['total_s']:.2f}" for r in p2["kanlab_runs"]))
+        def runs_txt(rs):
+            return ", ".join(f"{r['total_s']:.2f}" + ("" if r.get("clean", True) else " (busy machine, not in median)")
+                             for r in rs)
+
+        line = "Per-run totals (s): kanlab " + runs_txt(p2["kanlab_runs"])
         if "pykan_runs" in p2:
-            out.append("; pykan: " + ", ".join(f"{r['total_s']:.2f}" for r in p2["pykan_runs"]))
-        out.append("\n")
+            line += "; pykan " + runs_txt(p2["pykan_runs"])
+        n_disc = len(i.get("discarded_runs", []))
+        if n_disc:
+            line += f" ({n_disc} run(s) discarded because other processes were busy)"
+        out.append(line + ".\n")
+    if "profile_fit" in results:
+        pf = results["profile_fit"]
+        out.append(f"### Top ops of kanlab's second fit (after refine(10); {pf['steps']} LBFGS steps, "
+                   f"{pf['loss_evals']} loss evaluations; torch.profiler self CPU time per loss evaluation)\n")
+        if pf.get("uniform_grids_after_refine") is not None:
+            out.append(f"Layer grids uniform after refine: {pf['uniform_grids_after_refine']}.\n")
+        out.append(md_table(["op", "self CPU us / eval", "calls / eval", "share"],
+                            [[o["op"], f"{o['self_cpu_us_per_eval']:.1f}", f"{o['calls_per_eval']:.1f}",
+                              f"{100 * o['share']:.1f}%"] for o in pf["ops"]]))
+        out.append("")
     if "part3" in results:
         p3 = results["part3"]
         out.append("## Part 3: tensors saved for backward (torch.autograd.graph.saved_tensors_hooks)\n")
@@ -778,8 +942,12 @@ def main(argv=None):
     ap.add_argument("--idle-threshold", type=float, default=0.15,
                     help="cores that other processes may use for the machine to count as idle (default 0.15)")
     ap.add_argument("--retries", type=int, default=None,
-                    help="rerun a timed part this many times if other processes were busy during it "
-                         "(default 3; 0 in --quick)")
+                    help="rerun an end-to-end run (or the profile) this many times if other processes "
+                         "were busy during it (default 5; 0 in --quick)")
+    ap.add_argument("--max-part1-s", type=float, default=None,
+                    help="part 1 keeps timing (dropping blocks during which other processes were busy) "
+                         "for at most this many seconds per mode (default 900; 60 in --quick)")
+    ap.add_argument("--note", default="", help="free text recorded with the results (e.g. which source)")
     args = ap.parse_args(argv)
 
     q = args.quick
@@ -789,7 +957,9 @@ def main(argv=None):
     args.pykan_repeats = args.pykan_repeats if args.pykan_repeats is not None else 1
     args.e2e_steps = args.e2e_steps or (5 if q else 50)
     args.wait_idle = args.wait_idle if args.wait_idle is not None else (0.0 if q else 600.0)
-    args.retries = args.retries if args.retries is not None else (0 if q else 3)
+    args.retries = args.retries if args.retries is not None else (0 if q else 5)
+    args.guard = {"threshold": args.idle_threshold, "block_s": 1.0,
+                  "max_s": args.max_part1_s if args.max_part1_s is not None else (60.0 if q else 900.0)}
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     write = not args.no_write and (args.out is not None or not q)
     out_prefix = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / "core"
@@ -807,11 +977,13 @@ def main(argv=None):
         "platform": platform.platform(),
         "kanlab": getattr(kanlab, "__version__", "unknown"),
         "pykan": PYKAN_VERSION,
-        "command": " ".join(["python", os.path.relpath(__file__, Path.cwd())]
-                            + list(sys.argv[1:] if argv is None else argv)),
+        "command": shlex.join(["python", os.path.relpath(__file__, Path.cwd())]
+                              + list(sys.argv[1:] if argv is None else argv)),
         "repeats": args.repeats,
         "warmup": args.warmup,
         "quick": q,
+        "kanlab_source": kanlab_source(),
+        "note": args.note,
     }
     results = {"env": env}
     load: dict = {}
@@ -819,35 +991,36 @@ def main(argv=None):
     tmpdirs: list[str] = []
 
     def timed_part(name, title, fn):
-        """Run a timed part on a quiet machine: wait for idle, run, rerun if others were busy."""
-        for attempt in range(args.retries + 1):
-            wait = wait_until_idle(args.wait_idle, args.idle_threshold) if args.wait_idle > 0 else None
-            if wait and not wait["idle"]:
-                print(f"  warning: machine still busy after {wait['waited_s']:.0f} s "
-                      f"({wait['foreign_busy_cores_before']:.2f} cores used by other processes)", flush=True)
-            print(f"{title} ...", flush=True)
-            with CpuMonitor() as mon:
-                res = fn()
-            rec = {**mon.record(), "attempt": attempt + 1, "wait": wait}
-            load[name] = rec
-            fc = rec["foreign_busy_cores"]
-            if fc is not None:
-                print(f"  other processes used {fc:.2f} cores on average during {name}", flush=True)
-            if fc is None or fc <= args.idle_threshold or attempt == args.retries:
-                if fc is not None and fc > args.idle_threshold:
-                    print(f"  warning: {name} ran on a busy machine; its times are inflated", flush=True)
-                return res
-            print(f"  rerunning {name} (attempt {attempt + 2} of {args.retries + 1})", flush=True)
+        """Run a timed part, first waiting (bounded) for other processes to go quiet."""
+        wait = wait_until_idle(args.wait_idle, args.idle_threshold) if args.wait_idle > 0 else None
+        if wait and not wait["idle"]:
+            print(f"  warning: machine still busy after {wait['waited_s']:.0f} s "
+                  f"({wait['foreign_busy_cores_before']:.2f} cores used by other processes)", flush=True)
+        print(f"{title} ...", flush=True)
+        with CpuMonitor() as mon:
+            res = fn()
+        load[name] = {**mon.record(), "wait": wait}
+        fc = mon.foreign_cores
+        if fc is not None:
+            print(f"  other processes used {fc:.2f} cores on average during {name}", flush=True)
+        return res
 
     try:
         if "1" in parts:
             results["part1"] = timed_part("part1", "part 1: one layer forward+backward",
                                           lambda: run_part1(args, tmpdirs))
             if not args.no_profile:
-                results["profile"] = timed_part("profile", "profiling kanlab's layer",
-                                                lambda: profile_kanlab_layer(args))
+                for attempt in range(args.retries + 1):
+                    results["profile"] = timed_part("profile", "profiling kanlab's layer",
+                                                    lambda: profile_kanlab_layer(args))
+                    fc = load["profile"]["foreign_busy_cores"]
+                    if fc is None or fc <= args.idle_threshold:
+                        break
         if "2" in parts:
             results["part2"] = timed_part("part2", "part 2: README snippet end to end", lambda: run_part2(args))
+            if not args.no_profile:
+                results["profile_fit"] = timed_part("profile_fit", "profiling kanlab's fit",
+                                                    lambda: profile_kanlab_fit(5 if q else 10))
         if "3" in parts:
             print("part 3: saved tensors ...", flush=True)
             results["part3"] = run_part3(args, tmpdirs)

@@ -140,8 +140,9 @@ class BasisPlan:
             self.inv_h = (1.0 / h).to(dt)
             self.shift = (-g64[:, 0] / h).to(dt)
             M = torch.tensor(uniform_poly(k), dtype=dt, device=dev)  # (powers, functions)
-            self.M = [M[p].contiguous() for p in range(K)]
-            self.D = [(M[p + 1] * (p + 1)).contiguous() for p in range(k)]
+            # coefficient columns (K, 1): Horner runs on (K, batch*in) tensors
+            self.M = [M[p].unsqueeze(-1).contiguous() for p in range(K)]
+            self.D = [(M[p + 1] * (p + 1)).unsqueeze(-1).contiguous() for p in range(k)]
         else:
             polys = _span_polys(grid.to(torch.float64), k)  # (in, S, K, K)
             t_j = grid[:, :-1].to(torch.float64)
@@ -152,38 +153,48 @@ class BasisPlan:
             der = polys[:, :, 1:, :] * torch.arange(1, K, dtype=torch.float64, device=dev)[:, None]
             zero_v = torch.zeros(n_in, 1, vals.shape[-1], dtype=torch.float64, device=dev)
             zero_d = torch.zeros(n_in, 1, k * K, dtype=torch.float64, device=dev)
-            self.packed = torch.cat([zero_v, vals, zero_v], 1).reshape(n_in * (S + 2), -1).to(dt)
+            # stored transposed, (fields, rows): a gather gives contiguous (K, batch*in) blocks
+            self.packed = torch.cat([zero_v, vals, zero_v], 1).reshape(n_in * (S + 2), -1).t()
+            self.packed = self.packed.to(dt).contiguous()
             self.packed_der = torch.cat([zero_d, der.reshape(n_in, S, k * K), zero_d], 1).reshape(
-                n_in * (S + 2), -1).to(dt)
+                n_in * (S + 2), -1).t().to(dt).contiguous()
 
     def matches(self, grid: torch.Tensor) -> bool:
         return grid is self.grid and grid._version == self.version
 
     def evaluate(self, x: torch.Tensor, need_deriv: bool = False):
-        """Values (batch, in, k+1), their columns (batch, in, k+1) and optionally d/dx."""
+        """Values (batch, in, k+1), their columns (batch, in, k+1) and optionally d/dx.
+
+        The polynomials are evaluated on (k+1, batch*in) tensors, so every elementwise op runs
+        over a long contiguous row, then transposed once.
+        """
         k = self.k
         K = k + 1
         batch, n_in = x.shape
         if self.uniform:
             s = torch.addcmul(self.shift, x, self.inv_h)
             jf = torch.floor(s)
-            u = (s - jf).unsqueeze(-1)
-            row = jf.to(torch.long).clamp_(-1, self.n_spans).add_(self.row_off + 1)
-            cols = self.cols.index_select(0, row.reshape(-1)).view(batch, n_in, K)
-            vals = _horner(self.M, u)
-            der = _horner(self.D, u) * self.inv_h.unsqueeze(-1) if need_deriv else None
+            u = (s - jf).reshape(1, -1)
+            row = jf.to(torch.long).clamp_(-1, self.n_spans).add_(self.row_off + 1).reshape(-1)
+            cols = self.cols.index_select(0, row).view(batch, n_in, K)
+            vals = _horner(self.M, u).t().reshape(batch, n_in, K)
+            der = None
+            if need_deriv:
+                inv_h = self.inv_h.expand(batch, n_in).reshape(1, -1)
+                der = (_horner(self.D, u) * inv_h).t().reshape(batch, n_in, K)
             return vals, cols, der
         ss = torch.searchsorted(self.grid, x.t().contiguous(), right=True)  # (in, batch)
         row = ss.add_(self.row_off.unsqueeze(-1)).t().reshape(-1)  # (batch*in,)
         cols = self.cols.index_select(0, row).view(batch, n_in, K)
-        pk = self.packed.index_select(0, row).view(batch, n_in, self.packed.shape[1])  # inv_h, shift, coefs
-        u = torch.addcmul(pk[..., 1], x, pk[..., 0]).unsqueeze(-1)
-        coef = pk[..., 2:].unflatten(-1, (K, K))
-        vals = _horner([coef[..., p, :] for p in range(K)], u)
+        pk = self.packed.index_select(1, row)  # (2 + K*K, batch*in): inv_h, shift, coefs
+        u = torch.addcmul(pk[1], x.reshape(-1), pk[0]).unsqueeze(0)
+        vals = _horner([pk[2 + p * K : 2 + (p + 1) * K] for p in range(K)], u)
+        vals = vals.t().reshape(batch, n_in, K)
         der = None
         if need_deriv:
-            dc = self.packed_der.index_select(0, row).view(batch, n_in, k, K)
-            der = _horner([dc[..., p, :] for p in range(k)], u) * pk[..., :1]
+            dc = self.packed_der.index_select(1, row)
+            der = _horner([dc[p * K : (p + 1) * K] for p in range(k)], u) * pk[0]
+            der = der.t().reshape(batch, n_in, K)
         return vals, cols, der
 
 
@@ -191,7 +202,7 @@ def _horner(coefs, u):
     """sum_p coefs[p] * u^p for a list of coefficient tensors (broadcast against u)."""
     n = len(coefs)
     if n == 1:
-        return coefs[0].expand(*u.shape[:-1], coefs[0].shape[-1]).clone()
+        return (coefs[0] + torch.zeros_like(u)).contiguous()
     acc = torch.addcmul(coefs[n - 2], u, coefs[n - 1])
     for p in range(n - 3, -1, -1):
         acc = torch.addcmul(coefs[p], acc, u)

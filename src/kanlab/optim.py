@@ -8,14 +8,13 @@ to cost a handful of tensor operations per iteration:
   moving the parameters are single operations;
 * the search direction uses the compact representation of the inverse Hessian
   (Byrd, Nocedal and Schnabel, 1994): two small matrix-vector products against the stacked
-  history (kept in float64), with the (2m x 2m) algebra done in NumPy.
+  history (kept in float64), with the small (m x m) algebra in float64 torch.
 """
 from __future__ import annotations
 
 import math
 from typing import Callable
 
-import numpy as np
 import torch
 
 __all__ = ["LBFGS"]
@@ -97,27 +96,31 @@ class LBFGS:
         return float(loss)
 
     def _direction(self, g: torch.Tensor) -> torch.Tensor:
-        """-H g from the compact representation of the L-BFGS inverse Hessian."""
+        """-H g from the compact representation of the L-BFGS inverse Hessian.
+
+        The small (m x m) algebra runs in float64 torch (NumPy's BLAS would start its own
+        threads, which fight PyTorch's on small machines).
+        """
         m = len(self.S)
         if m == 0:
             return -g
         SY = torch.stack(self.S + self.Y)  # (2m, n), float64
         g64 = g.double()
-        gram = (SY @ SY.t()).cpu().numpy()
-        proj = (SY @ g64).cpu().numpy()
+        gram = SY @ SY.t()
+        proj = SY @ g64
         StY = gram[:m, m:]
         YtY = gram[m:, m:]
-        a, b = proj[:m], proj[m:]
-        ys = np.diag(StY)
+        a, b = proj[:m, None], proj[m:, None]
+        ys = StY.diagonal()
         gamma = ys[-1] / YtY[-1, -1]
-        R = np.triu(StY)
+        R = StY.triu()
         # H g = gamma g + S p + gamma Y q, with q = -R^{-1} a and
-        # p = R^{-T} (D + gamma Y^T Y) R^{-1} a - gamma R^{-T} b
-        Ria = _solve_upper(R, a)
-        p = _solve_upper(R.T, (np.diag(ys) + gamma * YtY) @ Ria - gamma * b, lower=True)
-        q = -Ria
-        coeff = torch.from_numpy(np.concatenate([p, gamma * q])).to(self.device)
-        return torch.addmv(g64, SY.t(), coeff, beta=-gamma, alpha=-1.0).to(self.dtype)
+        # p = R^{-T} ((D + gamma Y^T Y) R^{-1} a - gamma b)
+        Ria = torch.linalg.solve_triangular(R, a, upper=True)
+        rhs = ys[:, None] * Ria + gamma * (YtY @ Ria) - gamma * b
+        p = torch.linalg.solve_triangular(R.t(), rhs, upper=False)
+        coeff = torch.cat([p, -gamma * Ria]).squeeze(1)
+        return (-(gamma * g64) - SY.t() @ coeff).to(self.dtype)
 
     # ---------------------------------------------------------------------- step
     @torch.no_grad()
@@ -249,12 +252,6 @@ class LBFGS:
         if t_lo == 0.0:
             return f0, g0, 0.0, n
         return f_lo, g_lo, t_lo, n
-
-
-def _solve_upper(R: np.ndarray, v: np.ndarray, lower: bool = False) -> np.ndarray:
-    from scipy.linalg import solve_triangular
-
-    return solve_triangular(R, v, lower=lower, check_finite=False)
 
 
 def _cubic_min(t1, f1, g1, t2, f2, g2, lo, hi):
