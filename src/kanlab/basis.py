@@ -162,40 +162,50 @@ class BasisPlan:
     def matches(self, grid: torch.Tensor) -> bool:
         return grid is self.grid and grid._version == self.version
 
-    def evaluate(self, x: torch.Tensor, need_deriv: bool = False):
-        """Values (batch, in, k+1), their columns (batch, in, k+1) and optionally d/dx.
+    def locate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Span row (batch*in,) of the plan's tables and local coordinate u (1, batch*in)."""
+        if self.uniform:
+            s = torch.addcmul(self.shift, x, self.inv_h)
+            jf = torch.floor(s)
+            u = (s - jf).reshape(1, -1)
+            row = jf.to(torch.long).clamp_(-1, self.n_spans).add_(self.row_off + 1).reshape(-1)
+            return row, u
+        ss = torch.searchsorted(self.grid, x.t().contiguous(), right=True)  # (in, batch)
+        row = ss.add_(self.row_off.unsqueeze(-1)).t().reshape(-1)
+        scale = self.packed[:2].index_select(1, row)  # inv_h, shift of each span
+        u = torch.addcmul(scale[1], x.reshape(-1), scale[0]).unsqueeze(0)
+        return row, u
+
+    def values(self, row: torch.Tensor, u: torch.Tensor, batch: int, need_deriv: bool = False):
+        """Values (batch, in, k+1), their columns and optionally d/dx, from :meth:`locate`.
 
         The polynomials are evaluated on (k+1, batch*in) tensors, so every elementwise op runs
         over a long contiguous row, then transposed once.
         """
         k = self.k
         K = k + 1
-        batch, n_in = x.shape
+        n_in = self.n_in
+        cols = self.cols.index_select(0, row).view(batch, n_in, K)
+        der = None
         if self.uniform:
-            s = torch.addcmul(self.shift, x, self.inv_h)
-            jf = torch.floor(s)
-            u = (s - jf).reshape(1, -1)
-            row = jf.to(torch.long).clamp_(-1, self.n_spans).add_(self.row_off + 1).reshape(-1)
-            cols = self.cols.index_select(0, row).view(batch, n_in, K)
             vals = _horner(self.M, u).t().reshape(batch, n_in, K)
-            der = None
             if need_deriv:
                 inv_h = self.inv_h.expand(batch, n_in).reshape(1, -1)
                 der = (_horner(self.D, u) * inv_h).t().reshape(batch, n_in, K)
             return vals, cols, der
-        ss = torch.searchsorted(self.grid, x.t().contiguous(), right=True)  # (in, batch)
-        row = ss.add_(self.row_off.unsqueeze(-1)).t().reshape(-1)  # (batch*in,)
-        cols = self.cols.index_select(0, row).view(batch, n_in, K)
         pk = self.packed.index_select(1, row)  # (2 + K*K, batch*in): inv_h, shift, coefs
-        u = torch.addcmul(pk[1], x.reshape(-1), pk[0]).unsqueeze(0)
         vals = _horner([pk[2 + p * K : 2 + (p + 1) * K] for p in range(K)], u)
         vals = vals.t().reshape(batch, n_in, K)
-        der = None
         if need_deriv:
             dc = self.packed_der.index_select(1, row)
             der = _horner([dc[p * K : (p + 1) * K] for p in range(k)], u) * pk[0]
             der = der.t().reshape(batch, n_in, K)
         return vals, cols, der
+
+    def evaluate(self, x: torch.Tensor, need_deriv: bool = False):
+        """Values (batch, in, k+1), their columns (batch, in, k+1) and optionally d/dx."""
+        row, u = self.locate(x)
+        return self.values(row, u, x.shape[0], need_deriv)
 
 
 def _horner(coefs, u):

@@ -21,10 +21,15 @@ from .basis import BasisPlan
 __all__ = ["kan_layer", "kan_layer_cached", "LayerFeatures", "fused_features"]
 
 
-def fused_features(x: torch.Tensor, base: torch.Tensor, plan: BasisPlan, need_deriv: bool):
-    """Features (batch, in*(1+P)+1) with a trailing dummy column; local columns and derivative."""
+def fused_features(x: torch.Tensor, base: torch.Tensor, plan: BasisPlan, need_deriv: bool,
+                   located=None):
+    """Features (batch, in*(1+P)+1) with a trailing dummy column; local columns and derivative.
+
+    ``located``: the ``(row, u)`` of ``plan.locate(x)`` when already known.
+    """
     batch = x.shape[0]
-    vals, cols, der = plan.evaluate(x, need_deriv)
+    row, u = plan.locate(x) if located is None else located
+    vals, cols, der = plan.values(row, u, batch, need_deriv)
     feat = torch.zeros(batch, plan.dummy + 1, dtype=x.dtype, device=x.device)
     feat[:, 0 : plan.dummy : plan.width] = base
     n = cols.shape[1] * cols.shape[2]
@@ -75,29 +80,31 @@ class _KANLayerFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, base, scale_base, scale_sp, coef, mask, bias, plan, want_var):
         batch = x.shape[0]
-        feat, _, _ = fused_features(x, base, plan, need_deriv=False)
+        # span rows and local coordinates are (batch, in) sized: kept so backward skips the search
+        row, u = plan.locate(x)
+        feat, _, _ = fused_features(x, base, plan, need_deriv=False, located=(row, u))
         w, W = _weights(plan, scale_base, scale_sp, coef, mask)
         y = feat @ W if bias is None else torch.addmm(bias, feat, W)
         ctx.plan, ctx.want_var, ctx.has_bias = plan, want_var, bias is not None
         if not want_var:
-            ctx.save_for_backward(x, base, scale_sp, coef, mask, W)
+            ctx.save_for_backward(x, base, scale_sp, coef, mask, W, row, u)
             return y
         cov = _cov(_centred(feat, plan, batch), batch)
-        ctx.save_for_backward(x, base, scale_sp, coef, mask, W, cov)
+        ctx.save_for_backward(x, base, scale_sp, coef, mask, W, row, u, cov)
         return y, _edge_var(w, cov)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, gy, gvar=None):
         if ctx.want_var:
-            x, base, scale_sp, coef, mask, W, cov = ctx.saved_tensors
+            x, base, scale_sp, coef, mask, W, row, u, cov = ctx.saved_tensors
         else:
-            (x, base, scale_sp, coef, mask, W), cov = ctx.saved_tensors, None
+            (x, base, scale_sp, coef, mask, W, row, u), cov = ctx.saved_tensors, None
         plan = ctx.plan
         batch, n_in = x.shape
         need = ctx.needs_input_grad
         need_x, need_base, need_w = need[0], need[1], need[2] or need[3] or need[4]
-        feat, cols, der = fused_features(x, base, plan, need_deriv=need_x)
+        feat, cols, der = fused_features(x, base, plan, need_deriv=need_x, located=(row, u))
         w = W[:-1].view(n_in, plan.width, -1)
         use_var = cov is not None and gvar is not None
         gx = gbase = gsb = gsp = gcoef = gbias = None
