@@ -47,7 +47,7 @@ def toy():
 def run_kanlab(ds, steps):
     t0 = time.perf_counter()
     model = KAN(width=[2, 5, 1], grid=3, k=3, seed=1)
-    h1 = model.fit(ds, opt="LBFGS", steps=steps, lamb=0.001, progress=False)
+    model.fit(ds, opt="LBFGS", steps=steps, lamb=0.001, progress=False)
     model = model.refine(10)
     h2 = model.fit(ds, opt="LBFGS", steps=steps, progress=False)
     return time.perf_counter() - t0, h2["test_loss"][-1], None

@@ -14,15 +14,6 @@ from kanlab import KAN
 from kanlab.cli import main
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine the
-    threads' barriers make them many times slower: run this module's tests on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def test_help_exits_zero_and_mentions_demo(capsys):
     with pytest.raises(SystemExit) as exc:

@@ -12,15 +12,6 @@ import torch
 from kanlab import KAN, create_dataset
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine the
-    threads' barriers make them many times slower: run this module's tests on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _f(x):
     return x[:, [0]] * x[:, [1]]

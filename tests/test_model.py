@@ -171,7 +171,7 @@ def test_bias_and_base_fun_ablations_train():
 
 
 def test_pykan_parity_forward_and_regularizer(tmp_path):
-    kan = pytest.importorskip("kan")
+    pytest.importorskip("kan")
     from kan import KAN as PyKAN
 
     torch.manual_seed(0)

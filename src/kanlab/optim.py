@@ -219,7 +219,7 @@ class LBFGS:
         if bracket is None:  # ran out of evaluations while extrapolating
             return f, g, t, n
         # zoom: (t_lo, f_lo) is the best point so far satisfying sufficient decrease
-        t_lo, f_lo, g_lo, gtd_lo, t_hi, f_hi, g_hi, gtd_hi = bracket
+        t_lo, f_lo, g_lo, gtd_lo, t_hi, f_hi, _, gtd_hi = bracket
         insufficient = False
         while n < max_ls:
             if abs(t_hi - t_lo) * d_norm < self.tolerance_change:
@@ -242,12 +242,12 @@ class LBFGS:
             f, g, gtd = self._phi(closure, x0, d, t)
             n += 1
             if not math.isfinite(f) or f > f0 + c1 * t * gtd0 or f >= f_lo:
-                t_hi, f_hi, g_hi, gtd_hi = t, f, g, gtd
+                t_hi, f_hi, gtd_hi = t, f, gtd
             else:
                 if abs(gtd) <= -c2 * gtd0:
                     return f, g, t, n
                 if gtd * (t_hi - t_lo) >= 0:
-                    t_hi, f_hi, g_hi, gtd_hi = t_lo, f_lo, g_lo, gtd_lo
+                    t_hi, f_hi, gtd_hi = t_lo, f_lo, gtd_lo
                 t_lo, f_lo, g_lo, gtd_lo = t, f, g, gtd
         if t_lo == 0.0:
             return f0, g0, 0.0, n
