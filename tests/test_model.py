@@ -191,3 +191,22 @@ def test_pykan_parity_forward_and_regularizer(tmp_path):
     r_ref = ref.reg("edge_forward_spline_n", 1.0, 2.0, 0.5, 0.3)
     r_ours = ours.reg(x, 1.0, 2.0, 0.5, 0.3)
     torch.testing.assert_close(r_ours, r_ref.detach(), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("normalized", [True, False])
+def test_sparsity_node_gradcheck(normalized):
+    from kanlab.regularize import sparsity
+
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.rand(30, 3, dtype=torch.float64, generator=gen).requires_grad_(True)
+    x1 = torch.rand(30, 4, dtype=torch.float64, generator=gen).requires_grad_(True)
+    v0 = (torch.rand(3, 4, dtype=torch.float64, generator=gen) + 0.1).requires_grad_(True)
+    v1 = (torch.rand(4, 2, dtype=torch.float64, generator=gen) + 0.1).requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda a, b, c, d: sparsity([a, b], [c, d], 0.7, 1.3, normalized), (x0, x1, v0, v1))
+    # a dead edge (zero variance) contributes nothing and gets a zero, finite gradient
+    v = v0.detach().clone()
+    v[1, 2] = 0.0
+    v.requires_grad_(True)
+    sparsity([x0.detach()], [v], 1.0, 2.0, normalized).backward()
+    assert torch.isfinite(v.grad).all() and v.grad[1, 2] == 0

@@ -10,8 +10,9 @@ from typing import Callable
 import torch
 
 from .optim import LBFGS
+from .regularize import coefficient_penalty, edge_scores, sparsity
 
-__all__ = ["fit", "regularization", "prepare_dataset", "check_finite"]
+__all__ = ["fit", "regularization", "edge_scores", "prepare_dataset", "check_finite"]
 
 logger = logging.getLogger("kanlab")
 
@@ -72,30 +73,6 @@ def prepare_dataset(model, dataset: dict, need_labels_match: bool = True) -> dic
     return out
 
 
-def _entropy_terms(a: torch.Tensor) -> torch.Tensor:
-    # a: (in, out) non-negative edge scores; pykan's rows are outputs, columns inputs
-    p_out = a / (a.sum(0, keepdim=True) + 1)  # normalized over inputs, per output
-    p_in = a / (a.sum(1, keepdim=True) + 1)  # normalized over outputs, per input
-    ent_out = -torch.mean(torch.sum(p_out * torch.log2(p_out + 1e-4), dim=0))
-    ent_in = -torch.mean(torch.sum(p_in * torch.log2(p_in + 1e-4), dim=1))
-    return ent_out + ent_in
-
-
-def edge_scores(inputs: list[torch.Tensor], variances: list[torch.Tensor],
-                normalized: bool = True) -> list[torch.Tensor]:
-    """Per layer, (in, out): std of each edge over the batch, over (std of its input + 0.1)."""
-    from .layer import var_to_std
-
-    scores = []
-    for x, var in zip(inputs, variances):
-        s = var_to_std(var)
-        if normalized:
-            xstd = x.std(0) if x.shape[0] > 1 else torch.zeros_like(x[0])
-            s = s / (xstd + 0.1).unsqueeze(-1)
-        scores.append(s)
-    return scores
-
-
 def regularization(model, inputs, variances, lamb_l1=1.0, lamb_entropy=2.0, lamb_coef=0.0,
                    lamb_coefdiff=0.0, reg_metric="edge_forward_spline_n") -> torch.Tensor:
     """pykan's regularizer (without the overall ``lamb``).
@@ -112,13 +89,10 @@ def regularization(model, inputs, variances, lamb_l1=1.0, lamb_entropy=2.0, lamb
         raise ValueError(f"reg_metric {reg_metric!r} is not supported; use one of {_REG_METRICS}")
     total = inputs[0].new_zeros(())
     if lamb_l1 != 0 or lamb_entropy != 0:
-        for a in edge_scores(inputs, variances, normalized=reg_metric != "edge_forward_spline_u"):
-            total = total + lamb_l1 * a.sum() + lamb_entropy * _entropy_terms(a)
+        total = sparsity(inputs, variances, lamb_l1, lamb_entropy,
+                         normalized=reg_metric != "edge_forward_spline_u")
     if lamb_coef != 0 or lamb_coefdiff != 0:
-        for layer in model.act_fun:
-            c = layer.coef
-            total = total + lamb_coef * c.abs().mean(1).sum()
-            total = total + lamb_coefdiff * torch.diff(c, dim=-1).abs().mean(1).sum()
+        total = total + coefficient_penalty(model, lamb_coef, lamb_coefdiff)
     return total
 
 
