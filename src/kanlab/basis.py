@@ -116,6 +116,7 @@ class BasisPlan:
     def __init__(self, grid: torch.Tensor, k: int):
         self.grid = grid
         self.version = grid._version
+        self.data_ptr = grid.data_ptr()
         self.k = k
         n_in, n_knots = grid.shape
         self.n_in = n_in
@@ -136,9 +137,9 @@ class BasisPlan:
         self.row_off = (torch.arange(n_in, device=dev) * (S + 2)).contiguous()
         if self.uniform:
             g64 = grid.to(torch.float64)
-            h = g64[:, 1] - g64[:, 0]
+            h = (g64[:, -1] - g64[:, 0]) / (n_knots - 1)  # mean spacing: exact to rounding
             self.inv_h = (1.0 / h).to(dt)
-            self.shift = (-g64[:, 0] / h).to(dt)
+            self.t0 = grid[:, 0].contiguous()
             M = torch.tensor(uniform_poly(k), dtype=dt, device=dev)  # (powers, functions)
             # coefficient columns (K, 1): Horner runs on (K, batch*in) tensors
             self.M = [M[p].unsqueeze(-1).contiguous() for p in range(K)]
@@ -148,8 +149,8 @@ class BasisPlan:
             t_j = grid[:, :-1].to(torch.float64)
             inv_h = 1.0 / (grid[:, 1:] - grid[:, :-1]).to(torch.float64)
             inv_h = torch.where(torch.isfinite(inv_h), inv_h, torch.zeros_like(inv_h))
-            shift = -t_j * inv_h  # u = x * inv_h + shift
-            vals = torch.cat([inv_h.unsqueeze(-1), shift.unsqueeze(-1), polys.reshape(n_in, S, K * K)], -1)
+            # u = (x - t_j) * inv_h: subtracting first keeps float32 accurate far from 0
+            vals = torch.cat([inv_h.unsqueeze(-1), t_j.unsqueeze(-1), polys.reshape(n_in, S, K * K)], -1)
             der = polys[:, :, 1:, :] * torch.arange(1, K, dtype=torch.float64, device=dev)[:, None]
             zero_v = torch.zeros(n_in, 1, vals.shape[-1], dtype=torch.float64, device=dev)
             zero_d = torch.zeros(n_in, 1, k * K, dtype=torch.float64, device=dev)
@@ -160,20 +161,24 @@ class BasisPlan:
                 n_in * (S + 2), -1).t().to(dt).contiguous()
 
     def matches(self, grid: torch.Tensor) -> bool:
-        return grid is self.grid and grid._version == self.version
+        """Whether ``grid`` is still the tensor this plan was built from, unchanged (same
+        object, storage and version counter; edits through ``.data`` in place are not seen:
+        change grids with ``copy_`` or ``KANLayer.set_grid``)."""
+        return (grid is self.grid and grid._version == self.version
+                and grid.data_ptr() == self.data_ptr)
 
     def locate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Span row (batch*in,) of the plan's tables and local coordinate u (1, batch*in)."""
         if self.uniform:
-            s = torch.addcmul(self.shift, x, self.inv_h)
+            s = (x - self.t0) * self.inv_h
             jf = torch.floor(s)
             u = (s - jf).reshape(1, -1)
             row = jf.to(torch.long).clamp_(-1, self.n_spans).add_(self.row_off + 1).reshape(-1)
             return row, u
         ss = torch.searchsorted(self.grid, x.t().contiguous(), right=True)  # (in, batch)
         row = ss.add_(self.row_off.unsqueeze(-1)).t().reshape(-1)
-        scale = self.packed[:2].index_select(1, row)  # inv_h, shift of each span
-        u = torch.addcmul(scale[1], x.reshape(-1), scale[0]).unsqueeze(0)
+        scale = self.packed[:2].index_select(1, row)  # inv_h, t_j of each span
+        u = ((x.reshape(-1) - scale[1]) * scale[0]).unsqueeze(0)
         return row, u
 
     def values(self, row: torch.Tensor, u: torch.Tensor, batch: int, need_deriv: bool = False):
@@ -193,7 +198,7 @@ class BasisPlan:
                 inv_h = self.inv_h.expand(batch, n_in).reshape(1, -1)
                 der = (_horner(self.D, u) * inv_h).t().reshape(batch, n_in, K)
             return vals, cols, der
-        pk = self.packed.index_select(1, row)  # (2 + K*K, batch*in): inv_h, shift, coefs
+        pk = self.packed.index_select(1, row)  # (2 + K*K, batch*in): inv_h, t_j, coefs
         vals = _horner([pk[2 + p * K : 2 + (p + 1) * K] for p in range(K)], u)
         vals = vals.t().reshape(batch, n_in, K)
         if need_deriv:

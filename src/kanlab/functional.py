@@ -60,6 +60,14 @@ def _param_grads(need, gw, scale_sp, coef, mask):
     return gsb, gsp, gcoef
 
 
+def _no_double_backward():
+    if torch.is_grad_enabled():
+        raise RuntimeError(
+            "kanlab layers support first derivatives only: backward with create_graph=True "
+            "(second derivatives, Hessians, PDE losses on derivatives) is not implemented yet"
+        )
+
+
 def _centred(feat, plan, batch):
     f3 = feat[:, :-1].view(batch, plan.n_in, plan.width)
     return f3 - f3.mean(0, keepdim=True)
@@ -94,8 +102,8 @@ class _KANLayerFn(torch.autograd.Function):
         return y, _edge_var(w, cov)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, gy, gvar=None):
+        _no_double_backward()
         if ctx.want_var:
             x, base, scale_sp, coef, mask, W, row, u, cov = ctx.saved_tensors
         else:
@@ -164,8 +172,8 @@ class _KANLayerConstFn(torch.autograd.Function):
         return y, _edge_var(w, cache.cov)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, gy, gvar=None):
+        _no_double_backward()
         scale_sp, coef, mask, W = ctx.saved_tensors
         cache = ctx.cache
         n_in = coef.shape[0]

@@ -96,11 +96,11 @@ def interpolate_grid(parent_grid: torch.Tensor, parent_k: int, num: int, k: int,
         lo, hi = t0, tg
         if x is not None and x.shape[0] > 0:
             xmin, xmax = x[:, i].min(), x[:, i].max()
-            margin = 0.05 * (xmax - xmin)  # unseen data lands a little beyond the samples
-            if xmin < t0:
-                lo = torch.maximum(xmin - margin, row[0])
-            if xmax > tg:
-                hi = torch.minimum(xmax + margin, row[-1])
+            # unseen data lands a little beyond the samples (and a grid fitted to the samples
+            # ends exactly at them): cover 5% more on each side, inside the parent's support
+            margin = 0.05 * (torch.maximum(xmax, tg) - torch.minimum(xmin, t0))
+            lo = torch.maximum(torch.minimum(xmin, t0) - margin, row[0])
+            hi = torch.minimum(torch.maximum(xmax, tg) + margin, row[-1])
         inside = row[(row > lo) & (row < hi)]
         bps = torch.cat([lo.reshape(1), inside, hi.reshape(1)])
         seg = bps[1:] - bps[:-1]

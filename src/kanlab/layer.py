@@ -167,14 +167,16 @@ class KANLayer(nn.Module):
 
     def _cached(self, x: torch.Tensor) -> LayerFeatures | None:
         """Cached features when ``x`` needs no gradient and was seen before with this grid."""
-        if x.requires_grad or not self.training:
+        # a custom base function may hold parameters or state: never cache its values
+        if x.requires_grad or not self.training or self.base_fun_name == "custom":
             return None
         plan = self.plan()
         cache = self._feat_cache
-        if cache is not None and cache.matches(x, plan):
+        if cache is not None and cache.matches(x, plan) and cache.base_fun is self.base_fun:
             return cache
         if self._feat_cache_candidate is x and x.numel() * plan.width <= self.feature_cache_limit:
             self._feat_cache = LayerFeatures(x, self.base_fun(x), plan)
+            self._feat_cache.base_fun = self.base_fun
             return self._feat_cache
         self._feat_cache_candidate = x
         return None

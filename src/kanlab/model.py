@@ -302,9 +302,12 @@ class KAN(nn.Module):
     def refine(self, new_grid: int, x: torch.Tensor | None = None) -> "KAN":
         """Grid extension: a new model with ``new_grid`` intervals computing the same function.
 
-        Knots follow the old ones' density; spline coefficients are refit by least squares on
-        the layer inputs of ``x`` (default: the training inputs of the last fit) plus dense
-        points over each grid. The original model is left unchanged.
+        Every old knot inside the new range stays a knot and each old interval is split evenly,
+        so the old splines are exactly representable; coefficients are refit by least squares
+        on the layer inputs of ``x`` (default: the training inputs of the last fit) plus dense
+        points over each grid. The new model reproduces the old one on the range of those
+        inputs plus a 5% margin; further out, the two models' extension tails differ. The
+        original model is left unchanged.
         """
         from .grid import refit_layer
 

@@ -60,10 +60,12 @@ class LBFGS:
             self.flat = torch.cat([p.detach().reshape(-1) for p in self.params])
         self.grad = torch.zeros_like(self.flat)
         off = 0
+        self._grad_views = []
         for p in self.params:
             n = p.numel()
             p.data = self.flat[off : off + n].view_as(p)
             p.grad = self.grad[off : off + n].view_as(p)
+            self._grad_views.append(p.grad)
             off += n
         self.dtype, self.device = p0.dtype, p0.device
         # state carried across steps
@@ -93,6 +95,15 @@ class LBFGS:
         with torch.enable_grad():
             loss = closure()
         self.func_evals += 1
+        # a closure that calls zero_grad(set_to_none=True) detaches .grad from the flat
+        # buffer: copy such gradients back and re-attach the views
+        for p, view in zip(self.params, self._grad_views):
+            if p.grad is not view:
+                if p.grad is not None:
+                    view.copy_(p.grad)
+                else:
+                    view.zero_()
+                p.grad = view
         return float(loss)
 
     def _direction(self, g: torch.Tensor) -> torch.Tensor:
@@ -188,7 +199,8 @@ class LBFGS:
         g = self.grad.clone()
         return f, g, float(g @ d)
 
-    def _strong_wolfe(self, closure, x0, d, t, f0, g0, gtd0, c1=1e-4, c2=0.9, max_ls=25):
+    def _strong_wolfe(self, closure, x0, d, t, f0, g0, gtd0, c1=1e-4, c2=0.9, max_ls=25,
+                      tolerance_change=1e-9):
         """Step length satisfying the strong Wolfe conditions (Nocedal & Wright, alg. 3.5/3.6).
 
         Returns (loss, gradient, t, number of evaluations) at the accepted step.
@@ -198,11 +210,11 @@ class LBFGS:
         n = 1
         t_prev, f_prev, g_prev, gtd_prev = 0.0, f0, g0, gtd0
         bracket = None
-        while n < max_ls:
+        while n <= max_ls:
             if not math.isfinite(f):
                 bracket = (t_prev, f_prev, g_prev, gtd_prev, t, f, g, gtd)  # shrink towards t_prev
                 break
-            if f > f0 + c1 * t * gtd0 or (n > 1 and f >= f_prev):
+            if f > f0 + c1 * t * gtd0 or (n > 2 and f >= f_prev):
                 bracket = (t_prev, f_prev, g_prev, gtd_prev, t, f, g, gtd)
                 break
             if abs(gtd) <= -c2 * gtd0:
@@ -221,8 +233,8 @@ class LBFGS:
         # zoom: (t_lo, f_lo) is the best point so far satisfying sufficient decrease
         t_lo, f_lo, g_lo, gtd_lo, t_hi, f_hi, _, gtd_hi = bracket
         insufficient = False
-        while n < max_ls:
-            if abs(t_hi - t_lo) * d_norm < self.tolerance_change:
+        while n <= max_ls:
+            if abs(t_hi - t_lo) * d_norm < tolerance_change:
                 break
             a, b = min(t_lo, t_hi), max(t_lo, t_hi)
             if math.isfinite(f_hi) and math.isfinite(gtd_hi):

@@ -54,8 +54,10 @@ class _SparsityFn(torch.autograd.Function):
         return total
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, g):
+        if torch.is_grad_enabled():
+            raise RuntimeError("kanlab's regularizer supports first derivatives only "
+                               "(backward with create_graph=True is not implemented)")
         tensors = ctx.saved_tensors
         grads = []
         for var, xstd in zip(tensors[0::2], tensors[1::2]):
@@ -78,7 +80,7 @@ class _SparsityFn(torch.autograd.Function):
 
 
 def _input_std(x: torch.Tensor) -> torch.Tensor:
-    return x.std(0) if x.shape[0] > 1 else torch.zeros_like(x[0])
+    return x.std(0) if x.shape[0] > 1 else x.new_zeros(x.shape[1])
 
 
 def sparsity(inputs, variances, lamb_l1=1.0, lamb_entropy=2.0, normalized=True) -> torch.Tensor:

@@ -150,6 +150,7 @@ def curve2coef(
     k: int,
     smooth: float = 1e-6,
     ridge: float = 1e-8,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Least-squares B-spline coefficients for samples of per-edge curves.
 
@@ -164,6 +165,7 @@ def curve2coef(
         y: (batch, in_dim, out_dim) target values.
         grid: (in_dim, G+2k+1) knots.
         k: spline order.
+        weights: optional (batch, in_dim) non-negative weights of the samples.
 
     Returns:
         (in_dim, out_dim, G+k) coefficients.
@@ -173,8 +175,9 @@ def curve2coef(
     work = torch.float64
     A = bspline_basis(x.to(work), grid.to(work), k)  # (batch, in, P)
     A = A.permute(1, 0, 2)  # (in, batch, P)
-    AtA = A.transpose(1, 2) @ A  # (in, P, P)
-    Aty = A.transpose(1, 2) @ y.to(work).permute(1, 0, 2)  # (in, P, out)
+    Aw = A if weights is None else A * weights.to(work).t().unsqueeze(-1)
+    AtA = Aw.transpose(1, 2) @ A  # (in, P, P)
+    Aty = Aw.transpose(1, 2) @ y.to(work).permute(1, 0, 2)  # (in, P, out)
     scale = AtA.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(1.0) / n_basis  # (in,)
     eye = torch.eye(n_basis, dtype=work, device=x.device)
     reg = ridge * eye

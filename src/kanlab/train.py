@@ -51,11 +51,12 @@ def prepare_dataset(model, dataset: dict, need_labels_match: bool = True) -> dic
             raise ValueError(f"{split}_input must have shape (n, {n_in}), got {tuple(x.shape)}")
         if x.shape[0] == 0:
             raise ValueError(f"{split}_input is empty: a dataset needs at least one row per split")
-        if y.dim() == 1:
-            y = y[:, None]
-        if y.shape[0] != x.shape[0]:
+        if y.dim() == 1 and need_labels_match:
+            y = y[:, None]  # regression labels (n,) -> (n, 1); class indices stay (n,)
+        if y.dim() == 0 or y.shape[0] != x.shape[0]:
             raise ValueError(
-                f"{split}_label has {y.shape[0]} rows but {split}_input has {x.shape[0]}"
+                f"{split}_label has {y.shape[0] if y.dim() else 0} rows but {split}_input has "
+                f"{x.shape[0]}"
             )
         if need_labels_match and (y.dim() != 2 or y.shape[1] != n_out):
             raise ValueError(
@@ -231,7 +232,9 @@ def fit(
 
     t0 = time.perf_counter()
     model._cache_x = x_train
-    snapshot = [p.detach().clone() for p in params]
+    # what a non-finite step rolls back: parameters and the grids (a grid update may precede it)
+    params_and_grids = params + [layer.grid for layer in model.act_fun]
+    snapshot = [p.detach().clone() for p in params_and_grids]
     try:
         for step in range(steps):
             if full:
@@ -267,7 +270,7 @@ def fit(
             reg_val = float(state["reg"].detach()) if state.get("reg") is not None else 0.0
             if not (math.isfinite(train_loss) and math.isfinite(test_loss)):
                 with torch.no_grad():
-                    for p, s in zip(params, snapshot):
+                    for p, s in zip(params_and_grids, snapshot):
                         p.copy_(s)
                 history["stopped"] = (
                     f"loss became non-finite at step {step}; parameters restored to step {step - 1}. "
@@ -276,7 +279,7 @@ def fit(
                 logger.warning(history["stopped"])
                 break
             with torch.no_grad():
-                for p, s in zip(params, snapshot):
+                for p, s in zip(params_and_grids, snapshot):
                     s.copy_(p)
             history["train_loss"].append(math.sqrt(max(train_loss, 0.0)) if mse else math.sqrt(abs(train_loss)))
             history["test_loss"].append(math.sqrt(max(test_loss, 0.0)) if mse else math.sqrt(abs(test_loss)))
