@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(
         prog="kanlab",
-        description="Kolmogorov-Arnold Networks: train, inspect, prune, read formulas.",
+        description="Kolmogorov-Arnold Networks on PyTorch (pykan-compatible core).",
     )
     p.add_argument("--version", action="version", version=f"kanlab {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress messages")

@@ -274,7 +274,12 @@ class KAN(nn.Module):
         return out
 
     def get_act(self, x: torch.Tensor | None = None):
-        """pykan compatibility: the per-edge activations of ``x`` (or of the cached data)."""
+        """pykan compatibility: the per-edge activations of ``x`` (a tensor or a dataset dict,
+        whose ``train_input`` is used), or of the training data of the last fit."""
+        if isinstance(x, dict):
+            if "train_input" not in x:
+                raise ValueError("get_act() got a dict without 'train_input'")
+            x = x["train_input"]
         if x is None:
             if self._cache_x is None:
                 raise ValueError("get_act() needs data: pass x or call fit() first")
