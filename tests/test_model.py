@@ -210,3 +210,16 @@ def test_sparsity_node_gradcheck(normalized):
     v.requires_grad_(True)
     sparsity([x0.detach()], [v], 1.0, 2.0, normalized).backward()
     assert torch.isfinite(v.grad).all() and v.grad[1, 2] == 0
+
+
+def test_get_act_accepts_tensor_dict_or_cached_data():
+    ds = toy(50)
+    model = KAN([2, 3, 1], grid=3, seed=0)
+    with pytest.raises(ValueError, match="needs data"):
+        model.get_act()
+    from_dict = model.get_act(ds)
+    from_tensor = model.get_act(ds["train_input"])
+    for a, b in zip(from_dict, from_tensor):
+        torch.testing.assert_close(a, b)
+    model.fit(ds, steps=1, progress=False)
+    assert [tuple(a.shape) for a in model.get_act()] == [(50, 2, 3), (50, 3, 1)]
