@@ -24,7 +24,7 @@ import functools
 import numpy as np
 import torch
 
-__all__ = ["BasisPlan", "grid_is_uniform", "uniform_poly"]
+__all__ = ["BasisPlan", "extend_grid", "grid_is_uniform", "uniform_poly"]
 
 
 def grid_is_uniform(grid: torch.Tensor) -> bool:
@@ -58,9 +58,20 @@ def uniform_poly(k: int) -> np.ndarray:
     return M
 
 
-def _extend(grid: torch.Tensor, n: int) -> torch.Tensor:
+def extend_grid(grid: torch.Tensor, k_extend: int) -> torch.Tensor:
+    """Extend knot vectors by ``k_extend`` knots on each side at the mean interior spacing.
+
+    Args:
+        grid: (n, m) increasing knots per row.
+        k_extend: number of knots to add on each side.
+
+    Returns:
+        (n, m + 2 * k_extend) knots.
+    """
+    if k_extend <= 0:
+        return grid
     h = (grid[:, -1:] - grid[:, :1]) / (grid.shape[1] - 1)
-    steps = torch.arange(1, n + 1, dtype=grid.dtype, device=grid.device)
+    steps = torch.arange(1, k_extend + 1, dtype=grid.dtype, device=grid.device)
     return torch.cat([grid[:, :1] - h * steps.flip(0), grid, grid[:, -1:] + h * steps], dim=1)
 
 
@@ -69,7 +80,7 @@ def _span_polys(grid64: torch.Tensor, k: int) -> torch.Tensor:
     n_in, n_knots = grid64.shape
     S = n_knots - 1
     K = k + 1
-    pad = _extend(grid64, k)  # t_q at column q + k
+    pad = extend_grid(grid64, k)  # t_q at column q + k
     dev = grid64.device
     j = torch.arange(S, device=dev)
     t_j = pad[:, j + k]

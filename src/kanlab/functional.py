@@ -77,6 +77,11 @@ def _cov(fc, batch):
     return torch.bmm(fc.permute(1, 2, 0), fc.permute(1, 0, 2)) / max(batch - 1, 1)
 
 
+def _var_weight_grad(wt, cov, gvar):
+    """Gradient wrt w (in, 1+P, out) of sum(gvar * var), var_io = w_io^T Cov_i w_io."""
+    return (2.0 * gvar.unsqueeze(-1) * torch.bmm(wt, cov)).transpose(1, 2)
+
+
 def _edge_var(w, cov):
     wt = w.transpose(1, 2)  # (in, out, 1+P)
     return (torch.bmm(wt, cov) * wt).sum(-1)
@@ -121,7 +126,7 @@ class _KANLayerFn(torch.autograd.Function):
         if use_var:
             wt = w.transpose(1, 2)  # (in, out, 1+P)
             if need_w:  # d var_io / d w_io = 2 Cov_i w_io
-                gw = gw + (2.0 * gvar.unsqueeze(-1) * torch.bmm(wt, cov)).transpose(1, 2)
+                gw = gw + _var_weight_grad(wt, cov, gvar)
             if gfeat is not None:
                 gcov = torch.bmm((wt * gvar.unsqueeze(-1)).transpose(1, 2), wt)  # (in, 1+P, 1+P)
                 fc = _centred(feat, plan, batch)
@@ -183,7 +188,7 @@ class _KANLayerConstFn(torch.autograd.Function):
             gw = (cache.feat.t() @ gy)[:-1].view(n_in, cache.plan.width, -1)
             if ctx.want_var and gvar is not None:
                 wt = W[:-1].view(n_in, cache.plan.width, -1).transpose(1, 2)
-                gw = gw + (2.0 * gvar.unsqueeze(-1) * torch.bmm(wt, cache.cov)).transpose(1, 2)
+                gw = gw + _var_weight_grad(wt, cache.cov, gvar)
             gsb, gsp, gcoef = _param_grads(need[1:4], gw, scale_sp, coef, mask)
         if ctx.has_bias and need[5]:
             gbias = gy.sum(0)

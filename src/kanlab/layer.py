@@ -15,6 +15,7 @@ from torch import nn
 from .basis import BasisPlan
 from .bases import resolve_base_fun
 from .functional import LayerFeatures, kan_layer, kan_layer_cached
+from .regularize import var_to_std
 from .splines import coef2curve, curve2coef, make_grid
 
 __all__ = ["KANLayer"]
@@ -154,13 +155,6 @@ class KANLayer(nn.Module):
         with torch.no_grad():
             self.grid.copy_(grid)
 
-    # ---------------------------------------------------------------- weights
-    def edge_weights(self) -> torch.Tensor:
-        """(in, out, 1+P): per edge, the weight of b(x) then of each B-spline."""
-        wb = (self.scale_base * self.mask).unsqueeze(-1)
-        wsp = (self.scale_sp * self.mask).unsqueeze(-1) * self.coef
-        return torch.cat([wb, wsp], dim=-1)
-
     # ---------------------------------------------------------------- compute
     # features of a fixed input are cached up to this many elements (128 MiB in float32)
     feature_cache_limit = 32 * 2**20
@@ -269,12 +263,6 @@ class KANLayer(nn.Module):
 
     def _base_spec(self):
         return self.base_fun if self.base_fun_name == "custom" else self.base_fun_name
-
-
-def var_to_std(var: torch.Tensor) -> torch.Tensor:
-    """sqrt with a zero (and zero-gradient) floor for round-off-sized variances."""
-    tiny = torch.finfo(var.dtype).eps ** 2
-    return torch.sqrt(var.clamp_min(tiny)) * (var > tiny)
 
 
 def _sparse_mask(in_dim: int, out_dim: int) -> torch.Tensor:

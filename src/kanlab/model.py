@@ -236,14 +236,6 @@ class KAN(nn.Module):
             x = layer(x)
         return x
 
-    def forward_with_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Output and the input of every layer (for regularization and grid updates)."""
-        acts = []
-        for layer in self.act_fun:
-            acts.append(x)
-            x = layer(x)
-        return x, acts
-
     def forward_with_stats(self, x: torch.Tensor):
         """Output, the input of every layer, and every layer's edge variances (in, out)."""
         acts, variances = [], []
@@ -257,8 +249,10 @@ class KAN(nn.Module):
     def layer_inputs(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Inputs of every layer plus the output: ``[x_0, x_1, ..., x_L]``."""
         x = self._check_x(x)
-        y, acts = self.forward_with_inputs(x)
-        return acts + [y]
+        acts = [x]
+        for layer in self.act_fun:
+            acts.append(layer(acts[-1]))
+        return acts
 
     def activations(self, x: torch.Tensor, parts: bool = False):
         """Per-layer, per-edge activations, computed on demand.

@@ -16,15 +16,20 @@ import math
 
 import torch
 
-__all__ = ["sparsity", "edge_scores", "coefficient_penalty"]
+__all__ = ["sparsity", "edge_scores", "coefficient_penalty", "var_to_std"]
 
 _EPS = 1e-4
 
 
-def _layer_terms(var, xstd, normalized):
+def var_to_std(var: torch.Tensor) -> torch.Tensor:
+    """sqrt with a zero (and zero-gradient) floor for round-off-sized variances."""
     tiny = torch.finfo(var.dtype).eps ** 2
-    live = var > tiny
-    s = torch.sqrt(var.clamp_min(tiny)) * live
+    return torch.sqrt(var.clamp_min(tiny)) * (var > tiny)
+
+
+def _layer_terms(var, xstd, normalized):
+    s = var_to_std(var)
+    live = s > 0
     d = xstd + 0.1
     a = s / d.unsqueeze(-1) if normalized else s
     c_out = a.sum(0, keepdim=True) + 1  # per output: sum over inputs
@@ -72,8 +77,8 @@ class _SparsityFn(torch.autograd.Function):
                 gx = -(ga * s).sum(1) / (d * d)
             else:
                 gs, gx = ga, torch.zeros_like(xstd)
-            s_safe = torch.sqrt(var.clamp_min(torch.finfo(var.dtype).eps ** 2))
-            gvar = torch.where(live, gs * 0.5 / s_safe, torch.zeros_like(gs))
+            gvar = torch.where(live, gs * 0.5 / torch.where(live, s, torch.ones_like(s)),
+                               torch.zeros_like(gs))
             grads += [gvar if ctx.needs_input_grad[3 + len(grads)] else None,
                       gx if ctx.needs_input_grad[4 + len(grads)] else None]
         return (None, None, None, *grads)

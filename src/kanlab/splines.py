@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .basis import BasisPlan, grid_is_uniform
+from .basis import BasisPlan, extend_grid, grid_is_uniform
 
 __all__ = [
     "make_grid",
@@ -30,25 +30,6 @@ __all__ = [
     "coef2curve",
     "curve2coef",
 ]
-
-
-def extend_grid(grid: torch.Tensor, k_extend: int) -> torch.Tensor:
-    """Extend knot vectors by ``k_extend`` knots on each side at the mean interior spacing.
-
-    Args:
-        grid: (n, m) increasing knots per row.
-        k_extend: number of knots to add on each side.
-
-    Returns:
-        (n, m + 2 * k_extend) knots.
-    """
-    if k_extend <= 0:
-        return grid
-    h = (grid[:, -1:] - grid[:, :1]) / (grid.shape[1] - 1)
-    steps = torch.arange(1, k_extend + 1, dtype=grid.dtype, device=grid.device)
-    left = grid[:, :1] - h * steps.flip(0)
-    right = grid[:, -1:] + h * steps
-    return torch.cat([left, grid, right], dim=1)
 
 
 def make_grid(
