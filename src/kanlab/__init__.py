@@ -2,6 +2,7 @@
 from .datasets import create_dataset
 from .layer import KANLayer
 from .model import KAN
+from .symbolic import SYMBOLIC_LIB, add_symbolic, ex_round, snap_constants
 from .splines import bspline_basis, coef2curve, curve2coef, extend_grid, make_grid
 
 MultKAN = KAN
@@ -18,5 +19,9 @@ __all__ = [
     "curve2coef",
     "extend_grid",
     "make_grid",
+    "SYMBOLIC_LIB",
+    "add_symbolic",
+    "ex_round",
+    "snap_constants",
     "__version__",
 ]

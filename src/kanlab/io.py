@@ -16,7 +16,7 @@ import torch
 __all__ = ["save_model", "load_model", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "kanlab.KAN"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: symbolic edges (names + affine + masks) and multiplication nodes
 
 
 def save_model(model, path) -> None:
@@ -35,6 +35,7 @@ def save_model(model, path) -> None:
         "config": model.config(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "trainable": {n: bool(p.requires_grad) for n, p in model.named_parameters()},
+        "symbolic": [[list(row) for row in s.funs_name] for s in model.symbolic_fun],
     }
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:64]}.", suffix=".tmp", dir=folder)
     try:
@@ -113,12 +114,49 @@ def load_model(path, map_location=None, base_fun=None):
         model = KAN(**cfg)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{path} holds an invalid config: {err}") from None
+    names = payload.get("symbolic")
+    if names is None:  # no symbolic edge may be on without its function's name
+        if any(isinstance(v, torch.Tensor) and k.startswith("symbolic_fun.") and k.endswith(".mask")
+               and bool((v != 0).any()) for k, v in state.items()):
+            raise ValueError(f"{path} has symbolic edges but no function names: the file is damaged")
+    else:
+        _check_names(path, names, model)
     try:
-        model.load_state_dict(state, strict=True)
+        if version == 1:  # written before symbolic edges existed: they start switched off
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            if unexpected or any(not k.startswith("symbolic_fun.") for k in missing):
+                raise RuntimeError(f"missing keys {missing}, unexpected keys {unexpected}")
+        else:
+            model.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise ValueError(f"{path} does not match its config (damaged file?): {err}") from None
+    if names is not None:
+        for layer, rows in zip(model.symbolic_fun, names):
+            layer.funs_name = [list(r) for r in rows]
     for name, p in model.named_parameters():
         p.requires_grad_(bool(trainable.get(name, p.requires_grad)))
     if map_location is not None:
         model = model.to(map_location)
     return model
+
+
+def _check_names(path, names, model) -> None:
+    """Symbolic function names: right shape, strings, and registered in this process."""
+    from .symbolic.library import SYMBOLIC_LIB
+
+    ok = isinstance(names, list) and len(names) == model.depth
+    if ok:
+        for l, rows in enumerate(names):
+            shape_ok = (isinstance(rows, list) and len(rows) == model.width_out[l + 1]
+                        and all(isinstance(r, list) and len(r) == model.width_in[l] for r in rows))
+            if not shape_ok or not all(isinstance(n, str) for r in rows for n in r):
+                ok = False
+                break
+    if not ok:
+        raise ValueError(f"{path} has an invalid list of symbolic function names: the file is damaged")
+    unknown = sorted({n for rows in names for r in rows for n in r if n not in SYMBOLIC_LIB})
+    if unknown:
+        raise ValueError(
+            f"{path} uses symbolic function(s) {unknown} that are not registered in this session: "
+            f"register them first with kanlab.add_symbolic(name, torch_fn, sympy_fn, complexity)"
+        )

@@ -213,6 +213,21 @@ class KANLayer(nn.Module):
         total = base + sp
         return (total, base, sp) if parts else total
 
+    def edge_values(self, x: torch.Tensor, in_idx: torch.Tensor, out_idx: torch.Tensor,
+                    masked: bool = True) -> torch.Tensor:
+        """Numeric outputs of the edges ``in_idx[e] -> out_idx[e]`` only: (batch, E).
+
+        With ``masked=False`` the mask is ignored (the learned curve of a switched-off edge).
+        """
+        xs = x[:, in_idx]  # (batch, E)
+        sp = coef2curve(xs, self.grid[in_idx], self.coef[in_idx, out_idx][:, None, :], self.k)[..., 0]
+        w_b = self.scale_base[in_idx, out_idx]
+        w_s = self.scale_sp[in_idx, out_idx]
+        if masked:
+            m = self.mask[in_idx, out_idx]
+            w_b, w_s = w_b * m, w_s * m
+        return self.base_fun(xs) * w_b + sp * w_s
+
     def edge_std(self, x: torch.Tensor) -> torch.Tensor:
         """Batch standard deviation (unbiased) of every edge's output: (in, out).
 

@@ -11,6 +11,8 @@ from torch import nn
 
 from .bases import resolve_base_fun
 from .layer import KANLayer, _check_range
+from .symbolic.layer import SymbolicLayer
+from .symbolic.mixin import SymbolicMixin
 
 __all__ = ["KAN"]
 
@@ -36,12 +38,32 @@ def _parse_width(width) -> list[list[int]]:
             raise ValueError(f"width[{i}] must be an int or a pair [n_sum, n_mult], got {w!r}")
         if pair[0] < 0 or pair[1] < 0 or pair[0] + pair[1] < 1:
             raise ValueError(f"width[{i}] must have at least one node, got {w!r}")
-        if pair[1] > 0:
-            raise ValueError(
-                f"width[{i}] = {w!r} asks for multiplication nodes, which this version of kanlab "
-                "does not support yet; use sum nodes only (plain ints)"
-            )
         out.append(pair)
+    if out[0][1] > 0:
+        raise ValueError(f"width[0] = {width[0]!r}: the input layer cannot have multiplication nodes")
+    return out
+
+
+def _parse_arity(mult_arity, width: list[list[int]]) -> list[list[int]]:
+    """Arity of every multiplication node, per width entry: ``[[...], [2, 2], ...]``."""
+    def check(a):
+        if isinstance(a, bool) or not isinstance(a, (numbers.Integral, np.integer)) or a < 2:
+            raise ValueError(f"mult_arity entries must be integers >= 2, got {a!r}")
+        return int(a)
+
+    if isinstance(mult_arity, (numbers.Integral, np.integer)) and not isinstance(mult_arity, bool):
+        a = check(mult_arity)
+        return [[a] * w[1] for w in width]
+    if not isinstance(mult_arity, Sequence) or len(mult_arity) != len(width):
+        raise ValueError(
+            f"mult_arity must be an int or one list per width entry ({len(width)}), got {mult_arity!r}"
+        )
+    out = []
+    for l, (w, ar) in enumerate(zip(width, mult_arity)):
+        ar = [ar] * w[1] if isinstance(ar, (numbers.Integral, np.integer)) else list(ar)
+        if len(ar) != w[1]:
+            raise ValueError(f"mult_arity[{l}] needs {w[1]} entries (one per multiplication node), got {ar!r}")
+        out.append([check(a) for a in ar])
     return out
 
 
@@ -53,14 +75,17 @@ def _per_layer(name: str, value, depth: int) -> list[int]:
     return [value] * depth
 
 
-class KAN(nn.Module):
+class KAN(SymbolicMixin, nn.Module):
     """Kolmogorov-Arnold Network.
 
     Args:
         width: nodes per layer, inputs first, e.g. ``[2, 5, 1]``.
         grid: number of grid intervals G (int, or one per layer).
         k: spline order (int, or one per layer).
-        mult_arity: arity of multiplication nodes (kept for pykan compatibility).
+        mult_arity: arity of multiplication nodes: an int, or per width entry a list with one
+            arity per multiplication node. ``width=[2, [3, 1], 1]`` has 3 sum nodes and one
+            product node in the hidden layer; the product node multiplies ``mult_arity``
+            consecutive outputs of the layer below (after their biases).
         noise_scale: scale of the initial random splines.
         scale_base_mu, scale_base_sigma: initialization of ``scale_base``.
         base_fun: ``"silu"`` (default), ``"identity"``, ``"zero"`` or a callable.
@@ -74,8 +99,9 @@ class KAN(nn.Module):
         device: parameter device.
 
     pykan-only arguments that write files or toggle its caches (``auto_save``, ``ckpt_path``,
-    ``save_act``, ``symbolic_enabled``, ``affine_trainable``, ``first_init``, ``state_id``,
-    ``round``) are accepted so pykan scripts run; kanlab never writes files on its own.
+    ``save_act``, ``symbolic_enabled``, ``first_init``, ``state_id``, ``round``) are accepted
+    so pykan scripts run; kanlab never writes files on its own. ``affine_trainable`` (default
+    True, unlike pykan) lets fit() tune the a, b, c, d of symbolic edges.
     """
 
     def __init__(
@@ -89,7 +115,7 @@ class KAN(nn.Module):
         scale_base_sigma: float = 1.0,
         base_fun="silu",
         symbolic_enabled: bool = True,
-        affine_trainable: bool = False,
+        affine_trainable: bool = True,
         grid_eps: float = 0.02,
         grid_range=(-1.0, 1.0),
         sp_trainable: bool = True,
@@ -108,6 +134,7 @@ class KAN(nn.Module):
     ):
         super().__init__()
         self.width = _parse_width(width)
+        self._arity = _parse_arity(mult_arity, self.width)
         self.depth = len(self.width) - 1
         grids = _per_layer("grid", grid, self.depth)
         ks = _per_layer("k", k, self.depth)
@@ -143,11 +170,12 @@ class KAN(nn.Module):
         self.use_bias = bool(bias)
         self.symbolic_enabled = bool(symbolic_enabled)
         self.save_act = bool(save_act)
+        self.affine_trainable = bool(affine_trainable)
         gen = torch.Generator().manual_seed(self.seed)
-        widths = [w[0] + w[1] for w in self.width]
+        w_in, w_out = self.width_in, self.width_out
         self.act_fun = nn.ModuleList(
             KANLayer(
-                widths[l], widths[l + 1], num=int(grids[l]), k=int(ks[l]),
+                w_in[l], w_out[l + 1], num=int(grids[l]), k=int(ks[l]),
                 noise_scale=noise_scale, scale_base_mu=scale_base_mu,
                 scale_base_sigma=scale_base_sigma, scale_sp=1.0,
                 base_fun=base_fun if self.base_fun_name == "custom" else self.base_fun_name,
@@ -157,16 +185,28 @@ class KAN(nn.Module):
             )
             for l in range(self.depth)
         )
+        self.symbolic_fun = nn.ModuleList(
+            SymbolicLayer(w_in[l], w_out[l + 1], dtype=dtype, device=device,
+                          trainable=self.affine_trainable)
+            for l in range(self.depth)
+        )
         self._cache_x: torch.Tensor | None = None
 
     # ------------------------------------------------------------- properties
     @property
     def width_in(self) -> list[int]:
+        """Nodes per width entry (sum nodes + multiplication nodes): a layer's inputs."""
         return [w[0] + w[1] for w in self.width]
 
     @property
     def width_out(self) -> list[int]:
-        return [w[0] + w[1] for w in self.width]
+        """Sub-nodes per width entry (sum nodes + the factors of every product): a layer's outputs."""
+        return [w[0] + sum(a) for w, a in zip(self.width, self._arity)]
+
+    @property
+    def mult_homo(self) -> bool:
+        """Whether every multiplication node has the same arity."""
+        return len({a for ar in self._arity for a in ar}) <= 1
 
     @property
     def node_bias(self) -> list[torch.Tensor | None]:
@@ -192,7 +232,8 @@ class KAN(nn.Module):
             width=[list(w) for w in self.width],
             grid=[layer.num for layer in self.act_fun],
             k=[layer.k for layer in self.act_fun],
-            mult_arity=self.mult_arity,
+            mult_arity=[list(a) for a in self._arity],
+            affine_trainable=self.affine_trainable,
             noise_scale=self.noise_scale,
             scale_base_mu=self.scale_base_mu,
             scale_base_sigma=self.scale_base_sigma,
@@ -208,7 +249,7 @@ class KAN(nn.Module):
         )
 
     def extra_repr(self) -> str:
-        return f"width={[w[0] for w in self.width]}"
+        return f"width={self.width if any(w[1] for w in self.width) else [w[0] for w in self.width]}"
 
     # ---------------------------------------------------------------- compute
     def _check_x(self, x) -> torch.Tensor:
@@ -229,19 +270,50 @@ class KAN(nn.Module):
             )
         return x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(batch, n_in) -> (batch, n_out)."""
-        x = self._check_x(x)
-        for layer in self.act_fun:
-            x = layer(x)
+    def _mult(self, l: int, y: torch.Tensor) -> torch.Tensor:
+        """Sub-node values (batch, width_out[l+1]) -> node values (batch, width_in[l+1])."""
+        arity = self._arity[l + 1]
+        if not arity:
+            return y
+        n_sum = self.width[l + 1][0]
+        if len(set(arity)) == 1:
+            a = arity[0]
+            prods = y[:, n_sum:].reshape(y.shape[0], len(arity), a).prod(-1)
+        else:
+            cols, start = [], n_sum
+            for a in arity:
+                cols.append(y[:, start:start + a].prod(-1, keepdim=True))
+                start += a
+            prods = torch.cat(cols, 1)
+        return torch.cat([y[:, :n_sum], prods], 1)
+
+    def _layer(self, l: int, x: torch.Tensor, want_var: bool = False):
+        """Layer l on its inputs: numeric + symbolic edges, biases, then products."""
+        if want_var:
+            y, var = self.act_fun[l].forward_with_var(x)
+        else:
+            y, var = self.act_fun[l](x), None
+        s = self.symbolic_fun[l](x)
+        if s is not None:
+            y = y + s
+        y = self._mult(l, y)
+        return (y, var) if want_var else y
+
+    def _forward_unchecked(self, x: torch.Tensor) -> torch.Tensor:
+        for l in range(self.depth):
+            x = self._layer(l, x)
         return x
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, n_in) -> (batch, n_out)."""
+        return self._forward_unchecked(self._check_x(x))
+
     def forward_with_stats(self, x: torch.Tensor):
-        """Output, the input of every layer, and every layer's edge variances (in, out)."""
+        """Output, the input of every layer, and every layer's numeric edge variances (in, out)."""
         acts, variances = [], []
-        for layer in self.act_fun:
+        for l in range(self.depth):
             acts.append(x)
-            x, var = layer.forward_with_var(x)
+            x, var = self._layer(l, x, want_var=True)
             variances.append(var)
         return x, acts, variances
 
@@ -250,21 +322,26 @@ class KAN(nn.Module):
         """Inputs of every layer plus the output: ``[x_0, x_1, ..., x_L]``."""
         x = self._check_x(x)
         acts = [x]
-        for layer in self.act_fun:
-            acts.append(layer(acts[-1]))
+        for l in range(self.depth):
+            acts.append(self._layer(l, acts[-1]))
         return acts
 
     def activations(self, x: torch.Tensor, parts: bool = False):
         """Per-layer, per-edge activations, computed on demand.
 
-        Returns a list with one (batch, in, out) tensor per layer; with ``parts=True`` one
-        ``(total, base_part, spline_part)`` tuple per layer.
+        Returns a list with one (batch, in, out) tensor per layer (numeric plus symbolic edge
+        outputs); with ``parts=True`` one ``(total, base_part, spline_part)`` tuple per layer,
+        where the parts split the numeric branch and ``total`` includes symbolic edges.
         """
         x = self._check_x(x)
         out = []
-        for layer in self.act_fun:
-            out.append(layer.activations(x, parts=parts))
-            x = layer(x)
+        for l, layer in enumerate(self.act_fun):
+            res = layer.activations(x, parts=parts)
+            if self.symbolic_fun[l].is_active():
+                sym = self.symbolic_fun[l].activations(x)
+                res = (res[0] + sym, res[1], res[2]) if parts else res + sym
+            out.append(res)
+            x = self._layer(l, x)
         return out
 
     def get_act(self, x: torch.Tensor | None = None):
@@ -289,9 +366,9 @@ class KAN(nn.Module):
 
         x = self._check_x(x)
         check_finite(x, "x")
-        for layer in self.act_fun:
+        for l, layer in enumerate(self.act_fun):
             layer.update_grid_from_samples(x)
-            x = layer(x)
+            x = self._layer(l, x)
 
     def update_grid(self, x: torch.Tensor) -> None:
         """Alias of :meth:`update_grid_from_samples` (pykan's name)."""
@@ -322,6 +399,11 @@ class KAN(nn.Module):
             refit_layer(child.act_fun[l], self.act_fun[l], acts[l])
             child.act_fun[l].scale_base.requires_grad_(self.act_fun[l].scale_base.requires_grad)
             child.act_fun[l].scale_sp.requires_grad_(self.act_fun[l].scale_sp.requires_grad)
+        for l in range(self.depth):
+            src, dst = self.symbolic_fun[l], child.symbolic_fun[l]
+            dst.funs_name = [list(row) for row in src.funs_name]
+            dst.affine.copy_(src.affine)
+            dst.mask.copy_(src.mask)
         child._cache_x = self._cache_x
         child.grid = int(new_grid) if isinstance(new_grid, (numbers.Integral, np.integer)) else list(new_grid)
         return child

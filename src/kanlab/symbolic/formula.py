@@ -1,0 +1,114 @@
+"""From a symbolic network to sympy expressions, and helpers on those expressions."""
+from __future__ import annotations
+
+import sympy
+
+from .library import get_symbolic
+
+__all__ = ["network_formula", "ex_round", "make_symbols", "expression_size"]
+
+
+def make_symbols(n: int, var=None) -> list[sympy.Symbol]:
+    """Input symbols: ``var`` as names or symbols, default ``x_1 ... x_n`` (pykan's names)."""
+    if var is None:
+        return [sympy.Symbol(f"x_{i + 1}") for i in range(n)]
+    var = list(var)
+    if len(var) != n:
+        raise ValueError(f"var needs {n} names (one per input), got {len(var)}")
+    out = []
+    for v in var:
+        if isinstance(v, sympy.Symbol):
+            out.append(v)
+        elif isinstance(v, str) and v:
+            out.append(sympy.Symbol(v))
+        else:
+            raise ValueError(f"variable names must be non-empty strings or sympy Symbols, got {v!r}")
+    return out
+
+
+def _num(v: float) -> sympy.Expr:
+    """A float as a sympy number (exact zero/one stay integers, so they vanish cleanly)."""
+    if v == 0.0:
+        return sympy.Integer(0)
+    if v == 1.0:
+        return sympy.Integer(1)
+    if v == -1.0:
+        return sympy.Integer(-1)
+    return sympy.Float(v, 15)
+
+
+def network_formula(model, var=None, simplify: bool = True, n_digits: int | None = None):
+    """Sympy expressions of every output of a fully symbolic ``model``.
+
+    Raises ValueError naming the edges that are still numeric.
+    """
+    numeric = []
+    for l in range(model.depth):
+        nm = (model.act_fun[l].mask != 0).nonzero().tolist()
+        numeric += [(l, i, j) for i, j in nm]
+    if numeric:
+        shown = ", ".join(str(e) for e in numeric[:6]) + (" ..." if len(numeric) > 6 else "")
+        raise ValueError(
+            f"{len(numeric)} active edge(s) are still numeric (l, i, j): {shown}. Call "
+            "model.auto_symbolic() or model.fix_symbolic(l, i, j, name) first, or mask them out"
+        )
+    symbols = make_symbols(model.width_in[0], var)
+    nodes: list[sympy.Expr] = list(symbols)
+    for l in range(model.depth):
+        sym = model.symbolic_fun[l]
+        aff = sym.affine.detach().double().cpu().tolist()
+        smask = sym.mask.detach().cpu().tolist()
+        bias = model.act_fun[l].bias
+        bias = bias.detach().double().cpu().tolist() if bias is not None else None
+        sub = []
+        for j in range(model.width_out[l + 1]):
+            terms = [_num(bias[j])] if bias is not None else []
+            for i in range(model.width_in[l]):
+                if smask[j][i] == 0:
+                    continue
+                a, b, c, d = aff[j][i]
+                fn = get_symbolic(sym.funs_name[j][i])
+                m = smask[j][i]
+                inner = _num(a) * nodes[i] + _num(b)
+                terms.append(_num(m) * (_num(c) * fn.sympy_fn(inner) + _num(d)))
+            sub.append(sympy.Add(*terms) if terms else sympy.Integer(0))
+        n_sum = model.width[l + 1][0]
+        nxt = sub[:n_sum]
+        start = n_sum
+        for a in model._arity[l + 1]:
+            nxt.append(sympy.Mul(*sub[start:start + a]))
+            start += a
+        nodes = nxt
+    out = nodes
+    if n_digits is not None:
+        out = [ex_round(e, n_digits) for e in out]
+    if simplify:
+        out = [tidy(e) for e in out]
+    return out, symbols
+
+
+def tidy(expr: sympy.Expr, max_ops: int = 120) -> sympy.Expr:
+    """sympy.simplify for expressions small enough to simplify quickly, else a cheap expand."""
+    try:
+        if sympy.count_ops(expr) <= max_ops:
+            return sympy.simplify(expr)
+        return sympy.expand(expr)
+    except Exception:  # pragma: no cover - sympy internals
+        return expr
+
+
+def ex_round(expr: sympy.Expr, n_digits: int = 4) -> sympy.Expr:
+    """Round every floating-point constant of ``expr`` to ``n_digits`` decimals (pykan's name)."""
+    if not isinstance(n_digits, int) or n_digits < 0:
+        raise ValueError(f"n_digits must be a non-negative integer, got {n_digits!r}")
+    repl = {}
+    for a in sympy.preorder_traversal(expr):
+        if isinstance(a, sympy.Float):
+            r = round(float(a), n_digits)
+            repl[a] = sympy.Integer(int(r)) if r == int(r) else sympy.Float(r, max(n_digits, 1) + 2)
+    return expr.xreplace(repl)
+
+
+def expression_size(expr: sympy.Expr) -> int:
+    """Number of nodes in the expression tree (SRBench's model size)."""
+    return sum(1 for _ in sympy.preorder_traversal(expr))
