@@ -1,5 +1,6 @@
 """kanlab: fast, side-effect free Kolmogorov-Arnold Networks on PyTorch."""
 from .datasets import create_dataset
+from .discover import DiscoveryResult, discover
 from .layer import KANLayer
 from .model import KAN
 from .symbolic import SYMBOLIC_LIB, add_symbolic, ex_round, snap_constants
@@ -14,6 +15,8 @@ __all__ = [
     "MultKAN",
     "KANLayer",
     "create_dataset",
+    "discover",
+    "DiscoveryResult",
     "bspline_basis",
     "coef2curve",
     "curve2coef",

@@ -97,13 +97,13 @@ def _candidates(v: float, rel: float = 0.1):
         return out
     near = lambda c: abs(float(c) - v) <= rel * av  # noqa: E731
     r = round(v)
-    if r != 0 and near(r):
+    if r != 0 and abs(r) <= 10000 and near(r):
         out.append(sympy.Integer(r))
     for base in (sympy.Integer(1), sympy.pi, sympy.E, sympy.sqrt(2), sympy.sqrt(3)):
         bv = float(base)
-        for q in (1, 2, 3, 4, 5, 6, 8, 10, 12):
+        for q in (1, 2, 3, 4, 5, 6, 8, 10, 12, 16):
             fr = Fraction(v / bv).limit_denominator(q)
-            if fr.numerator == 0:
+            if fr.numerator == 0 or abs(fr.numerator) > 12 * fr.denominator:
                 continue
             c = sympy.Rational(fr.numerator, fr.denominator) * base
             if near(c) and c not in out:
@@ -111,10 +111,11 @@ def _candidates(v: float, rel: float = 0.1):
     return out
 
 
-def snap_constants(expr, symbols, X, y, passes: int = 2, rel: float = 0.1):
+def snap_constants(expr, symbols, X, y, passes: int = 2, rel: float = 0.1, max_constants: int = 40):
     """Replace constants by simple exact numbers where the fit allows it (see module doc).
 
-    Returns the snapped expression (constants that could not be snapped are retrained).
+    Returns the snapped expression (constants that could not be snapped are retrained). An
+    expression with more than ``max_constants`` constants is only retrained, not snapped.
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
@@ -122,6 +123,8 @@ def snap_constants(expr, symbols, X, y, passes: int = 2, rel: float = 0.1):
     factor = math.exp(2.0 / n)
     atol = 1e-14 * float(np.mean(y * y) + 1e-300)
     expr = refine_constants(expr, symbols, X, y)
+    if len(_floats(expr)) > max_constants:
+        return expr
     for _ in range(passes):
         fl, f = _compile(expr, symbols)
         if not fl:
@@ -145,6 +148,9 @@ def snap_constants(expr, symbols, X, y, passes: int = 2, rel: float = 0.1):
             break
         rest = {a: sympy.Float(float(v), 15) for a, v in zip(fl, p) if a not in chosen}
         expr = expr.xreplace({**chosen, **rest})
-        expr = tidy(expr)
         expr = refine_constants(expr, symbols, X, y)
+    simpler = tidy(expr)
+    if simpler is not expr and _mse(_compile(simpler, symbols)[1], X, y, [float(v) for v in _floats(simpler)]) <= (
+            _mse(_compile(expr, symbols)[1], X, y, [float(v) for v in _floats(expr)]) * 1.000001 + atol):
+        expr = simpler
     return expr

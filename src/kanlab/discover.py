@@ -1,0 +1,330 @@
+"""One call from data to formula: ``kanlab.discover(X, y)``.
+
+Pipeline of one attempt (all on standardized data; the formula is mapped back at the end):
+
+1. train   a KAN [d, h, 1] with sparsity regularization (LBFGS, adaptive grid);
+2. prune   hidden nodes and edges whose output spread is negligible (:mod:`kanlab.prune`);
+3. refine  the grid and retrain the pruned network without regularization;
+4. symbolic  every edge snapped to its best library function (``auto_symbolic``), then all
+   a, b, c, d retrained by LBFGS;
+5. formula  the network as sympy in the caller's variables and units, constants refitted by
+   least squares and snapped to simple exact values where the loss allows (:mod:`.symbolic.snap`),
+   then simplified; scored on held-out data.
+
+Attempts with other seeds and hidden widths follow while the time budget lasts and no attempt has
+reached ``r2_target``; the result is the best attempt (held-out R2 first, then simplicity).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy
+import torch
+
+from .model import KAN
+from .prune import prune_by_spread
+from .symbolic.formula import expression_size, make_symbols, tidy
+from .symbolic.snap import snap_constants
+
+__all__ = ["discover", "DiscoveryResult"]
+
+log = logging.getLogger("kanlab")
+_PRUNE_LAMB, _PRUNE_ENT = 2.0, 2.0
+
+
+@dataclass
+class DiscoveryResult:
+    """What :func:`discover` found.
+
+    Attributes:
+        formula: sympy expression of the target in the given variables.
+        r2: R2 of ``formula`` on the held-out split.
+        complexity: number of nodes of the formula's expression tree.
+        model: the trained symbolic KAN (it works on standardized inputs; see ``x_center``...).
+        stages: seconds spent per stage, summed over attempts.
+        variables: the sympy symbols of the inputs.
+        attempts: one dict per attempt (seed, hidden width, r2, complexity, formula, seconds).
+    """
+
+    formula: sympy.Expr
+    r2: float
+    complexity: int
+    model: KAN
+    stages: dict
+    variables: list
+    attempts: list = field(default_factory=list)
+    x_center: np.ndarray | None = None
+    x_scale: np.ndarray | None = None
+    y_center: float = 0.0
+    y_scale: float = 1.0
+
+    def predict(self, X) -> np.ndarray:
+        """Evaluate the formula on (n, d) inputs."""
+        X = np.asarray(X, dtype=np.float64)
+        fn = sympy.lambdify(self.variables, self.formula, modules="numpy")
+        with np.errstate(all="ignore"):
+            out = fn(*[X[:, i] for i in range(X.shape[1])])
+        return np.broadcast_to(np.asarray(out, dtype=np.float64), (X.shape[0],)).copy()
+
+    def __repr__(self) -> str:
+        return (f"DiscoveryResult(formula={self.formula}, r2={self.r2:.6g}, "
+                f"complexity={self.complexity}, attempts={len(self.attempts)})")
+
+
+def _as_array(a, name: str) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    try:
+        arr = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be numeric (an array or tensor of numbers)") from None
+    return arr
+
+
+def _r2(pred: np.ndarray, y: np.ndarray) -> float:
+    if not np.all(np.isfinite(pred)):
+        return -math.inf
+    sst = float(np.sum((y - y.mean()) ** 2))
+    sse = float(np.sum((pred - y) ** 2))
+    if sst <= 0:
+        return 1.0 if sse <= 1e-24 * max(1.0, float(np.sum(y * y))) else -math.inf
+    return 1.0 - sse / sst
+
+
+def _evaluate(expr, symbols, X) -> np.ndarray:
+    fn = sympy.lambdify(symbols, expr, modules="numpy")
+    with np.errstate(all="ignore"):
+        out = fn(*[X[:, i] for i in range(X.shape[1])])
+    out = np.asarray(out)
+    if np.iscomplexobj(out):
+        out = np.where(np.abs(out.imag) < 1e-9 * (1 + np.abs(out.real)), out.real, np.nan)
+    return np.broadcast_to(out.astype(np.float64), (X.shape[0],))
+
+
+def discover(
+    X,
+    y,
+    var_names=None,
+    *,
+    time_budget: float = 60.0,
+    seed: int = 0,
+    lib=None,
+    test_size: float = 0.2,
+    hidden=None,
+    grid: int = 5,
+    refine_grid: int = 10,
+    lamb: float = 0.003,
+    steps: tuple = (30, 30, 30),
+    r2_target: float = 0.9999,
+    max_attempts: int | None = None,
+    snap: bool = True,
+    dtype=torch.float32,
+) -> DiscoveryResult:
+    """Find a formula ``y = f(X)`` with a KAN.
+
+    Args:
+        X: (n, d) inputs (array, tensor or nested lists); any scale.
+        y: (n,) or (n, 1) target.
+        var_names: names of the d inputs (default ``x_1 ... x_d``).
+        time_budget: seconds; no new attempt starts once it would likely overrun.
+        seed: first seed; attempts use seed, seed+1, ...
+        lib: candidate function names (default: the whole library).
+        test_size: held-out fraction for the reported R2.
+        hidden: hidden widths to try in turn, cycling with a new seed each attempt (default
+            ``[2d+1, d+2]``; sparsity training and pruning remove what is not needed).
+        grid, refine_grid: grid intervals for training and after pruning.
+        lamb: sparsity regularization strength of the first training stage.
+        steps: LBFGS steps of the train, refine and symbolic stages.
+        r2_target: an attempt whose formula reaches this held-out R2 ends the search.
+        max_attempts: cap on attempts (default: as many as the budget allows).
+        snap: snap constants to simple exact values.
+        dtype: the network's dtype (float32 trains faster; the formula's constants are
+            refitted in float64 either way).
+
+    Returns:
+        :class:`DiscoveryResult`.
+    """
+    t_start = time.perf_counter()
+    X = _as_array(X, "X")
+    y = _as_array(y, "y")
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-D array (n_samples, n_features), got shape {X.shape}")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"y must have shape (n,) or (n, 1), got {y.shape}")
+    n, d = X.shape
+    if n != y.shape[0]:
+        raise ValueError(f"X has {n} rows but y has {y.shape[0]}: they must match")
+    if n < 10:
+        raise ValueError(f"discover() needs at least 10 samples, got {n}")
+    if d < 1:
+        raise ValueError("X has no columns")
+    if not np.all(np.isfinite(X)) or not np.all(np.isfinite(y)):
+        raise ValueError("X and y must be finite: remove or impute rows with NaN/Inf first")
+    if not 0.0 < float(test_size) < 0.9:
+        raise ValueError(f"test_size must be in (0, 0.9), got {test_size}")
+    if not float(time_budget) > 0:
+        raise ValueError(f"time_budget must be positive, got {time_budget}")
+    symbols = make_symbols(d, var_names)
+    if var_names is not None and len({s.name for s in symbols}) != d:
+        raise ValueError(f"var_names must be distinct, got {list(var_names)}")
+
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n)
+    n_test = max(1, int(round(n * test_size)))
+    te, tr = perm[:n_test], perm[n_test:]
+    Xtr, ytr, Xte, yte = X[tr], y[tr], X[te], y[te]
+
+    # standardize: inputs to about [-1, 1], target to zero mean and unit spread
+    lo, hi = Xtr.min(0), Xtr.max(0)
+    xc = (lo + hi) / 2
+    xs = (hi - lo) / 2
+    const_cols = xs <= 1e-12 * np.maximum(np.abs(xc), 1.0)
+    xs = np.where(const_cols, 1.0, xs)
+    yc, ysd = float(ytr.mean()), float(ytr.std())
+    if not ysd > 0:
+        expr = sympy.Float(yc, 15)
+        expr = snap_constants(expr, symbols, Xtr, ytr) if snap else expr
+        r2 = _r2(_evaluate(expr, symbols, Xte), yte)
+        model = KAN(width=[d, 1], grid=grid, seed=seed, dtype=dtype)
+        return DiscoveryResult(expr, r2, expression_size(expr), model, {}, symbols, [],
+                               xc, xs, yc, 1.0)
+    if const_cols.any():
+        log.info("discover: constant column(s) %s carry no information and are ignored",
+                 [symbols[i].name for i in np.nonzero(const_cols)[0]])
+    to_t = lambda a: torch.as_tensor(a, dtype=dtype)  # noqa: E731
+    xtr_s = (Xtr - xc) / xs
+    xtr_s[:, const_cols] = 0.0
+    xte_s = (Xte - xc) / xs
+    xte_s[:, const_cols] = 0.0
+    dataset = dict(train_input=to_t(xtr_s), train_label=to_t((ytr - yc) / ysd)[:, None],
+                   test_input=to_t(xte_s), test_label=to_t((yte - yc) / ysd)[:, None])
+    # the standardized symbols, mapped back to the caller's variables
+    back = {}
+    zs = make_symbols(d, [f"_z{i}" for i in range(d)])
+    for i in range(d):
+        back[zs[i]] = sympy.Integer(0) if const_cols[i] else (symbols[i] - _exact(xc[i])) / _exact(xs[i])
+
+    if hidden is None:  # wide enough to train reliably; sparsity and pruning find the shape
+        hidden = [2 * d + 1, d + 2] if d > 1 else [3, 2]
+    elif isinstance(hidden, int):
+        hidden = [hidden]
+    hidden = [int(h) for h in hidden]
+    if not hidden or any(h < 1 for h in hidden):
+        raise ValueError(f"hidden must be positive ints, got {hidden}")
+
+    stages = {k: 0.0 for k in ("train", "prune", "refine", "symbolic", "formula")}
+    attempts, best = [], None
+    attempt = 0
+    while True:
+        elapsed = time.perf_counter() - t_start
+        if attempts:
+            last = attempts[-1]["seconds"]
+            if (best is not None and best["r2"] >= r2_target) or elapsed + last > time_budget:
+                break
+            if max_attempts is not None and attempt >= max_attempts:
+                break
+        h = hidden[attempt % len(hidden)]
+        s = int(seed) + attempt
+        t0 = time.perf_counter()
+        try:
+            res = _attempt(dataset, d, h, s, grid, refine_grid, lamb, steps, lib, stages, zs,
+                           back, symbols, ysd, yc, Xtr, ytr, Xte, yte, snap)
+        except (RuntimeError, ValueError, ArithmeticError) as err:  # keep searching
+            log.info("discover: attempt %d (seed %d, hidden %d) failed: %s", attempt, s, h, err)
+            res = None
+        dt = time.perf_counter() - t0
+        if res is not None:
+            res["seconds"] = dt
+            attempts.append(res)
+            log.info("discover: attempt %d seed %d hidden %d: r2=%.6g size=%d  %s (%.1fs)",
+                     attempt, s, h, res["r2"], res["complexity"], res["formula"], dt)
+            key = (res["r2"] >= r2_target, res["r2"] if res["r2"] < r2_target else 0.0,
+                   -res["complexity"])
+            if best is None or key > best["key"]:
+                best = {**res, "key": key}
+        else:
+            attempts.append({"seed": s, "hidden": h, "r2": -math.inf, "complexity": 0,
+                             "formula": None, "seconds": dt})
+        attempt += 1
+        if best is None and time.perf_counter() - t_start > time_budget:
+            break
+    if best is None:
+        raise RuntimeError("discover() found no formula within the time budget: raise time_budget")
+    return DiscoveryResult(
+        formula=best["expr"], r2=best["r2"], complexity=best["complexity"], model=best["model"],
+        stages=stages, variables=symbols,
+        attempts=[{k: v for k, v in a.items() if k not in ("expr", "model")} for a in attempts],
+        x_center=xc, x_scale=xs, y_center=yc, y_scale=ysd,
+    )
+
+
+def _exact(v: float) -> sympy.Expr:
+    """A data statistic as a sympy number: exact when it is a short decimal."""
+    r = round(float(v), 10)
+    if abs(r - v) <= 1e-12 * max(1.0, abs(v)):
+        return sympy.nsimplify(r, rational=True) if abs(r) < 1e6 else sympy.Float(v, 15)
+    return sympy.Float(v, 15)
+
+
+def _attempt(dataset, d, h, seed, grid, refine_grid, lamb, steps, lib, stages, zs, back, symbols,
+             ysd, yc, Xtr, ytr, Xte, yte, snap):
+    dtype = dataset["train_input"].dtype
+    t = time.perf_counter()
+    model = KAN(width=[d, h, 1], grid=grid, k=3, seed=seed, dtype=dtype)
+    model.fit(dataset, opt="LBFGS", steps=steps[0], lamb=lamb, progress=False)
+    stages["train"] += time.perf_counter() - t
+
+    # prune, then keep training the smaller network with sparsity and prune again while it
+    # still shrinks: one long regularized run rarely converges to the sparsest shape
+    t = time.perf_counter()
+    model = prune_by_spread(model, dataset["train_input"])
+    for _ in range(2):
+        before = model.width[1][0]
+        if before == 1:
+            break
+        model.fit(dataset, opt="LBFGS", steps=max(steps[0] // 2, 1), lamb=_PRUNE_LAMB * lamb, lamb_entropy=_PRUNE_ENT,
+                  progress=False, update_grid=False)
+        model = prune_by_spread(model, dataset["train_input"])
+        if model.width[1][0] == before:
+            break
+    stages["prune"] += time.perf_counter() - t
+
+    t = time.perf_counter()
+    model = model.refine(refine_grid, x=dataset["train_input"])
+    model.fit(dataset, opt="LBFGS", steps=steps[1], progress=False, update_grid=False)
+    stages["refine"] += time.perf_counter() - t
+
+    t = time.perf_counter()
+    fixed = model.auto_symbolic(lib=lib, verbose=0, x=dataset["train_input"])
+    log.debug("discover: width %s, edges %s", model.width, fixed)
+    hist = model.fit(dataset, opt="LBFGS", steps=steps[2], progress=False, update_grid=False)
+    stages["symbolic"] += time.perf_counter() - t
+    # on standardized data: a symbolic network this far off will not give an exact formula, so
+    # spend no time snapping its constants (the time goes to the next attempt instead)
+    clean = bool(hist["test_loss"]) and hist["test_loss"][-1] < 1e-2
+
+    t = time.perf_counter()
+    (expr_z,), _ = model.symbolic_formula(var=zs, simplify=False)
+    expr = _num(ysd) * expr_z.xreplace(back) + _num(yc)
+    expr = sympy.expand(expr)
+    if snap and clean:
+        expr = snap_constants(expr, symbols, Xtr, ytr)
+    elif clean:
+        expr = tidy(expr)
+    r2 = _r2(_evaluate(expr, symbols, Xte), yte)
+    stages["formula"] += time.perf_counter() - t
+    return {"seed": seed, "hidden": h, "r2": r2, "complexity": expression_size(expr),
+            "formula": str(expr), "expr": expr, "model": model,
+            "width": [w[0] for w in model.width]}
+
+
+def _num(v: float) -> sympy.Expr:
+    return _exact(v)
