@@ -26,7 +26,9 @@ import sympy
 import torch
 
 from .model import KAN
+from .grid import adaptive_grid
 from .prune import prune_by_spread
+from .splines import curve2coef
 from .symbolic.formula import expression_size, make_symbols, tidy
 from .symbolic.snap import snap_constants
 
@@ -119,7 +121,7 @@ def discover(
     refine_grid: int = 10,
     lamb: float = 0.003,
     steps: tuple = (30, 30, 30),
-    r2_target: float = 0.9999,
+    r2_target: float = 0.999999,
     max_attempts: int | None = None,
     snap: bool = True,
     dtype=torch.float32,
@@ -172,6 +174,8 @@ def discover(
         raise ValueError(f"test_size must be in (0, 0.9), got {test_size}")
     if not float(time_budget) > 0:
         raise ValueError(f"time_budget must be positive, got {time_budget}")
+    if var_names is not None and (isinstance(var_names, str) or len(list(var_names)) != d):
+        raise ValueError(f"var_names needs {d} names (one per column of X), got {var_names!r}")
     symbols = make_symbols(d, var_names)
     if var_names is not None and len({s.name for s in symbols}) != d:
         raise ValueError(f"var_names must be distinct, got {list(var_names)}")
@@ -295,6 +299,7 @@ def _attempt(dataset, d, h, seed, grid, refine_grid, lamb, steps, lib, stages, z
         model = prune_by_spread(model, dataset["train_input"])
         if model.width[1][0] == before:
             break
+    _collapse_single_input_nodes(model, dataset["train_input"])
     stages["prune"] += time.perf_counter() - t
 
     t = time.perf_counter()
@@ -324,6 +329,34 @@ def _attempt(dataset, d, h, seed, grid, refine_grid, lamb, steps, lib, stages, z
     return {"seed": seed, "hidden": h, "r2": r2, "complexity": expression_size(expr),
             "formula": str(expr), "expr": expr, "model": model,
             "width": [w[0] for w in model.width]}
+
+
+@torch.no_grad()
+def _collapse_single_input_nodes(model, x) -> None:
+    """A hidden node fed by one input computes F(phi(x_i)): any invertible warp phi fits, so the
+    two edges rarely read as clean functions. Make phi the identity (an exact 'x' edge) and let
+    the outgoing edges learn the composite F(phi(x_i)) directly in the refine stage."""
+    if model.depth != 2:
+        return
+    first, second = model.act_fun
+    acts = model.layer_inputs(x)
+    for n in range(model.width_in[1]):
+        ins = (first.mask[:, n] != 0).nonzero().flatten().tolist()
+        if len(ins) != 1 or model.symbolic_fun[0].mask[n].any():
+            continue
+        i = ins[0]
+        outs = torch.arange(model.width_out[2], device=x.device)
+        # what the outgoing edges compute on the data, as functions of x_i
+        target = second.edge_values(acts[1], torch.full_like(outs, n), outs)  # (batch, out)
+        model.fix_symbolic(0, i, n, "x", fit_params=False)
+        if first.bias is not None:
+            first.bias[n] = 0.0
+        xi = acts[0][:, i]
+        grid = adaptive_grid(xi[:, None], second.num, second.k, second.grid_eps)
+        second.grid[n] = grid[0]
+        second.coef[n] = curve2coef(xi[:, None], target[:, None, :], grid, second.k)[0]
+        second.scale_base[n] = 0.0
+        second.scale_sp[n] = 1.0
 
 
 def _num(v: float) -> sympy.Expr:

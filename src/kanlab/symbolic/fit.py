@@ -61,7 +61,7 @@ def _eval(f, u: torch.Tensor, need_grad: bool):
     with torch.enable_grad():
         u = u.detach().requires_grad_(True)
         v = f(u)
-        (g,) = torch.autograd.grad(v.sum(), u, allow_unused=True)
+        g = torch.autograd.grad(v.sum(), u, allow_unused=True)[0] if v.requires_grad else None
     if g is None:
         g = torch.zeros_like(u)
     return v.detach(), g

@@ -105,7 +105,7 @@ def ex_round(expr: sympy.Expr, n_digits: int = 4) -> sympy.Expr:
     for a in sympy.preorder_traversal(expr):
         if isinstance(a, sympy.Float):
             r = round(float(a), n_digits)
-            repl[a] = sympy.Integer(int(r)) if r == int(r) else sympy.Float(r, max(n_digits, 1) + 2)
+            repl[a] = sympy.Integer(int(r)) if r == int(r) else sympy.Float(r, 15)
     return expr.xreplace(repl)
 
 

@@ -1,0 +1,107 @@
+"""discover(): data in, exact formula out; pruning by spread."""
+import numpy as np
+import pytest
+import sympy
+import torch
+
+import kanlab
+from kanlab import KAN, discover
+from kanlab.prune import prune_by_spread, subset_model
+
+
+def _toy(seed=100, lo=-1.0, hi=1.0, n=1000):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(lo, hi, (n, 2))
+    return X, rng
+
+
+def test_discover_toy_exact():
+    X, _ = _toy()
+    y = np.exp(np.sin(np.pi * X[:, 0]) + X[:, 1] ** 2)
+    res = discover(X, y, var_names=["a", "b"], seed=0, time_budget=30)
+    a, b = sympy.symbols("a b")
+    assert [s.name for s in res.variables] == ["a", "b"]
+    assert sympy.simplify(res.formula - sympy.exp(sympy.sin(sympy.pi * a) + b**2)) == 0
+    assert res.r2 > 0.999999
+    assert res.complexity == kanlab.symbolic.expression_size(res.formula)
+    assert set(res.stages) == {"train", "prune", "refine", "symbolic", "formula"}
+    assert all(v >= 0 for v in res.stages.values())
+    assert res.attempts and res.attempts[-1]["r2"] == pytest.approx(res.r2)
+    np.testing.assert_allclose(res.predict(X[:5]), y[:5], rtol=1e-9)
+    assert isinstance(res.model, KAN)
+
+
+def test_discover_raw_scales():
+    """Inputs in [1, 5], outputs in the hundreds: the formula comes back in the caller's units."""
+    X, _ = _toy(seed=7, lo=1.0, hi=5.0)
+    y = 100 * np.exp(np.sin(np.pi * X[:, 0] / 4) + (X[:, 1] / 4) ** 2) + 300
+    res = discover(X, y, seed=0, time_budget=30)
+    x1, x2 = res.variables
+    truth = 100 * sympy.exp(sympy.sin(sympy.pi * x1 / 4) + x2**2 / 16) + 300
+    assert sympy.simplify(res.formula - truth) == 0
+    assert res.r2 > 0.999999
+
+
+def test_discover_tensor_input_and_2d_target():
+    X, _ = _toy(seed=3)
+    y = (2 * X[:, 0] + 3 * X[:, 1] ** 2)[:, None]
+    res = discover(torch.tensor(X), torch.tensor(y), seed=0, time_budget=30)
+    x1, x2 = res.variables
+    assert sympy.simplify(res.formula - (2 * x1 + 3 * x2**2)) == 0
+
+
+@pytest.mark.parametrize("X,y,msg", [
+    (np.full((20, 2), np.nan), np.zeros(20), "finite"),
+    (np.zeros((20, 2)), np.zeros(19), "rows"),
+    (np.zeros((5, 2)), np.zeros(5), "at least 10"),
+    (np.zeros((20, 2, 2)), np.zeros(20), "2-D"),
+    (np.zeros((20, 2)), np.zeros((20, 2)), r"\(n,\) or \(n, 1\)"),
+    ([["a", "b"]] * 20, np.zeros(20), "numeric"),
+])
+def test_discover_bad_input(X, y, msg):
+    with pytest.raises(ValueError, match=msg):
+        discover(X, y)
+
+
+def test_discover_bad_options():
+    X, _ = _toy()
+    y = X[:, 0]
+    with pytest.raises(ValueError, match="var_names"):
+        discover(X, y, var_names=["a"])
+    with pytest.raises(ValueError, match="distinct"):
+        discover(X, y, var_names=["a", "a"])
+    with pytest.raises(ValueError, match="time_budget"):
+        discover(X, y, time_budget=0)
+
+
+def test_discover_constant_target():
+    X, _ = _toy()
+    res = discover(X, np.full(len(X), 2.5))
+    assert res.formula == sympy.Rational(5, 2) and res.r2 == 1.0
+
+
+def test_prune_by_spread_keeps_function():
+    f = lambda x: torch.sin(torch.pi * x[:, [0]]) + 0.0 * x[:, [1]]  # noqa: E731
+    ds = kanlab.create_dataset(f, n_var=2, train_num=400, test_num=100, seed=0, dtype=torch.float64)
+    model = KAN(width=[2, 4, 1], grid=5, seed=0, dtype=torch.float64)
+    model.fit(ds, steps=30, lamb=0.01, progress=False)
+    small = prune_by_spread(model, ds["train_input"])
+    assert small.width[1][0] < 4
+    assert small.act_fun[0].mask[1].sum() == 0  # the unused input is cut off
+    with torch.no_grad():
+        full = model(ds["test_input"])
+        cut = small(ds["test_input"])
+    # dropped edges carried (almost) constants, folded into the biases
+    assert torch.sqrt(torch.mean((full - cut) ** 2)) < 0.05 * full.std()
+    path_model = small.copy()
+    assert path_model.width == small.width
+
+
+def test_subset_model_exact():
+    model = KAN(width=[3, 4, 2], grid=4, seed=0, dtype=torch.float64)
+    sub = subset_model(model, [[0, 1, 2], [0, 1, 2, 3], [1]])
+    x = torch.rand(10, 3, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(sub(x)[:, 0], model(x)[:, 1])
+    with pytest.raises(ValueError, match="at least one node"):
+        subset_model(model, [[0], [], [0]])
