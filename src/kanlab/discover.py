@@ -30,7 +30,7 @@ from .grid import adaptive_grid
 from .prune import prune_by_spread
 from .splines import curve2coef
 from .symbolic.formula import expression_size, make_symbols, tidy
-from .symbolic.snap import snap_constants
+from .symbolic.snap import refine_constants, snap_constants
 
 __all__ = ["discover", "DiscoveryResult"]
 
@@ -121,7 +121,7 @@ def discover(
     refine_grid: int = 10,
     lamb: float = 0.003,
     steps: tuple = (30, 30, 30),
-    r2_target: float = 0.999999,
+    r2_target: float = 1 - 1e-9,
     max_attempts: int | None = None,
     snap: bool = True,
     dtype=torch.float32,
@@ -320,10 +320,13 @@ def _attempt(dataset, d, h, seed, grid, refine_grid, lamb, steps, lib, stages, z
     (expr_z,), _ = model.symbolic_formula(var=zs, simplify=False)
     expr = _num(ysd) * expr_z.xreplace(back) + _num(yc)
     expr = sympy.expand(expr)
-    if snap and clean:
-        expr = snap_constants(expr, symbols, Xtr, ytr)
-    elif clean:
-        expr = tidy(expr)
+    if clean:
+        expr = refine_constants(expr, symbols, Xtr, ytr)
+        # snapping constants of a formula that is not (nearly) exact only dresses up its error
+        if snap and _r2(_evaluate(expr, symbols, Xtr), ytr) >= 1 - 1e-6:
+            expr = snap_constants(expr, symbols, Xtr, ytr)
+        else:
+            expr = tidy(expr)
     r2 = _r2(_evaluate(expr, symbols, Xte), yte)
     stages["formula"] += time.perf_counter() - t
     return {"seed": seed, "hidden": h, "r2": r2, "complexity": expression_size(expr),

@@ -2,8 +2,8 @@
 
 :func:`refine_constants` treats every floating-point constant of a sympy expression as a free
 parameter and refits them all by nonlinear least squares on the data. :func:`snap_constants` then
-tries to replace each constant by a simple exact number (0, an integer, a small ratio, a rational
-multiple of pi, e, sqrt(2) or sqrt(3)) and keeps a replacement only where the loss does not get
+tries to replace each constant by a simple exact number (0, an integer, a small ratio, or a small
+ratio times pi, 1/pi, pi**2, 1/pi**2, e, sqrt(2), sqrt(3), sqrt(pi), 1/sqrt(pi) or sqrt(2/pi)) and keeps a replacement only where the loss does not get
 worse by more than what one free parameter is worth (Akaike's rule: MSE may grow by a factor
 ``exp(2/n)`` at most for n samples). Constants are retrained after every pass.
 """
@@ -89,6 +89,11 @@ def refine_constants(expr, symbols, X, y, max_nfev: int = 200):
     return expr.xreplace({a: sympy.Float(float(v), 15) for a, v in zip(fl, p)})
 
 
+_BASES = (sympy.Integer(1), sympy.pi, 1 / sympy.pi, sympy.E, sympy.sqrt(2), sympy.sqrt(3),
+          sympy.pi**2, 1 / sympy.pi**2, sympy.sqrt(sympy.pi), 1 / sympy.sqrt(sympy.pi),
+          sympy.sqrt(2 / sympy.pi))
+
+
 def _candidates(v: float, rel: float = 0.1):
     """Simple exact numbers near v, simplest first."""
     out = [sympy.Integer(0)]
@@ -99,7 +104,7 @@ def _candidates(v: float, rel: float = 0.1):
     r = round(v)
     if r != 0 and abs(r) <= 10000 and near(r):
         out.append(sympy.Integer(r))
-    for base in (sympy.Integer(1), sympy.pi, sympy.E, sympy.sqrt(2), sympy.sqrt(3)):
+    for base in _BASES:
         bv = float(base)
         for q in (1, 2, 3, 4, 5, 6, 8, 10, 12, 16):
             fr = Fraction(v / bv).limit_denominator(q)
