@@ -317,3 +317,20 @@ def test_snap_constants_keeps_real_constants():
 
 def test_default_lib_has_required_functions():
     assert set(REQUIRED) <= set(default_lib())
+
+
+def test_formula_normalizers_and_pykan_arguments():
+    model = _random_symbolic_model([2, 2, 1], 2, seed=5)
+    mean, std = torch.tensor([3.0, -1.0]), torch.tensor([2.0, 0.5])
+    (expr,), xs = model.symbolic_formula(normalizer=(mean, std), output_normalizer=(10.0, 4.0),
+                                         simplify=False)
+    x = torch.rand(30, 2, dtype=torch.float64) * 4
+    with torch.no_grad():
+        ref = (model((x - mean.double()) / std.double()) * 4.0 + 10.0).numpy()[:, 0]
+    fn = sympy.lambdify(xs, expr, "numpy")
+    np.testing.assert_allclose(fn(x[:, 0].numpy(), x[:, 1].numpy()), ref, rtol=1e-9)
+    with pytest.raises(ValueError, match="normalizer"):
+        model.symbolic_formula(normalizer=([0.0], [1.0]))
+    # pykan's keyword for fix_symbolic
+    assert model.fix_symbolic(0, 0, 0, "sin", fit_params_bool=False) is None
+    assert str(ex_round(sympy.Float(0.123456) * xs[0], n_digit=3)) == "0.123*x_1"

@@ -37,7 +37,22 @@ def _num(v: float) -> sympy.Expr:
     return sympy.Float(v, 15)
 
 
-def network_formula(model, var=None, simplify: bool = True, n_digits: int | None = None):
+def _pairs(norm, n: int, name: str):
+    try:
+        mean, std = norm
+        mean = [float(v) for v in (mean.tolist() if hasattr(mean, "tolist") else mean)] \
+            if not isinstance(mean, (int, float)) else [float(mean)] * n
+        std = [float(v) for v in (std.tolist() if hasattr(std, "tolist") else std)] \
+            if not isinstance(std, (int, float)) else [float(std)] * n
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be (mean, std), each a number or {n} numbers") from None
+    if len(mean) != n or len(std) != n or any(s == 0 for s in std):
+        raise ValueError(f"{name} needs {n} means and {n} non-zero stds")
+    return mean, std
+
+
+def network_formula(model, var=None, simplify: bool = True, n_digits: int | None = None,
+                    normalizer=None, output_normalizer=None):
     """Sympy expressions of every output of a fully symbolic ``model``.
 
     Raises ValueError naming the edges that are still numeric.
@@ -54,6 +69,9 @@ def network_formula(model, var=None, simplify: bool = True, n_digits: int | None
         )
     symbols = make_symbols(model.width_in[0], var)
     nodes: list[sympy.Expr] = list(symbols)
+    if normalizer is not None:
+        mean, std = _pairs(normalizer, len(nodes), "normalizer")
+        nodes = [(v - _num(m)) / _num(s) for v, m, s in zip(nodes, mean, std)]
     for l in range(model.depth):
         sym = model.symbolic_fun[l]
         aff = sym.affine.detach().double().cpu().tolist()
@@ -80,6 +98,9 @@ def network_formula(model, var=None, simplify: bool = True, n_digits: int | None
             start += a
         nodes = nxt
     out = nodes
+    if output_normalizer is not None:
+        mean, std = _pairs(output_normalizer, len(out), "output_normalizer")
+        out = [e * _num(s) + _num(m) for e, m, s in zip(out, mean, std)]
     if n_digits is not None:
         out = [ex_round(e, n_digits) for e in out]
     if simplify:
@@ -97,14 +118,15 @@ def tidy(expr: sympy.Expr, max_ops: int = 120) -> sympy.Expr:
         return expr
 
 
-def ex_round(expr: sympy.Expr, n_digits: int = 4) -> sympy.Expr:
-    """Round every floating-point constant of ``expr`` to ``n_digits`` decimals (pykan's name)."""
-    if not isinstance(n_digits, int) or n_digits < 0:
-        raise ValueError(f"n_digits must be a non-negative integer, got {n_digits!r}")
+def ex_round(ex1: sympy.Expr, n_digit: int = 4) -> sympy.Expr:
+    """Round every floating-point constant of ``ex1`` to ``n_digit`` decimals (pykan's names)."""
+    if isinstance(n_digit, bool) or not isinstance(n_digit, int) or n_digit < 0:
+        raise ValueError(f"n_digit must be a non-negative integer, got {n_digit!r}")
+    expr = sympy.sympify(ex1)
     repl = {}
     for a in sympy.preorder_traversal(expr):
         if isinstance(a, sympy.Float):
-            r = round(float(a), n_digits)
+            r = round(float(a), n_digit)
             repl[a] = sympy.Integer(int(r)) if r == int(r) else sympy.Float(r, 15)
     return expr.xreplace(repl)
 

@@ -93,13 +93,16 @@ class SymbolicMixin:
 
     def fix_symbolic(self, l: int, i: int, j: int, fun_name: str, fit_params: bool = True,
                      a_range=(-10, 10), b_range=(-10, 10), verbose: bool = True,
-                     random: bool = False, log_history: bool = True, x=None):
+                     random: bool = False, log_history: bool = True, x=None,
+                     fit_params_bool: bool | None = None):
         """Make edge i -> j of layer l symbolic with function ``fun_name``.
 
-        With ``fit_params`` the a, b, c, d of ``c*f(a*x+b)+d`` are fitted to the edge's numeric
-        curve on the data (``x`` or the training inputs of the last fit) and the fit's R2 is
-        returned; otherwise a, b, c, d = 1, 0, 1, 0 and None is returned.
+        With ``fit_params`` (pykan: ``fit_params_bool``) the a, b, c, d of ``c*f(a*x+b)+d`` are
+        fitted to the edge's numeric curve on the data (``x`` or the training inputs of the last
+        fit) and the fit's R2 is returned; otherwise a, b, c, d = 1, 0, 1, 0 and None is returned.
         """
+        if fit_params_bool is not None:
+            fit_params = bool(fit_params_bool)
         self._check_edge(l, i, j)
         get_symbolic(fun_name)
         sym = self.symbolic_fun[l]
@@ -204,12 +207,17 @@ class SymbolicMixin:
         return fixed
 
     # ---------------------------------------------------------------- formula
-    def symbolic_formula(self, var=None, simplify: bool = True, n_digits: int | None = None):
+    def symbolic_formula(self, var=None, normalizer=None, output_normalizer=None,
+                         simplify: bool = True, n_digits: int | None = None):
         """The network as sympy: ``([expression per output], input symbols)``.
 
         Every active edge must be symbolic (run auto_symbolic or fix_symbolic first). Biases and
-        products are included; ``n_digits`` rounds the constants (see :func:`ex_round`).
+        products are included. ``normalizer=(mean, std)`` says the model was trained on
+        ``(x - mean) / std`` and ``output_normalizer=(mean, std)`` on ``(y - mean) / std``
+        (pykan's arguments): the formula is then written in the raw variables. ``n_digits``
+        rounds the constants (see :func:`ex_round`).
         """
         from .formula import network_formula
 
-        return network_formula(self, var=var, simplify=simplify, n_digits=n_digits)
+        return network_formula(self, var=var, simplify=simplify, n_digits=n_digits,
+                               normalizer=normalizer, output_normalizer=output_normalizer)
