@@ -105,3 +105,22 @@ def test_subset_model_exact():
         torch.testing.assert_close(sub(x)[:, 0], model(x)[:, 1])
     with pytest.raises(ValueError, match="at least one node"):
         subset_model(model, [[0], [], [0]])
+
+
+def test_discover_mult_shape_and_pruning_of_mult_models():
+    rng = np.random.default_rng(1)
+    X = rng.uniform(1, 3, (600, 2))
+    y = X[:, 0] * X[:, 1]
+    res = discover(X, y, hidden=["mult"], max_attempts=1, seed=0, time_budget=30)
+    assert res.model.width[1] == [0, 1]
+    assert res.r2 > 0.99
+    model = KAN(width=[2, [1, 1], 1], grid=3, seed=0, dtype=torch.float64)
+    x = torch.rand(100, 2, dtype=torch.float64)
+    with torch.no_grad():
+        model.act_fun[0].coef[1] = 0.0
+        model.act_fun[0].scale_base[1] = 0.0  # input 1 feeds nothing
+    pruned = prune_by_spread(model, x)
+    assert pruned.width == model.width and (pruned.act_fun[0].mask[1] == 0).all()
+    with torch.no_grad():  # only (nearly) constant edges went, their means kept in the biases
+        a, b = pruned(x), model(x)
+    assert torch.sqrt(torch.mean((a - b) ** 2)) < 0.05 * b.std()

@@ -132,12 +132,18 @@ def discover(
         X: (n, d) inputs (array, tensor or nested lists); any scale.
         y: (n,) or (n, 1) target.
         var_names: names of the d inputs (default ``x_1 ... x_d``).
-        time_budget: seconds; no new attempt starts once it would likely overrun.
+        time_budget: seconds. No new attempt starts once it would likely overrun, and the running
+            attempt cuts its training and constant snapping short at the deadline (the first
+            attempt still returns a formula, possibly a rougher one).
         seed: first seed; attempts use seed, seed+1, ...
         lib: candidate function names (default: the whole library).
         test_size: held-out fraction for the reported R2.
-        hidden: hidden widths to try in turn, cycling with a new seed each attempt (default
-            ``[2d+1, d+2]``; sparsity training and pruning remove what is not needed).
+        hidden: hidden shapes to try in turn, cycling with a new seed each attempt: an int is a
+            layer of that many sum nodes, ``"mult"`` one node multiplying d sub-nodes (products
+            of one-variable factors, including factors that change sign, which the exp-of-logs
+            route of sum nodes cannot take; it trains less reliably, so it is not in the
+            default). Default ``[2d+1, d+2]``; sparsity training and pruning remove what is not
+            needed.
         grid, refine_grid: grid intervals for training and after pruning.
         lamb: sparsity regularization strength of the first training stage.
         steps: LBFGS steps of the train, refine and symbolic stages.
@@ -218,11 +224,12 @@ def discover(
 
     if hidden is None:  # wide enough to train reliably; sparsity and pruning find the shape
         hidden = [2 * d + 1, d + 2] if d > 1 else [3, 2]
-    elif isinstance(hidden, int):
+    elif isinstance(hidden, (int, str)):
         hidden = [hidden]
-    hidden = [int(h) for h in hidden]
-    if not hidden or any(h < 1 for h in hidden):
-        raise ValueError(f"hidden must be positive ints, got {hidden}")
+    hidden = list(hidden)
+    if not hidden or any(not (h == "mult" or (isinstance(h, (int, np.integer)) and h >= 1))
+                         for h in hidden):
+        raise ValueError(f"hidden must list positive ints or 'mult', got {hidden}")
 
     stages = {k: 0.0 for k in ("train", "prune", "refine", "symbolic", "formula")}
     attempts, best = [], None
@@ -240,15 +247,16 @@ def discover(
         t0 = time.perf_counter()
         try:
             res = _attempt(dataset, d, h, s, grid, refine_grid, lamb, steps, lib, stages, zs,
-                           back, symbols, ysd, yc, Xtr, ytr, Xte, yte, snap)
+                           back, symbols, ysd, yc, Xtr, ytr, Xte, yte, snap,
+                           deadline=t_start + float(time_budget))
         except (RuntimeError, ValueError, ArithmeticError) as err:  # keep searching
-            log.info("discover: attempt %d (seed %d, hidden %d) failed: %s", attempt, s, h, err)
+            log.info("discover: attempt %d (seed %d, hidden %s) failed: %s", attempt, s, h, err)
             res = None
         dt = time.perf_counter() - t0
         if res is not None:
             res["seconds"] = dt
             attempts.append(res)
-            log.info("discover: attempt %d seed %d hidden %d: r2=%.6g size=%d  %s (%.1fs)",
+            log.info("discover: attempt %d seed %d hidden %s: r2=%.6g size=%d  %s (%.1fs)",
                      attempt, s, h, res["r2"], res["complexity"], res["formula"], dt)
             key = (res["r2"] >= r2_target, res["r2"] if res["r2"] < r2_target else 0.0,
                    -res["complexity"])
@@ -279,23 +287,29 @@ def _exact(v: float) -> sympy.Expr:
 
 
 def _attempt(dataset, d, h, seed, grid, refine_grid, lamb, steps, lib, stages, zs, back, symbols,
-             ysd, yc, Xtr, ytr, Xte, yte, snap):
+             ysd, yc, Xtr, ytr, Xte, yte, snap, deadline=math.inf):
     dtype = dataset["train_input"].dtype
     t = time.perf_counter()
-    model = KAN(width=[d, h, 1], grid=grid, k=3, seed=seed, dtype=dtype)
-    model.fit(dataset, opt="LBFGS", steps=steps[0], lamb=lamb, progress=False)
+    if h == "mult":
+        model = KAN(width=[d, [0, 1], 1], mult_arity=d, grid=grid, k=3, seed=seed, dtype=dtype)
+    else:
+        model = KAN(width=[d, int(h), 1], grid=grid, k=3, seed=seed, dtype=dtype)
+    def over(*_):  # stops a fit once the time budget is spent
+        return time.perf_counter() > deadline
+
+    model.fit(dataset, opt="LBFGS", steps=steps[0], lamb=lamb, progress=False, callback=over)
     stages["train"] += time.perf_counter() - t
 
     # prune, then keep training the smaller network with sparsity and prune again while it
     # still shrinks: one long regularized run rarely converges to the sparsest shape
     t = time.perf_counter()
     model = prune_by_spread(model, dataset["train_input"])
-    for _ in range(2):
+    for _ in range(2 if h != "mult" else 0):
         before = model.width[1][0]
         if before == 1:
             break
         model.fit(dataset, opt="LBFGS", steps=max(steps[0] // 2, 1), lamb=_PRUNE_LAMB * lamb, lamb_entropy=_PRUNE_ENT,
-                  progress=False, update_grid=False)
+                  progress=False, update_grid=False, callback=over)
         model = prune_by_spread(model, dataset["train_input"])
         if model.width[1][0] == before:
             break
@@ -304,13 +318,15 @@ def _attempt(dataset, d, h, seed, grid, refine_grid, lamb, steps, lib, stages, z
 
     t = time.perf_counter()
     model = model.refine(refine_grid, x=dataset["train_input"])
-    model.fit(dataset, opt="LBFGS", steps=steps[1], progress=False, update_grid=False)
+    model.fit(dataset, opt="LBFGS", steps=steps[1], progress=False, update_grid=False,
+              callback=over)
     stages["refine"] += time.perf_counter() - t
 
     t = time.perf_counter()
     fixed = model.auto_symbolic(lib=lib, verbose=0, x=dataset["train_input"])
     log.debug("discover: width %s, edges %s", model.width, fixed)
-    hist = model.fit(dataset, opt="LBFGS", steps=steps[2], progress=False, update_grid=False)
+    hist = model.fit(dataset, opt="LBFGS", steps=steps[2], progress=False, update_grid=False,
+                     callback=over)
     stages["symbolic"] += time.perf_counter() - t
     # on standardized data: a symbolic network this far off will not give an exact formula, so
     # spend no time snapping its constants (the time goes to the next attempt instead)
@@ -320,18 +336,18 @@ def _attempt(dataset, d, h, seed, grid, refine_grid, lamb, steps, lib, stages, z
     (expr_z,), _ = model.symbolic_formula(var=zs, simplify=False)
     expr = _num(ysd) * expr_z.xreplace(back) + _num(yc)
     expr = sympy.expand(expr)
-    if clean:
+    if clean and time.perf_counter() < deadline:
         expr = refine_constants(expr, symbols, Xtr, ytr)
         # snapping constants of a formula that is not (nearly) exact only dresses up its error
         if snap and _r2(_evaluate(expr, symbols, Xtr), ytr) >= 1 - 1e-6:
-            expr = snap_constants(expr, symbols, Xtr, ytr)
-        else:
+            expr = snap_constants(expr, symbols, Xtr, ytr, deadline=deadline)
+        elif time.perf_counter() < deadline:
             expr = tidy(expr)
     r2 = _r2(_evaluate(expr, symbols, Xte), yte)
     stages["formula"] += time.perf_counter() - t
     return {"seed": seed, "hidden": h, "r2": r2, "complexity": expression_size(expr),
             "formula": str(expr), "expr": expr, "model": model,
-            "width": [w[0] for w in model.width]}
+            "width": [list(w) if w[1] else w[0] for w in model.width]}
 
 
 @torch.no_grad()
@@ -339,7 +355,7 @@ def _collapse_single_input_nodes(model, x) -> None:
     """A hidden node fed by one input computes F(phi(x_i)): any invertible warp phi fits, so the
     two edges rarely read as clean functions. Make phi the identity (an exact 'x' edge) and let
     the outgoing edges learn the composite F(phi(x_i)) directly in the refine stage."""
-    if model.depth != 2:
+    if model.depth != 2 or any(w[1] for w in model.width):
         return
     first, second = model.act_fun
     acts = model.layer_inputs(x)

@@ -73,6 +73,12 @@ def prune_by_spread(model, x: torch.Tensor, node_th: float = 1e-2, edge_th: floa
     """
     stds, means, _ = edge_spread(model, x)
     top = [float(s.max()) if s.numel() else 0.0 for s in stds]
+    if any(w[1] for w in model.width):  # products tie sub-nodes together: cut edges only
+        new = model.copy()
+        ins = [list(range(new.width_in[l])) for l in range(new.depth)]
+        outs = [list(range(new.width_out[l + 1])) for l in range(new.depth)]
+        _mask_weak(new, stds, means, top, ins, outs, edge_th)
+        return new
     keep = [list(range(model.width_in[0]))]
     for l in range(1, model.depth):
         inc = stds[l - 1].max(0).values / max(top[l - 1], 1e-300)  # per node of entry l
@@ -88,13 +94,23 @@ def prune_by_spread(model, x: torch.Tensor, node_th: float = 1e-2, edge_th: floa
         dropped = [i for i in range(model.width_in[l]) if i not in keep[l]]
         if dropped and layer.bias is not None:  # a dropped node's edges carry (nearly) constants
             layer.bias += means[l][dropped][:, keep[l + 1]].sum(0).to(layer.bias.dtype)
-        s = stds[l][keep[l]][:, keep[l + 1]]
-        m = means[l][keep[l]][:, keep[l + 1]]
-        weak = (s < edge_th * max(top[l], 1e-300)) & (new.act_fun[l].mask != 0)
+    _mask_weak(new, stds, means, top, keep[:-1], keep[1:], edge_th)
+    return new
+
+
+def _mask_weak(new, stds, means, top, ins, outs, edge_th):
+    """Mask edges below ``edge_th`` of their layer's largest spread; fold their means into biases.
+
+    ``ins[l]`` / ``outs[l]``: original indices of layer l's inputs / outputs kept in ``new``.
+    """
+    for l in range(new.depth):
+        layer = new.act_fun[l]
+        s = stds[l][ins[l]][:, outs[l]]
+        m = means[l][ins[l]][:, outs[l]]
+        weak = (s < edge_th * max(top[l], 1e-300)) & (layer.mask != 0)
         if not bool(weak.any()):
             continue
         if layer.bias is not None:
             layer.bias += (m * weak).sum(0).to(layer.bias.dtype)
         layer.mask[weak] = 0.0
         new.symbolic_fun[l].mask[weak.t()] = 0.0
-    return new

@@ -295,10 +295,12 @@ def score_candidates(r2: torch.Tensor, complexity: torch.Tensor, weight_simple: 
 
     One unit of complexity is worth ``weight_simple`` decades of unexplained variance, so a
     simpler function wins only when its fit is nearly as good. The unexplained variance is
-    floored at 1e-8 (a spline edge is not more accurate than that), and '0' is ranked last
+    floored at 1e-6: a trained spline edge is rarely more accurate than that, and below it a
+    flexible function fitting the spline's own error would beat the true, simpler one
+    (e.g. -2*atanh(u) against log). '0' is ranked last
     (edges whose output is constant are set to '0' before any ranking).
     """
-    err = (1 - r2).clamp(min=1e-8)
+    err = (1 - r2).clamp(min=1e-6)
     score = torch.log10(err) + weight_simple * complexity.to(err)
     score = torch.where(torch.isfinite(r2), score, torch.full_like(score, math.inf))
     if names is not None and "0" in names:

@@ -10,6 +10,7 @@ worse by more than what one free parameter is worth (Akaike's rule: MSE may grow
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from fractions import Fraction
 
@@ -60,6 +61,34 @@ def _mse(f, X, y, p):
     r = f(X, p) - y
     v = float(np.mean(r * r))
     return v if math.isfinite(v) else math.inf
+
+
+def _refit_others(f, X, y, p, k, value, max_nfev: int = 60):
+    """Least-squares refit of every constant but the k-th, which is held at ``value``."""
+    from scipy.optimize import least_squares
+
+    free = [q for q in range(len(p)) if q != k]
+    if not free:
+        out = p.copy()
+        out[k] = value
+        return out
+
+    def full(z):
+        out = p.copy()
+        out[k] = value
+        out[free] = z
+        return out
+
+    def res(z):
+        r = f(X, full(z)) - y
+        return np.where(np.isfinite(r), r, 1e6)
+
+    try:
+        sol = least_squares(res, p[free], method="lm" if len(y) >= len(free) else "trf",
+                            max_nfev=max_nfev * (len(free) + 1), x_scale="jac")
+    except Exception:  # pragma: no cover - defensive
+        return None
+    return full(sol.x)
 
 
 def refine_constants(expr, symbols, X, y, max_nfev: int = 200):
@@ -116,11 +145,15 @@ def _candidates(v: float, rel: float = 0.1):
     return out
 
 
-def snap_constants(expr, symbols, X, y, passes: int = 2, rel: float = 0.1, max_constants: int = 40):
+def snap_constants(expr, symbols, X, y, passes: int = 2, rel: float = 0.1, max_constants: int = 30,
+                   deadline: float = math.inf):
     """Replace constants by simple exact numbers where the fit allows it (see module doc).
 
     Returns the snapped expression (constants that could not be snapped are retrained). An
     expression with more than ``max_constants`` constants is only retrained, not snapped.
+    A value that fails on its own but lies within 1% of the constant is tried once more with
+    the other constants refitted around it (constants are often coupled, e.g. a scale inside
+    and outside a power). ``deadline`` (a ``time.perf_counter()`` value) stops the search.
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
@@ -141,19 +174,33 @@ def snap_constants(expr, symbols, X, y, passes: int = 2, rel: float = 0.1, max_c
         chosen = {}
         # largest-magnitude constants last: small ones (likely spurious terms) go first
         for k in sorted(range(len(fl)), key=lambda q: abs(p[q])):
-            for cand in _candidates(p[k], rel):
+            if time.perf_counter() > deadline:
+                break
+            allowed = lambda: ref * factor ** (len(chosen) + 1) + atol  # noqa: E731
+            cands = _candidates(p[k], rel)
+            hit = None
+            for cand in cands:
                 trial = p.copy()
                 trial[k] = float(cand)
-                loss = _mse(f, X, y, trial)
-                if loss <= ref * factor ** (len(chosen) + 1) + atol:
-                    p = trial
-                    chosen[fl[k]] = cand
+                if _mse(f, X, y, trial) <= allowed():
+                    hit = (cand, trial)
                     break
+            if hit is None:  # coupled constants: refit the others around the nearest value
+                near = [c for c in cands if abs(float(c) - p[k]) <= 1e-2 * max(abs(p[k]), 1e-12)]
+                if near:
+                    trial = _refit_others(f, X, y, p, k, float(near[0]))
+                    if trial is not None and _mse(f, X, y, trial) <= allowed():
+                        hit = (near[0], trial)
+            if hit is not None:
+                chosen[fl[k]] = hit[0]
+                p = hit[1]
         if not chosen:
             break
         rest = {a: sympy.Float(float(v), 15) for a, v in zip(fl, p) if a not in chosen}
         expr = expr.xreplace({**chosen, **rest})
         expr = refine_constants(expr, symbols, X, y)
+    if time.perf_counter() > deadline:
+        return expr
     simpler = tidy(expr)
     if simpler is not expr and _mse(_compile(simpler, symbols)[1], X, y, [float(v) for v in _floats(simpler)]) <= (
             _mse(_compile(expr, symbols)[1], X, y, [float(v) for v in _floats(expr)]) * 1.000001 + atol):
