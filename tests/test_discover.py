@@ -124,3 +124,11 @@ def test_discover_mult_shape_and_pruning_of_mult_models():
     with torch.no_grad():  # only (nearly) constant edges went, their means kept in the biases
         a, b = pruned(x), model(x)
     assert torch.sqrt(torch.mean((a - b) ** 2)) < 0.05 * b.std()
+
+
+def test_discover_tiny_budget_still_returns_a_formula():
+    X, _ = _toy(seed=11)
+    y = np.exp(np.sin(np.pi * X[:, 0]) + X[:, 1] ** 2)
+    res = discover(X, y, seed=0, time_budget=0.5)
+    assert len(res.attempts) == 1  # the deadline cut the first attempt short; no second one
+    assert isinstance(res.formula, sympy.Expr) and np.isfinite(res.r2)
