@@ -2,6 +2,7 @@
 from .datasets import create_dataset
 from .discover import DiscoveryResult, discover
 from .layer import KANLayer
+from .mlp import MLP
 from .model import KAN
 from .symbolic import SYMBOLIC_LIB, add_symbolic, ex_round, snap_constants
 from .splines import bspline_basis, coef2curve, curve2coef, extend_grid, make_grid
@@ -12,6 +13,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "KAN",
+    "MLP",
     "MultKAN",
     "KANLayer",
     "create_dataset",

@@ -358,6 +358,23 @@ class KAN(SymbolicMixin, nn.Module):
         with torch.no_grad():
             return self.activations(x)
 
+    def contributions(self, x=None):
+        """Base vs spline spread of every edge and layer on ``x`` (default: last fit's inputs).
+
+        Returns a :class:`kanlab.inspect.Contributions` with ``edges`` and ``layers`` tables
+        (``spline_share`` near 0: the base function does the work and the edge acts like an
+        MLP unit), ``to_markdown()`` and ``to_csv()``.
+        """
+        from .inspect import contributions
+
+        if isinstance(x, dict):
+            x = x.get("train_input")
+        if x is None:
+            x = self._cache_x
+        if x is None:
+            raise ValueError("contributions() needs data: pass x or call fit() first")
+        return contributions(self, x)
+
     # ------------------------------------------------------------------ grids
     @torch.no_grad()
     def update_grid_from_samples(self, x: torch.Tensor) -> None:

@@ -130,6 +130,8 @@ def fit(
     progress: bool | None = None,
     callback: Callable | None = None,
     seed: int | None = None,
+    track_shares: bool = False,
+    spline_share_warning: float = 0.1,
     save_fig: bool = False,
     **pykan_only,
 ) -> dict:
@@ -154,6 +156,10 @@ def fit(
         progress: show a tqdm bar; default only when stderr is a terminal.
         callback: ``callback(step, model, history)`` after every step; returning True stops.
         seed: seed of the private generator for minibatches (default: the model's seed).
+        track_shares: record every layer's spline share (see :mod:`kanlab.inspect`) after each
+            step in ``history['spline_share']`` (one list per step), measured on up to 1024
+            training samples, and log a warning the first time a layer's share falls below
+            ``spline_share_warning`` (the base path dominating: the layer acts like an MLP).
 
     Returns:
         History dict of per-step lists: ``train_loss`` and ``test_loss`` (RMSE with the default
@@ -206,6 +212,12 @@ def fit(
     grid_update_freq = max(int(stop_grid_update_step / max(grid_update_num, 1)), 1)
 
     history: dict = {"train_loss": [], "test_loss": [], "reg": [], "time": []}
+    if track_shares:
+        from .inspect import layer_spline_shares
+
+        history["spline_share"] = []
+        share_x = x_train[:1024]
+        warned: set = set()
     for m in metrics or []:
         history[m.__name__] = []
 
@@ -233,7 +245,8 @@ def fit(
     t0 = time.perf_counter()
     model._cache_x = x_train
     # what a non-finite step rolls back: parameters and the grids (a grid update may precede it)
-    params_and_grids = params + [layer.grid for layer in model.act_fun]
+    layers = list(getattr(model, "act_fun", ()))  # KAN layers (an MLP has none)
+    params_and_grids = params + [layer.grid for layer in layers]
     snapshot = [p.detach().clone() for p in params_and_grids]
     try:
         for step in range(steps):
@@ -246,8 +259,8 @@ def fit(
                 tid = torch.randperm(n_test, generator=gen)[:bsz_test].to(x_test.device)
                 xt, yt = x_test[tid], y_test[tid]
 
-            if (update_grid and step % grid_update_freq == 0 and step < stop_grid_update_step
-                    and step >= start_grid_update_step):
+            if (update_grid and layers and step % grid_update_freq == 0
+                    and step < stop_grid_update_step and step >= start_grid_update_step):
                 model.update_grid_from_samples(xb)
 
             if opt == "LBFGS":
@@ -285,6 +298,16 @@ def fit(
             history["test_loss"].append(math.sqrt(max(test_loss, 0.0)) if mse else math.sqrt(abs(test_loss)))
             history["reg"].append(reg_val)
             history["time"].append(time.perf_counter() - t0)
+            if track_shares:
+                shares = layer_spline_shares(model, share_x)
+                history["spline_share"].append(shares)
+                for l, sh in enumerate(shares):
+                    if sh < spline_share_warning and l not in warned:
+                        warned.add(l)
+                        logger.warning(
+                            "fit step %d: layer %d spline share %.3f < %.3f: the base function "
+                            "carries the edges (the layer acts like an MLP); try base_fun='zero' "
+                            "or a larger scale_sp", step, l, sh, spline_share_warning)
             for m in metrics or []:
                 v = m()
                 history[m.__name__].append(float(v.item()) if hasattr(v, "item") else float(v))
@@ -302,7 +325,7 @@ def fit(
     finally:
         if opt == "LBFGS":
             optimizer.release()
-        for layer in model.act_fun:
+        for layer in layers:
             layer.clear_cache()
     if bar is not None:
         bar.close()
