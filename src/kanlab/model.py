@@ -12,6 +12,7 @@ from torch import nn
 from .bases import resolve_base_fun
 from .layer import KANLayer, _check_range
 from .symbolic.layer import SymbolicLayer
+from .prune import PruneMixin
 from .symbolic.mixin import SymbolicMixin
 
 __all__ = ["KAN"]
@@ -75,7 +76,7 @@ def _per_layer(name: str, value, depth: int) -> list[int]:
     return [value] * depth
 
 
-class KAN(SymbolicMixin, nn.Module):
+class KAN(SymbolicMixin, PruneMixin, nn.Module):
     """Kolmogorov-Arnold Network.
 
     Args:
