@@ -334,3 +334,15 @@ def test_formula_normalizers_and_pykan_arguments():
     # pykan's keyword for fix_symbolic
     assert model.fix_symbolic(0, 0, 0, "sin", fit_params_bool=False) is None
     assert str(ex_round(sympy.Float(0.123456) * xs[0], n_digit=3)) == "0.123*x_1"
+
+
+def test_snap_coupled_constants():
+    """Scales inside powers and outside are coupled: snapping one refits the others around it."""
+    rng = np.random.default_rng(0)
+    X = rng.uniform(1, 5, (500, 2))
+    y = X[:, 0] * X[:, 1] ** 2 / 2
+    k, x = sympy.symbols("k x", positive=True)
+    e = (0.0360896071000307 * (1.33147891749868 * k + 0.00443012617426275) ** 0.999285757419344
+         * (3.13027496879864 * x + 0.113892257098776) ** 2.0171154956941 - 0.0428616267810362)
+    out = kanlab.snap_constants(e, [k, x], X, y)
+    assert sympy.simplify(out - k * x**2 / 2) == 0

@@ -63,11 +63,11 @@ def _mse(f, X, y, p):
     return v if math.isfinite(v) else math.inf
 
 
-def _refit_others(f, X, y, p, k, value, max_nfev: int = 60):
-    """Least-squares refit of every constant but the k-th, which is held at ``value``."""
+def _refit_others(f, X, y, p, k, value, fixed=(), max_nfev: int = 60):
+    """Least-squares refit of every constant but the k-th (held at ``value``) and ``fixed``."""
     from scipy.optimize import least_squares
 
-    free = [q for q in range(len(p)) if q != k]
+    free = [q for q in range(len(p)) if q != k and q not in fixed]
     if not free:
         out = p.copy()
         out[k] = value
@@ -171,7 +171,7 @@ def snap_constants(expr, symbols, X, y, passes: int = 2, rel: float = 0.1, max_c
         ref = _mse(f, X, y, p)
         if not math.isfinite(ref):
             break
-        chosen = {}
+        chosen, done = {}, set()  # snapped constants stay fixed when others are refitted
         # largest-magnitude constants last: small ones (likely spurious terms) go first
         for k in sorted(range(len(fl)), key=lambda q: abs(p[q])):
             if time.perf_counter() > deadline:
@@ -188,11 +188,12 @@ def snap_constants(expr, symbols, X, y, passes: int = 2, rel: float = 0.1, max_c
             if hit is None:  # coupled constants: refit the others around the nearest value
                 near = [c for c in cands if abs(float(c) - p[k]) <= 1e-2 * max(abs(p[k]), 1e-12)]
                 if near:
-                    trial = _refit_others(f, X, y, p, k, float(near[0]))
+                    trial = _refit_others(f, X, y, p, k, float(near[0]), fixed=done)
                     if trial is not None and _mse(f, X, y, trial) <= allowed():
                         hit = (near[0], trial)
             if hit is not None:
                 chosen[fl[k]] = hit[0]
+                done.add(k)
                 p = hit[1]
         if not chosen:
             break
