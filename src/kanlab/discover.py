@@ -340,7 +340,20 @@ def _attempt(dataset, d, h, seed, grid, refine_grid, lamb, steps, lib, stages, z
         expr = refine_constants(expr, symbols, Xtr, ytr)
         # snapping constants of a formula that is not (nearly) exact only dresses up its error
         if snap and _r2(_evaluate(expr, symbols, Xtr), ytr) >= 1 - 1e-6:
-            expr = snap_constants(expr, symbols, Xtr, ytr, deadline=deadline)
+            forms = [expr]
+            if expr.has(sympy.atanh, sympy.asinh, sympy.acosh):
+                # inverse hyperbolics are logs in disguise (exp(-2*atanh(u)) = (1-u)/(1+u)):
+                # written as logs, exp/log pairs cancel and the constants become snappable
+                forms.append(_logs(expr))
+            best_form = None
+            for form in forms:
+                if time.perf_counter() > deadline:
+                    break
+                cand = snap_constants(form, symbols, Xtr, ytr, deadline=deadline)
+                key = (_r2(_evaluate(cand, symbols, Xtr), ytr) >= 1 - 1e-9, -expression_size(cand))
+                if best_form is None or key > best_form[0]:
+                    best_form = (key, cand)
+            expr = best_form[1] if best_form is not None else expr
         elif time.perf_counter() < deadline:
             expr = tidy(expr)
     r2 = _r2(_evaluate(expr, symbols, Xte), yte)
@@ -376,6 +389,15 @@ def _collapse_single_input_nodes(model, x) -> None:
         second.coef[n] = curve2coef(xi[:, None], target[:, None, :], grid, second.k)[0]
         second.scale_base[n] = 0.0
         second.scale_sp[n] = 1.0
+
+
+def _logs(expr):
+    """``expr`` with inverse hyperbolic functions written as logs, exp/log pairs merged."""
+    try:
+        e = expr.rewrite(sympy.log)
+        return sympy.powsimp(sympy.expand_log(sympy.expand(e), force=True), combine="exp")
+    except Exception:  # pragma: no cover - sympy internals
+        return expr
 
 
 def _num(v: float) -> sympy.Expr:

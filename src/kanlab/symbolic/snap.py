@@ -151,18 +151,40 @@ def snap_constants(expr, symbols, X, y, passes: int = 2, rel: float = 0.1, max_c
 
     Returns the snapped expression (constants that could not be snapped are retrained). An
     expression with more than ``max_constants`` constants is only retrained, not snapped.
-    A value that fails on its own but lies within 1% of the constant is tried once more with
-    the other constants refitted around it (constants are often coupled, e.g. a scale inside
-    and outside a power). ``deadline`` (a ``time.perf_counter()`` value) stops the search.
+    A value that fails on its own but lies within 1% of the constant, and 0, are tried once
+    more with the other constants refitted around them (constants are often coupled, e.g. a
+    scale inside and outside a power, or a tiny offset inside a product). The result is
+    simplified, and constants that simplification merges into new ones get one more pass.
+    ``deadline`` (a ``time.perf_counter()`` value) stops the search.
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
-    n = max(len(y), 1)
-    factor = math.exp(2.0 / n)
     atol = 1e-14 * float(np.mean(y * y) + 1e-300)
     expr = refine_constants(expr, symbols, X, y)
     if len(_floats(expr)) > max_constants:
         return expr
+    expr = _snap_passes(expr, symbols, X, y, passes, rel, deadline, atol)
+    for _ in range(2):
+        if time.perf_counter() > deadline:
+            return expr
+        simpler = tidy(expr)
+        if simpler == expr or not _loss(simpler, symbols, X, y) <= _loss(expr, symbols, X, y) * 1.000001 + atol:
+            break
+        expr = simpler
+        if not _floats(expr):
+            break
+        expr = _snap_passes(expr, symbols, X, y, 1, rel, deadline, atol)
+    return expr
+
+
+def _loss(expr, symbols, X, y) -> float:
+    _, f = _compile(expr, symbols)
+    return _mse(f, X, y, [float(v) for v in _floats(expr)])
+
+
+def _snap_passes(expr, symbols, X, y, passes, rel, deadline, atol):
+    n = max(len(y), 1)
+    factor = math.exp(2.0 / n)
     for _ in range(passes):
         fl, f = _compile(expr, symbols)
         if not fl:
@@ -185,12 +207,13 @@ def snap_constants(expr, symbols, X, y, passes: int = 2, rel: float = 0.1, max_c
                 if _mse(f, X, y, trial) <= allowed():
                     hit = (cand, trial)
                     break
-            if hit is None:  # coupled constants: refit the others around the nearest value
+            if hit is None:  # coupled constants: refit the others around a value
                 near = [c for c in cands if abs(float(c) - p[k]) <= 1e-2 * max(abs(p[k]), 1e-12)]
-                if near:
-                    trial = _refit_others(f, X, y, p, k, float(near[0]), fixed=done)
+                for c in near[:1] + ([sympy.Integer(0)] if not near or near[0] != 0 else []):
+                    trial = _refit_others(f, X, y, p, k, float(c), fixed=done)
                     if trial is not None and _mse(f, X, y, trial) <= allowed():
-                        hit = (near[0], trial)
+                        hit = (c, trial)
+                        break
             if hit is not None:
                 chosen[fl[k]] = hit[0]
                 done.add(k)
@@ -200,10 +223,4 @@ def snap_constants(expr, symbols, X, y, passes: int = 2, rel: float = 0.1, max_c
         rest = {a: sympy.Float(float(v), 15) for a, v in zip(fl, p) if a not in chosen}
         expr = expr.xreplace({**chosen, **rest})
         expr = refine_constants(expr, symbols, X, y)
-    if time.perf_counter() > deadline:
-        return expr
-    simpler = tidy(expr)
-    if simpler is not expr and _mse(_compile(simpler, symbols)[1], X, y, [float(v) for v in _floats(simpler)]) <= (
-            _mse(_compile(expr, symbols)[1], X, y, [float(v) for v in _floats(expr)]) * 1.000001 + atol):
-        expr = simpler
     return expr
