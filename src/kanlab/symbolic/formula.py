@@ -108,7 +108,7 @@ def network_formula(model, var=None, simplify: bool = True, n_digits: int | None
     return out, symbols
 
 
-def tidy(expr: sympy.Expr, max_ops: int = 120) -> sympy.Expr:
+def tidy(expr: sympy.Expr, max_ops: int = 60) -> sympy.Expr:
     """sympy.simplify for expressions small enough to simplify quickly, else a cheap expand."""
     try:
         if sympy.count_ops(expr) <= max_ops:
