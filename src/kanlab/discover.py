@@ -2,7 +2,7 @@
 
 Pipeline of one attempt (all on standardized data; the formula is mapped back at the end):
 
-1. train   a KAN [d, h, 1] with sparsity regularization (LBFGS, adaptive grid);
+1. train   a KAN [d, h, 1] (h = 2d first) with sparsity regularization (LBFGS, adaptive grid);
 2. prune   hidden nodes and edges whose output spread is negligible (:mod:`kanlab.prune`);
 3. refine  the grid and retrain the pruned network without regularization;
 4. symbolic  every edge snapped to its best library function (``auto_symbolic``), then all
@@ -142,8 +142,8 @@ def discover(
             layer of that many sum nodes, ``"mult"`` one node multiplying d sub-nodes (products
             of one-variable factors, including factors that change sign, which the exp-of-logs
             route of sum nodes cannot take; it trains less reliably, so it is not in the
-            default). Default ``[2d+1, d+2]``; sparsity training and pruning remove what is not
-            needed.
+            default). Default ``[2d, 2d+1, d+2]``; sparsity training and pruning remove what is
+            not needed.
         grid, refine_grid: grid intervals for training and after pruning.
         lamb: sparsity regularization strength of the first training stage.
         steps: LBFGS steps of the train, refine and symbolic stages.
@@ -223,7 +223,7 @@ def discover(
         back[zs[i]] = sympy.Integer(0) if const_cols[i] else (symbols[i] - _exact(xc[i])) / _exact(xs[i])
 
     if hidden is None:  # wide enough to train reliably; sparsity and pruning find the shape
-        hidden = [2 * d + 1, d + 2] if d > 1 else [3, 2]
+        hidden = [2 * d, 2 * d + 1, d + 2] if d > 1 else [2, 3]
     elif isinstance(hidden, (int, str)):
         hidden = [hidden]
     hidden = list(hidden)
