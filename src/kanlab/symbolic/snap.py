@@ -63,7 +63,7 @@ def _mse(f, X, y, p):
     return v if math.isfinite(v) else math.inf
 
 
-def _refit_others(f, X, y, p, k, value, fixed=(), max_nfev: int = 60):
+def _refit_others(f, X, y, p, k, value, fixed=(), max_nfev: int = 30):
     """Least-squares refit of every constant but the k-th (held at ``value``) and ``fixed``."""
     from scipy.optimize import least_squares
 
@@ -207,7 +207,9 @@ def _snap_passes(expr, symbols, X, y, passes, rel, deadline, atol):
                 if _mse(f, X, y, trial) <= allowed():
                     hit = (cand, trial)
                     break
-            if hit is None:  # coupled constants: refit the others around a value
+            # coupled constants: refit the others around a value (skipped for formulas with many
+            # constants, where each refit costs seconds and the formula is rarely exact anyway)
+            if hit is None and len(fl) <= 12 and time.perf_counter() < deadline:
                 near = [c for c in cands if abs(float(c) - p[k]) <= 1e-2 * max(abs(p[k]), 1e-12)]
                 for c in near[:1] + ([sympy.Integer(0)] if not near or near[0] != 0 else []):
                     trial = _refit_others(f, X, y, p, k, float(c), fixed=done)
