@@ -345,19 +345,23 @@ class KAN(SymbolicMixin, PruneMixin, nn.Module):
             x = self._layer(l, x)
         return out
 
+    def _data(self, x, what: str):
+        """``x``, a dataset dict's ``train_input``, or else the training inputs of the last fit."""
+        if isinstance(x, dict):
+            if "train_input" not in x:
+                raise ValueError(f"{what} got a dict without 'train_input'")
+            x = x["train_input"]
+        if x is None:
+            x = self._cache_x
+        if x is None:
+            raise ValueError(f"{what} needs data: pass x (the training inputs) or call fit() first")
+        return x
+
     def get_act(self, x: torch.Tensor | None = None):
         """pykan compatibility: the per-edge activations of ``x`` (a tensor or a dataset dict,
         whose ``train_input`` is used), or of the training data of the last fit."""
-        if isinstance(x, dict):
-            if "train_input" not in x:
-                raise ValueError("get_act() got a dict without 'train_input'")
-            x = x["train_input"]
-        if x is None:
-            if self._cache_x is None:
-                raise ValueError("get_act() needs data: pass x or call fit() first")
-            x = self._cache_x
         with torch.no_grad():
-            return self.activations(x)
+            return self.activations(self._data(x, "get_act()"))
 
     def contributions(self, x=None):
         """Base vs spline spread of every edge and layer on ``x`` (default: last fit's inputs).
@@ -368,13 +372,7 @@ class KAN(SymbolicMixin, PruneMixin, nn.Module):
         """
         from .inspect import contributions
 
-        if isinstance(x, dict):
-            x = x.get("train_input")
-        if x is None:
-            x = self._cache_x
-        if x is None:
-            raise ValueError("contributions() needs data: pass x or call fit() first")
-        return contributions(self, x)
+        return contributions(self, self._data(x, "contributions()"))
 
     # ------------------------------------------------------------------ grids
     @torch.no_grad()

@@ -196,13 +196,7 @@ class PruneMixin:
     """
 
     def _prune_data(self, x):
-        if isinstance(x, dict):
-            x = x.get("train_input")
-        if x is None:
-            x = self._cache_x
-        if x is None:
-            raise ValueError("attribution needs data: call fit() first or pass x")
-        return self._check_x(x)
+        return self._check_x(self._data(x, "attribution"))
 
     def attribute(self, l: int | None = None, i: int | None = None, out_score=None,
                   plot: bool = False, x=None):

@@ -33,15 +33,7 @@ class SymbolicMixin:
             raise ValueError(f"output index j={j!r} out of range for layer {l} (it has {n_out} outputs)")
 
     def _fit_data(self, x):
-        if isinstance(x, dict):
-            x = x.get("train_input")
-        if x is None:
-            x = self._cache_x
-        if x is None:
-            raise ValueError(
-                "symbolic fitting needs data: call fit() first or pass x (the training inputs)"
-            )
-        return self.layer_inputs(x)
+        return self.layer_inputs(self._data(x, "symbolic fitting"))
 
     @staticmethod
     def _lib(lib) -> list[str]:
