@@ -4,6 +4,7 @@ from .discover import DiscoveryResult, discover
 from .layer import KANLayer
 from .mlp import MLP
 from .model import KAN
+from .plot import plot_history, plot_shares
 from .symbolic import SYMBOLIC_LIB, add_symbolic, ex_round, snap_constants
 from .splines import bspline_basis, coef2curve, curve2coef, extend_grid, make_grid
 
@@ -17,6 +18,8 @@ __all__ = [
     "MultKAN",
     "KANLayer",
     "create_dataset",
+    "plot_history",
+    "plot_shares",
     "discover",
     "DiscoveryResult",
     "bspline_basis",

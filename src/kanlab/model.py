@@ -453,6 +453,29 @@ class KAN(SymbolicMixin, PruneMixin, nn.Module):
             out[f"{split}_loss"] = float(torch.sqrt(torch.mean((pred - ds[f"{split}_label"]) ** 2)))
         return out
 
+    # ---------------------------------------------------------------- plots
+    def plot(self, x=None, beta: float = 3.0, metric: str = "backward", scale: float = 0.5,
+             in_vars=None, out_vars=None, title=None, path=None, **kwargs):
+        """The network diagram with every edge's learned curve; returns the matplotlib Figure.
+
+        Opacity ``tanh(beta * importance)``; symbolic edges red with their function name; saved
+        to ``path`` when given (PNG, SVG or PDF by suffix). See :func:`kanlab.plot.plot_model`
+        for every option (``x``, ``show_off``, ``sample``, ``tick``, ``dpi``, ...).
+        """
+        from .plot import plot_model
+
+        return plot_model(self, x=x, beta=beta, metric=metric, scale=scale, in_vars=in_vars,
+                          out_vars=out_vars, title=title, path=path, **kwargs)
+
+    def plot_edge(self, l: int, i: int, j: int, x=None, path=None, **kwargs):
+        """Edge i -> j of layer l: total curve, base part, spline part and symbolic fit.
+
+        See :func:`kanlab.plot.plot_edge`; returns the matplotlib Figure.
+        """
+        from .plot import plot_edge
+
+        return plot_edge(self, l, i, j, x=x, path=path, **kwargs)
+
     # ---------------------------------------------------------------- io
     def save(self, path) -> None:
         """Write config and state to one file, atomically (see :mod:`kanlab.io`)."""
