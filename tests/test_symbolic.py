@@ -346,3 +346,17 @@ def test_snap_coupled_constants():
          * (3.13027496879864 * x + 0.113892257098776) ** 2.0171154956941 - 0.0428616267810362)
     out = kanlab.snap_constants(e, [k, x], X, y)
     assert sympy.simplify(out - k * x**2 / 2) == 0
+
+
+def test_symbolic_model_pickles():
+    """A model with symbolic edges pickles (its cached library functions are not pickled)."""
+    import pickle
+
+    m = KAN(width=[2, 2, 1], seed=0)
+    m.fix_symbolic(0, 0, 0, "sin", fit_params=False)
+    m.fix_symbolic(0, 1, 1, "x^2", fit_params=False)
+    x = torch.rand(7, 2)
+    y = m(x)  # fills the group cache
+    m2 = pickle.loads(pickle.dumps(m))
+    assert torch.equal(m2(x), y)
+    assert m2.symbolic_fun[0].funs_name == m.symbolic_fun[0].funs_name

@@ -33,3 +33,10 @@ __all__ = [
     "snap_constants",
     "__version__",
 ]
+
+def __getattr__(name):  # the estimators need scikit-learn and pandas: imported on first use
+    if name in ("KANRegressor", "KANClassifier"):
+        from . import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'kanlab' has no attribute {name!r}")

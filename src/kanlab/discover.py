@@ -49,7 +49,8 @@ class DiscoveryResult:
         model: the trained symbolic KAN (it works on standardized inputs; see ``x_center``...).
         stages: seconds spent per stage, summed over attempts.
         variables: the sympy symbols of the inputs.
-        attempts: one dict per attempt (seed, hidden width, r2, complexity, formula, seconds).
+        attempts: one dict per attempt: seed, hidden, width, r2, complexity, formula (str),
+            expr (sympy; absent for a failed attempt), seconds.
     """
 
     formula: sympy.Expr
@@ -273,7 +274,7 @@ def discover(
     return DiscoveryResult(
         formula=best["expr"], r2=best["r2"], complexity=best["complexity"], model=best["model"],
         stages=stages, variables=symbols,
-        attempts=[{k: v for k, v in a.items() if k not in ("expr", "model")} for a in attempts],
+        attempts=[{k: v for k, v in a.items() if k != "model"} for a in attempts],
         x_center=xc, x_scale=xs, y_center=yc, y_scale=ysd,
     )
 

@@ -108,14 +108,64 @@ def network_formula(model, var=None, simplify: bool = True, n_digits: int | None
     return out, symbols
 
 
-def tidy(expr: sympy.Expr, max_ops: int = 60) -> sympy.Expr:
-    """sympy.simplify for expressions small enough to simplify quickly, else a cheap expand."""
+def tidy(expr: sympy.Expr, max_ops: int = 60, time_limit: float = 2.0) -> sympy.Expr:
+    """A simpler equal form of ``expr``, in bounded time.
+
+    Always tries cheap rewrites (expand, then merge powers/exponentials). ``sympy.simplify`` is
+    tried too when the expression has at most ``max_ops`` operations, but it can take minutes on
+    some small trigonometric expressions, so it runs under a ``time_limit`` (seconds; a SIGALRM
+    timer, only possible in the main thread: elsewhere only the cheap rewrites run). The form
+    with the fewest operations wins.
+    """
+    try:
+        best = _cheap_tidy(expr)
+    except Exception:  # pragma: no cover - sympy internals
+        best = expr
     try:
         if sympy.count_ops(expr) <= max_ops:
-            return sympy.simplify(expr)
-        return sympy.expand(expr)
+            full = _time_limited(sympy.simplify, expr, time_limit)
+            if full is not None and sympy.count_ops(full) <= sympy.count_ops(best):
+                best = full
     except Exception:  # pragma: no cover - sympy internals
-        return expr
+        pass
+    return best
+
+
+def _cheap_tidy(expr):
+    e = sympy.expand(expr)
+    e = sympy.powsimp(e, combine="exp")
+    return e if sympy.count_ops(e) <= sympy.count_ops(expr) else expr
+
+
+class _Timeout(BaseException):  # not Exception: sympy must not swallow it
+    pass
+
+
+def _time_limited(fn, arg, seconds: float):
+    """``fn(arg)``, or None when it runs past ``seconds`` (or cannot be timed safely)."""
+    import signal
+    import threading
+
+    if (threading.current_thread() is not threading.main_thread()
+            or not hasattr(signal, "setitimer") or seconds <= 0):
+        return None
+    if signal.getitimer(signal.ITIMER_REAL)[0] > 0:  # the caller's own timer: leave it alone
+        return None
+
+    def on_alarm(signum, frame):
+        raise _Timeout
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            return fn(arg)
+        except _Timeout:
+            return None
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    finally:
+        signal.signal(signal.SIGALRM, old)
 
 
 def ex_round(ex1: sympy.Expr, n_digit: int = 4) -> sympy.Expr:

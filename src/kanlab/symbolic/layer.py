@@ -63,6 +63,14 @@ class SymbolicLayer(nn.Module):
             with torch.no_grad():
                 self.affine[j, i] = torch.as_tensor(affine, dtype=self.affine.dtype)
 
+    def __getstate__(self):
+        # the group cache holds library function objects (lambdas do not pickle): drop it,
+        # it is rebuilt from funs_name on first use
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        state = dict(state)
+        state["_groups"], state["_groups_key"] = [], None
+        return state
+
     def _group_index(self):
         key = (self.mask._version, self.mask.data_ptr(), tuple(map(tuple, self.funs_name)))
         if key == self._groups_key:
