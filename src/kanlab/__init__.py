@@ -1,4 +1,5 @@
 """kanlab: fast, side-effect free Kolmogorov-Arnold Networks on PyTorch."""
+from .ablate import AblationResult, Task, ablate
 from .datasets import create_dataset
 from .discover import DiscoveryResult, discover
 from .layer import KANLayer
@@ -18,6 +19,9 @@ __all__ = [
     "MultKAN",
     "KANLayer",
     "create_dataset",
+    "ablate",
+    "AblationResult",
+    "Task",
     "plot_history",
     "plot_shares",
     "discover",
@@ -33,6 +37,7 @@ __all__ = [
     "snap_constants",
     "__version__",
 ]
+
 
 def __getattr__(name):  # the estimators need scikit-learn and pandas: imported on first use
     if name in ("KANRegressor", "KANClassifier"):

@@ -51,6 +51,89 @@ def _demo(args) -> int:
     return 0
 
 
+def _split(text: str, what: str) -> list[str]:
+    """Comma-separated values of option ``what``, blanks dropped; ValueError if none."""
+    items = [t.strip() for t in text.split(",")]
+    items = [t for t in items if t]
+    if not items:
+        raise ValueError(f"{what} is empty: give comma-separated values")
+    return items
+
+
+_BIAS_WORDS = {"on": True, "off": False, "true": True, "false": False, "yes": True, "no": False,
+               "1": True, "0": False}
+
+
+def _parse_bias(text: str) -> list[bool]:
+    """``on,off`` (or true/false, yes/no, 1/0) -> ``[True, False]``."""
+    out = []
+    for t in _split(text, "--bias"):
+        if t.lower() not in _BIAS_WORDS:
+            raise ValueError(f"--bias takes on/off values such as 'on,off', got {t!r}")
+        out.append(_BIAS_WORDS[t.lower()])
+    return out
+
+
+def _parse_ints(text: str, what: str) -> list[int]:
+    """``2,5,1`` -> ``[2, 5, 1]``; ValueError naming option ``what`` otherwise."""
+    try:
+        return [int(t) for t in _split(text, what)]
+    except ValueError:
+        raise ValueError(f"{what} takes comma-separated integers, got {text!r}") from None
+
+
+def _parse_seeds(text: str):
+    """``0,1,5`` is a list of seeds; a single number N (no comma) means N seeds 0..N-1."""
+    if "," not in text:
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"--seeds takes a count (2) or a list (0,1,5), got {text!r}") from None
+    return _parse_ints(text, "--seeds")
+
+
+def _ablate(args) -> int:
+    """``kanlab ablate``: check the options, run, print each run and the tables, write files."""
+    from pathlib import Path
+
+    from .ablate import _plan, _run_plan
+
+    try:
+        plan = _plan(
+            args.task, _split(args.base, "--base"), _parse_bias(args.bias), _parse_seeds(args.seeds),
+            width=_parse_ints(args.width, "--width") if args.width else None, grid=args.grid,
+            steps=args.steps, lamb=args.lamb, train_num=args.train_num, test_num=args.train_num,
+            lib=_split(args.lib, "--lib") if args.lib else None, workers=args.workers,
+            backend=args.backend, out_dir=args.out, plot=not args.no_plot,
+        )
+    except ImportError as err:  # backend='ray' without ray installed
+        raise ValueError(str(err)) from None
+    n_runs = len(plan.specs)
+    finished = []
+
+    def show(row):
+        finished.append(row)
+        rec = {True: "yes", False: "no", None: "-"}[row["recovered"]]
+        bias = "bias" if row["bias"] else "no bias"
+        print(f"  [{len(finished)}/{n_runs}] {row['base_fun']:>8} {bias:>7} seed {row['seed']}: "
+              f"test RMSE {row['test_rmse']:.3e}, {row['edges_after_prune']} edges after pruning, "
+              f"recovered {rec} ({row['seconds']:.1f} s)", flush=True)
+
+    print(f"kanlab ablate: task {plan.task.name} = {plan.task.target}, {n_runs} runs, "
+          f"{plan.workers} {plan.backend} worker(s)", flush=True)
+    t0 = time.perf_counter()
+    result = _run_plan(plan, callback=show)
+    print()
+    print(result.to_markdown("runs"))
+    print()
+    print(result.to_markdown("summary"))
+    print()
+    files = ["results.csv", "results.md"] + ([] if args.no_plot else ["ablation.png"])
+    print(f"wrote {', '.join(files)} to {Path(args.out).resolve()} "
+          f"({time.perf_counter() - t0:.1f} s in all)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -66,6 +149,48 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--save", metavar="PATH", help="save the trained model to PATH")
     d.add_argument("--progress", action="store_true", default=None, help="show a progress bar")
     d.set_defaults(func=_demo)
+
+    a = sub.add_parser(
+        "ablate",
+        help="train one task across base functions, bias on/off and seeds; write a results table and a plot",
+        description=(
+            "Train the same task for every combination of base function, bias setting and seed "
+            "(sparsity training, pruning, auto_symbolic, formula), print a markdown table "
+            "(test RMSE, edges left after pruning, spline share, formula recovered, time) and "
+            "write results.csv, results.md and ablation.png into the --out folder."
+        ),
+    )
+    a.add_argument("--task", default="toy",
+                   help="built-in task: toy = exp(sin(pi*x_1) + x_2**2) (default), sin_square, "
+                        "squares, sum3")
+    a.add_argument("--base", default="silu,identity,zero", metavar="NAMES",
+                   help="comma-separated base functions (silu, identity, zero, tanh, gelu, relu); "
+                        "default silu,identity,zero")
+    a.add_argument("--bias", default="on,off", metavar="on,off", help="bias settings to try (default on,off)")
+    a.add_argument("--seeds", default="2", metavar="SEEDS",
+                   help="a count N (seeds 0..N-1) or a comma-separated list such as 0,1,5 "
+                        "(a single seed 7: '7,'); default 2")
+    a.add_argument("--steps", type=_positive_int, default=40,
+                   help="LBFGS steps of the sparsity training (the pruning round and the symbolic "
+                        "retrains take half as many); default 40")
+    a.add_argument("--lamb", type=float, default=0.005, help="sparsity strength (default 0.005)")
+    a.add_argument("--width", metavar="W", help="network width such as 2,5,1 (default [n, 2n+1, 1])")
+    a.add_argument("--grid", type=_positive_int, default=5, help="grid intervals (default 5)")
+    a.add_argument("--train-num", type=_positive_int, default=1000, metavar="N",
+                   help="training samples, and as many test samples (default 1000)")
+    a.add_argument("--lib", metavar="NAMES",
+                   help="comma-separated candidate functions for auto_symbolic, such as "
+                        "x,x^2,sin,exp (default: the whole library)")
+    a.add_argument("--workers", type=_positive_int, default=1,
+                   help="processes running configurations at once (default 1); results do not "
+                        "depend on it")
+    a.add_argument("--backend", choices=("process", "ray"), default="process",
+                   help="process pool (default) or ray (needs ray installed)")
+    a.add_argument("--out", default="ablation-results", metavar="DIR",
+                   help="folder (created if missing) that receives results.csv, results.md and "
+                        "ablation.png; default ./ablation-results")
+    a.add_argument("--no-plot", action="store_true", help="do not write ablation.png")
+    a.set_defaults(func=_ablate)
     return p
 
 
