@@ -134,6 +134,16 @@ def _ablate(args) -> int:
     return 0
 
 
+def _lazy(name):
+    """A command implemented in kanlab.commands, imported only when it runs."""
+    def run(args):
+        from . import commands
+
+        return getattr(commands, name)(args)
+
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -149,6 +159,63 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--save", metavar="PATH", help="save the trained model to PATH")
     d.add_argument("--progress", action="store_true", default=None, help="show a progress bar")
     d.set_defaults(func=_demo)
+
+    f = sub.add_parser(
+        "fit", help="find a formula for a column of a CSV/.npz/.parquet table (discovery pipeline)",
+        description=(
+            "Load a table, split train/test, run kanlab's discovery pipeline (train a KAN with "
+            "sparsity, prune, refine, snap edges to functions, snap constants), print the formula "
+            "and scores, and write model.kan, run.json, history.csv, diagram.png and report.html "
+            "into the --out folder."))
+    f.add_argument("data", help="table with a header row: .csv/.tsv, .npz (X and y, or one "
+                                "array per column) or .parquet (needs pyarrow)")
+    f.add_argument("--target", required=True, help="name of the column to predict")
+    f.add_argument("--features", metavar="A,B,...", help="feature columns (default: all others)")
+    f.add_argument("--width", metavar="D,H,1", help="network width to try, e.g. 2,5,1")
+    f.add_argument("--hidden", metavar="H,...", help="hidden widths to try in turn (default 2d, "
+                                                     "2d+1, d+2)")
+    f.add_argument("--grid", type=_positive_int, default=5, help="grid intervals (default 5)")
+    f.add_argument("--steps", type=_positive_int, default=30,
+                   help="LBFGS steps per stage (default 30)")
+    f.add_argument("--lib", metavar="NAMES", help="candidate functions, e.g. x,x^2,sin,exp "
+                                                  "(default: the whole library)")
+    f.add_argument("--time-budget", type=float, default=60.0, metavar="SECONDS",
+                   help="time for the whole search (default 60)")
+    f.add_argument("--test-size", type=float, default=0.2, help="test fraction (default 0.2)")
+    f.add_argument("--seed", type=int, default=0, help="split and training seed (default 0)")
+    f.add_argument("--out", default="kanlab-fit", metavar="DIR",
+                   help="output folder (default ./kanlab-fit; must be empty or new)")
+    f.add_argument("--overwrite", action="store_true", help="allow a non-empty --out folder")
+    f.add_argument("--no-plots", action="store_true", help="skip diagram.png and report.html")
+    f.add_argument("-q", "--quiet", action="store_true", help="no per-attempt progress lines")
+    f.set_defaults(func=_lazy("cmd_fit"))
+
+    pr = sub.add_parser("predict", help="predict a table's rows with a fitted run",
+                        description="Evaluate a run's formula (or its network) on a table that "
+                                    "has the run's feature columns; prints RMSE/R2 too when the "
+                                    "table has the target column.")
+    pr.add_argument("run", help="run folder written by 'kanlab fit' (or its model.kan)")
+    pr.add_argument("data", help="table with the feature columns (.csv, .npz, .parquet)")
+    pr.add_argument("--out", metavar="CSV", help="write features and predictions here "
+                                                 "(default: predictions to stdout)")
+    pr.add_argument("--use", choices=("formula", "model"), default="formula",
+                    help="the formula (default) or the symbolic network")
+    pr.set_defaults(func=_lazy("cmd_predict"))
+
+    fo = sub.add_parser("formula", help="print a run's (or a symbolic model file's) formula")
+    fo.add_argument("run", help="run folder, or a .kan model whose edges are all symbolic")
+    fo.add_argument("--latex", action="store_true", help="print LaTeX")
+    fo.add_argument("--digits", type=int, metavar="N", help="round constants to N decimals")
+    fo.set_defaults(func=_lazy("cmd_formula"))
+
+    pl = sub.add_parser("plot", help="draw a model's network diagram (or one edge) to PNG/SVG")
+    pl.add_argument("run", help="run folder or .kan model file")
+    pl.add_argument("--out", metavar="FILE", help="image file (default: diagram.png next to "
+                                                  "the model)")
+    pl.add_argument("--edge", metavar="L,I,J", help="plot edge I -> J of layer L instead")
+    pl.add_argument("--beta", type=float, default=3.0, help="opacity sharpness (default 3)")
+    pl.add_argument("--dpi", type=_positive_int, default=150, help="resolution (default 150)")
+    pl.set_defaults(func=_lazy("cmd_plot"))
 
     a = sub.add_parser(
         "ablate",
@@ -204,6 +271,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return args.func(args)
+    except BrokenPipeError:  # output piped into head & co.: not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, FileNotFoundError) as err:
         print(f"kanlab: error: {err}", file=sys.stderr)
         return 2

@@ -51,6 +51,8 @@ class DiscoveryResult:
         variables: the sympy symbols of the inputs.
         attempts: one dict per attempt: seed, hidden, width, r2, complexity, formula (str),
             expr (sympy; absent for a failed attempt), seconds.
+        history: the fit histories of the chosen attempt's stages (train, pruning rounds,
+            refine, symbolic), on standardized data, each with ``spline_share`` per step.
     """
 
     formula: sympy.Expr
@@ -64,6 +66,7 @@ class DiscoveryResult:
     x_scale: np.ndarray | None = None
     y_center: float = 0.0
     y_scale: float = 1.0
+    history: list = field(default_factory=list)
 
     def predict(self, X) -> np.ndarray:
         """Evaluate the formula on (n, d) inputs."""
@@ -274,7 +277,9 @@ def discover(
     return DiscoveryResult(
         formula=best["expr"], r2=best["r2"], complexity=best["complexity"], model=best["model"],
         stages=stages, variables=symbols,
-        attempts=[{k: v for k, v in a.items() if k != "model"} for a in attempts],
+        attempts=[{k: v for k, v in a.items() if k not in ("model", "histories")}
+                  for a in attempts],
+        history=best["histories"],
         x_center=xc, x_scale=xs, y_center=yc, y_scale=ysd,
     )
 
@@ -298,7 +303,8 @@ def _attempt(dataset, d, h, seed, grid, refine_grid, lamb, steps, lib, stages, z
     def over(*_):  # stops a fit once the time budget is spent
         return time.perf_counter() > deadline
 
-    model.fit(dataset, opt="LBFGS", steps=steps[0], lamb=lamb, progress=False, callback=over)
+    histories = [model.fit(dataset, opt="LBFGS", steps=steps[0], lamb=lamb, progress=False,
+                           callback=over, track_shares=True, spline_share_warning=0.0)]
     stages["train"] += time.perf_counter() - t
 
     # prune, then keep training the smaller network with sparsity and prune again while it
@@ -309,8 +315,10 @@ def _attempt(dataset, d, h, seed, grid, refine_grid, lamb, steps, lib, stages, z
         before = model.width[1][0]
         if before == 1:
             break
-        model.fit(dataset, opt="LBFGS", steps=max(steps[0] // 2, 1), lamb=_PRUNE_LAMB * lamb, lamb_entropy=_PRUNE_ENT,
-                  progress=False, update_grid=False, callback=over)
+        histories.append(model.fit(dataset, opt="LBFGS", steps=max(steps[0] // 2, 1),
+                                   lamb=_PRUNE_LAMB * lamb, lamb_entropy=_PRUNE_ENT, progress=False,
+                                   update_grid=False, callback=over, track_shares=True,
+                                   spline_share_warning=0.0))
         model = prune_by_spread(model, dataset["train_input"])
         if model.width[1][0] == before:
             break
@@ -319,15 +327,17 @@ def _attempt(dataset, d, h, seed, grid, refine_grid, lamb, steps, lib, stages, z
 
     t = time.perf_counter()
     model = model.refine(refine_grid, x=dataset["train_input"])
-    model.fit(dataset, opt="LBFGS", steps=steps[1], progress=False, update_grid=False,
-              callback=over)
+    histories.append(model.fit(dataset, opt="LBFGS", steps=steps[1], progress=False,
+                               update_grid=False, callback=over, track_shares=True,
+                               spline_share_warning=0.0))
     stages["refine"] += time.perf_counter() - t
 
     t = time.perf_counter()
     fixed = model.auto_symbolic(lib=lib, verbose=0, x=dataset["train_input"])
     log.debug("discover: width %s, edges %s", model.width, fixed)
     hist = model.fit(dataset, opt="LBFGS", steps=steps[2], progress=False, update_grid=False,
-                     callback=over)
+                     callback=over, track_shares=True, spline_share_warning=0.0)
+    histories.append(hist)
     stages["symbolic"] += time.perf_counter() - t
     # on standardized data: a symbolic network this far off will not give an exact formula, so
     # spend no time snapping its constants (the time goes to the next attempt instead)
@@ -360,7 +370,7 @@ def _attempt(dataset, d, h, seed, grid, refine_grid, lamb, steps, lib, stages, z
     r2 = _r2(_evaluate(expr, symbols, Xte), yte)
     stages["formula"] += time.perf_counter() - t
     return {"seed": seed, "hidden": h, "r2": r2, "complexity": expression_size(expr),
-            "formula": str(expr), "expr": expr, "model": model,
+            "formula": str(expr), "expr": expr, "model": model, "histories": histories,
             "width": [list(w) if w[1] else w[0] for w in model.width]}
 
 

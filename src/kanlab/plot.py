@@ -234,7 +234,8 @@ def plot_model(model, x=None, beta: float = 3.0, metric: str = "backward", scale
                 if mode in ("s", "sn"):
                     name = model.symbolic_fun[l].funs_name[j][i]
                     ax.text(bx + bw / 2, y_box + box_h + 0.08, name, ha="center", va="bottom",
-                            fontsize=7 * varscale, color=colour, alpha=max(alpha, 0.3))
+                            fontsize=7 * varscale, color=colour, alpha=max(alpha, 0.3), zorder=6,
+                            bbox=dict(facecolor="white", edgecolor="none", pad=0.3))
                 if tick:
                     ax.text(bx, y_box - 0.05, f"{float(cx[0]):.2g}", ha="left", va="top", fontsize=5)
                     ax.text(bx + bw, y_box - 0.05, f"{float(cx[-1]):.2g}", ha="right", va="top",

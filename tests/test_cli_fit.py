@@ -1,0 +1,98 @@
+"""kanlab fit / predict / formula / plot on files, and the run folder format."""
+import json
+import os
+
+import numpy as np
+import pytest
+import sympy
+
+from kanlab.cli import main
+from kanlab.runs import load_run, parse_srepr
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("fit")
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (300, 2))
+    y = 3 * X[:, 0] + X[:, 1] ** 2
+    np.savetxt(d / "data.csv", np.c_[X, y], delimiter=",", header="speed,mass,y", comments="")
+    rc = main(["fit", str(d / "data.csv"), "--target", "y", "--time-budget", "60", "--out",
+               str(d / "run"), "-q"])
+    assert rc == 0
+    return d
+
+
+def test_fit_writes_run_folder(run, capsys):
+    folder = run / "run"
+    for f in ("model.kan", "run.json", "history.csv", "diagram.png", "report.html"):
+        assert (folder / f).stat().st_size > 100, f
+    info = json.loads((folder / "run.json").read_text())
+    assert info["features"] == ["speed", "mass"] and info["target"] == "y"
+    s, m = sympy.symbols("speed mass")
+    assert sympy.simplify(parse_srepr(info["formula_srepr"]) - (3 * s + m ** 2)) == 0
+    assert info["scores"]["test_r2"] > 1 - 1e-9
+    header = (folder / "history.csv").read_text().splitlines()[0]
+    assert header.startswith("stage,step,train_rmse,test_rmse,reg")
+
+
+def test_predict_formula_plot(run, capsys, tmp_path):
+    folder = str(run / "run")
+    assert main(["predict", folder, str(run / "data.csv"), "--out", str(tmp_path / "p.csv")]) == 0
+    rows = np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1)
+    np.testing.assert_allclose(rows[:, 3], 3 * rows[:, 0] + rows[:, 1] ** 2, atol=1e-8)
+    # the network gives the same predictions up to its float32 rounding
+    r = load_run(folder)
+    np.testing.assert_allclose(r.predict(rows[:, :2], use="model"), rows[:, 3], atol=1e-3)
+    capsys.readouterr()
+    assert main(["formula", folder, "--latex"]) == 0
+    out = capsys.readouterr().out
+    assert "speed" in out and "mass^{2}" in out
+    assert main(["plot", folder, "--out", str(tmp_path / "d.svg")]) == 0
+    assert (tmp_path / "d.svg").read_text().count("<path") > 5
+    assert main(["plot", folder, "--edge", "0,0,0", "--out", str(tmp_path / "e.png")]) == 0
+    assert (tmp_path / "e.png").stat().st_size > 5000
+
+
+def test_fit_from_npz_and_errors(run, tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    X = rng.uniform(1, 2, (60, 1))
+    np.savez(tmp_path / "d.npz", X=X, y=2 * X[:, 0] + 1)
+    assert main(["fit", str(tmp_path / "d.npz"), "--target", "y", "--time-budget", "5",
+                 "--out", str(tmp_path / "o"), "--no-plots", "-q"]) == 0
+    assert load_run(tmp_path / "o").features == ["x_1"]
+    capsys.readouterr()
+    data = str(run / "data.csv")
+    cases = [
+        (["fit", data, "--target", "nope"], "no column 'nope'"),
+        (["fit", data, "--target", "y", "--out", str(run / "run")], "not empty"),
+        (["fit", data, "--target", "y", "--width", "3,5,1", "--out", str(tmp_path / "w")],
+         "--width must be 2,H,1"),
+        (["predict", str(tmp_path), data], "not a kanlab run folder"),
+        (["fit", str(tmp_path / "missing.csv"), "--target", "y"], "no such data file"),
+    ]
+    for argv, msg in cases:
+        assert main(argv) == 2
+        assert msg in capsys.readouterr().err
+    bad = tmp_path / "nan.csv"
+    bad.write_text("a,y\n1,2\n,3\n" + "".join(f"{i},{i}\n" for i in range(20)))
+    assert main(["fit", str(bad), "--target", "y", "--out", str(tmp_path / "n")]) == 2
+    assert "column 'a' has 1 missing" in capsys.readouterr().err
+
+
+def test_run_files_are_never_executed(run, tmp_path):
+    for text in ["__import__('os').system('touch pwned')", "Symbol('x').__class__",
+                 "exec('1')", "Add(Symbol('x'), lambda: 1)"]:
+        with pytest.raises(ValueError):
+            parse_srepr(text)
+    assert not os.path.exists("pwned")
+    e = sympy.sympify("100*exp(b**2/16 + sin(pi*a/4)) + 300 - Abs(a)/sqrt(2)")
+    assert parse_srepr(sympy.srepr(e)) == e
+    # a run from a newer kanlab says so
+    folder = tmp_path / "newer"
+    folder.mkdir()
+    info = json.loads((run / "run" / "run.json").read_text())
+    info["kanlab_run"] = 99
+    (folder / "run.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match="newer kanlab"):
+        load_run(folder)
