@@ -1,6 +1,14 @@
 """Shared test settings."""
+import os
+
 import pytest
 import torch
+
+# Triton reads TRITON_INTERPRET when it is first imported (its own library functions are
+# decorated then): without a GPU, the fused kernel's tests run in the interpreter, so set it
+# before any test module can import triton.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(autouse=True)

@@ -86,14 +86,17 @@ def create_dataset(
 
     train_label, test_label = label(train_input), label(test_input)
 
+    def standardize(train, test):
+        mean = train.mean(0, keepdim=True)
+        # one training row has no spread: keep std 1 (and avoid torch's n-1 warning)
+        std = train.std(0, keepdim=True) if train.shape[0] > 1 else torch.zeros_like(mean)
+        std = torch.where(std > 0, std, torch.ones_like(std))
+        return (train - mean) / std, (test - mean) / std
+
     if normalize_input:
-        mean, std = train_input.mean(0, keepdim=True), train_input.std(0, keepdim=True)
-        std = torch.where(std > 0, std, torch.ones_like(std))
-        train_input, test_input = (train_input - mean) / std, (test_input - mean) / std
+        train_input, test_input = standardize(train_input, test_input)
     if normalize_label:
-        mean, std = train_label.mean(0, keepdim=True), train_label.std(0, keepdim=True)
-        std = torch.where(std > 0, std, torch.ones_like(std))
-        train_label, test_label = (train_label - mean) / std, (test_label - mean) / std
+        train_label, test_label = standardize(train_label, test_label)
     return {
         "train_input": train_input.to(device),
         "test_input": test_input.to(device),

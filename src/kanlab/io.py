@@ -6,9 +6,7 @@ Written atomically (temporary file in the same folder, flushed, then renamed) an
 from __future__ import annotations
 
 import os
-import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 
 import torch
@@ -77,8 +75,9 @@ def load_model(path, map_location=None, base_fun=None):
         raise ValueError(f"{path} is a folder, not a model file")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError,
-            OSError, KeyError, AttributeError, IndexError) as err:
+    except Exception as err:  # noqa: BLE001 - any failure to parse an untrusted file means "unreadable"
+        # (damaged bytes surface as RuntimeError, UnpicklingError, BadZipFile, EOFError, but
+        # also AssertionError, TypeError, UnicodeDecodeError, ... from torch's reader)
         raise ValueError(
             f"{path} is not a readable kanlab model file (corrupt, truncated or another format): "
             f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
@@ -110,6 +109,7 @@ def load_model(path, map_location=None, base_fun=None):
                 "KAN.load(path, base_fun=your_function)"
             )
         cfg["base_fun"] = base_fun
+    _check_size(path, cfg, state)
     try:
         model = KAN(**cfg)
     except (TypeError, ValueError) as err:
@@ -159,4 +159,33 @@ def _check_names(path, names, model) -> None:
         raise ValueError(
             f"{path} uses symbolic function(s) {unknown} that are not registered in this session: "
             f"register them first with kanlab.add_symbolic(name, torch_fn, sympy_fn, complexity)"
+        )
+
+
+def _check_size(path, cfg: dict, state: dict) -> None:
+    """Refuse a config that asks for more spline coefficients than the file holds.
+
+    Building the model allocates and initializes every coefficient before the state is loaded,
+    so a damaged or hostile config (``grid=10**9``) would otherwise exhaust memory or run for
+    hours instead of failing. Configs that cannot be parsed are left to the constructor.
+    """
+    from .model import _parse_arity, _parse_width, _per_layer
+
+    try:
+        width = _parse_width(cfg.get("width"))
+        arity = _parse_arity(cfg.get("mult_arity", 2), width)
+        depth = len(width) - 1
+        grids = [int(g) for g in _per_layer("grid", cfg.get("grid", 3), depth)]
+        ks = [int(k) for k in _per_layer("k", cfg.get("k", 3), depth)]
+    except (TypeError, ValueError):
+        return
+    w_in = [w[0] + w[1] for w in width]
+    w_out = [w[0] + sum(a) for w, a in zip(width, arity)]
+    need = sum(w_in[l] * w_out[l + 1] * (grids[l] + ks[l]) for l in range(depth))
+    have = sum(v.numel() for k, v in state.items()
+               if isinstance(v, torch.Tensor) and isinstance(k, str) and k.endswith(".coef"))
+    if need > have:
+        raise ValueError(
+            f"{path} does not match its config (damaged file?): the config asks for {need} "
+            f"spline coefficients but the file holds {have}"
         )

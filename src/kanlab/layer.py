@@ -75,6 +75,10 @@ class KANLayer(nn.Module):
         lo, hi = _check_range(grid_range)
         if not 0.0 <= float(grid_eps) <= 1.0:
             raise ValueError(f"grid_eps must lie in [0, 1], got {grid_eps}")
+        for name, v in (("noise_scale", noise_scale), ("scale_base_mu", scale_base_mu),
+                        ("scale_base_sigma", scale_base_sigma), ("scale_sp", scale_sp)):
+            _check_finite(name, v)
+        _check_dtype(dtype)
         self.in_dim, self.out_dim, self.num, self.k = int(in_dim), int(out_dim), int(num), int(k)
         self.grid_eps = float(grid_eps)
         self.grid_range = (lo, hi)
@@ -82,6 +86,13 @@ class KANLayer(nn.Module):
         dtype = dtype or torch.get_default_dtype()
         n_basis = self.num + self.k
         self.register_buffer("grid", make_grid(in_dim, num, k, (lo, hi), dtype=dtype, device=device))
+        g = self.grid
+        if not bool(torch.isfinite(g).all()) or not bool((g[:, 1:] > g[:, :-1]).all()):
+            raise ValueError(
+                f"grid_range {grid_range!r} with {num} intervals and {k} extension knots per side "
+                f"cannot be represented in {dtype}: the knots overflow or coincide; choose a "
+                f"range on the scale of the data (grid updates move the knots to it anyway)"
+            )
         self.coef = nn.Parameter(torch.zeros(in_dim, out_dim, n_basis, dtype=dtype, device=device))
         self.scale_base = nn.Parameter(torch.zeros(in_dim, out_dim, dtype=dtype, device=device))
         self.scale_sp = nn.Parameter(torch.zeros(in_dim, out_dim, dtype=dtype, device=device))
@@ -253,8 +264,15 @@ class KANLayer(nn.Module):
             pts = adaptive_grid(x, 2 * self.num, 0, self.grid_eps).t()
             y = self.spline(pts)
             x = pts
+        coef = curve2coef(x, y, new, self.k) if bool(torch.isfinite(new).all()) else None
+        if coef is None or not bool(torch.isfinite(coef).all()):
+            raise ValueError(
+                f"grid update: knots or coefficients for these samples are not finite in "
+                f"{self.grid.dtype} (NaN/Inf samples, or values near the dtype's limit, "
+                f"|x| up to {float(x.abs().max()):.3g}); the layer is unchanged"
+            )
         self.set_grid(new)
-        self.coef.copy_(curve2coef(x, y, self.grid, self.k))
+        self.coef.copy_(coef)
 
     def get_subset(self, in_id, out_id) -> "KANLayer":
         """A smaller layer keeping inputs ``in_id`` and outputs ``out_id``."""
@@ -296,6 +314,25 @@ def _sparse_mask(in_dim: int, out_dim: int) -> torch.Tensor:
 def _check_int(name: str, value, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_finite(name: str, value) -> None:
+    """A finite real number (NaN or Inf here would make every output NaN)."""
+    try:
+        ok = not isinstance(value, (bool, str, bytes)) and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
+def _check_dtype(dtype) -> None:
+    """None (torch's default) or a floating-point torch dtype."""
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+        raise ValueError(
+            f"dtype must be a floating-point torch dtype (torch.float32, torch.float64, ...), "
+            f"got {dtype!r}"
+        )
 
 
 def _check_range(grid_range) -> tuple[float, float]:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .bases import resolve_base_fun
-from .layer import KANLayer, _check_range
+from .layer import KANLayer, _check_dtype, _check_finite, _check_range
 from .symbolic.layer import SymbolicLayer
 from .prune import PruneMixin
 from .symbolic.mixin import SymbolicMixin
@@ -150,10 +150,15 @@ class KAN(SymbolicMixin, PruneMixin, nn.Module):
             if dtype not in _DTYPES:
                 raise ValueError(f"unknown dtype {dtype!r}: use one of {sorted(_DTYPES)}")
             dtype = _DTYPES[dtype]
+        _check_dtype(dtype)
         dtype = dtype or torch.get_default_dtype()
         self.base_fun_name, self.base_fun = resolve_base_fun(base_fun)
-        if not isinstance(seed, (numbers.Integral, np.integer)):
-            raise ValueError(f"seed must be an integer, got {seed!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (numbers.Integral, np.integer)) \
+                or not -(2**63) <= int(seed) < 2**64:
+            raise ValueError(f"seed must be an integer in [-2**63, 2**64), got {seed!r}")
+        for name, v in (("noise_scale", noise_scale), ("scale_base_mu", scale_base_mu),
+                        ("scale_base_sigma", scale_base_sigma)):
+            _check_finite(name, v)
         if auto_save or ckpt_path is not None:
             log.debug("kanlab ignores auto_save/ckpt_path: it writes files only when asked (save())")
         self.grid = int(grids[0]) if not isinstance(grid, (list, tuple)) else [int(g) for g in grids]
@@ -255,7 +260,17 @@ class KAN(SymbolicMixin, PruneMixin, nn.Module):
     # ---------------------------------------------------------------- compute
     def _check_x(self, x) -> torch.Tensor:
         if not isinstance(x, torch.Tensor):
-            x = torch.as_tensor(np.asarray(x), dtype=self.dtype, device=self.device)
+            try:
+                arr = np.asarray(x)
+            except ValueError as err:  # ragged nested lists
+                raise ValueError(f"input must be a (batch, {self.width_in[0]}) array of numbers: "
+                                 f"{err}") from None
+            if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+                raise ValueError(f"input must be numeric, got an array of dtype {arr.dtype}")
+            x = torch.as_tensor(arr) if np.iscomplexobj(arr) else \
+                torch.as_tensor(arr, dtype=self.dtype, device=self.device)
+        if x.is_complex():
+            raise ValueError(f"input must be real, got dtype {x.dtype}: pass x.real if that is meant")
         if x.dim() == 1 and self.width_in[0] == 1:
             x = x[:, None]
         if x.dim() != 2 or x.shape[1] != self.width_in[0]:
@@ -381,10 +396,25 @@ class KAN(SymbolicMixin, PruneMixin, nn.Module):
         from .train import check_finite
 
         x = self._check_x(x)
+        if x.shape[0] == 0:
+            raise ValueError("update_grid_from_samples needs at least one sample, got an empty x")
         check_finite(x, "x")
-        for l, layer in enumerate(self.act_fun):
-            layer.update_grid_from_samples(x)
-            x = self._layer(l, x)
+        saved = [(layer.grid.clone(), layer.coef.detach().clone()) for layer in self.act_fun]
+        try:
+            for l, layer in enumerate(self.act_fun):
+                if l > 0 and not bool(torch.isfinite(x).all()):
+                    raise ValueError(
+                        f"the inputs of layer {l} hold NaN or Inf on these samples (overflow in "
+                        f"{self.dtype}?); grids left unchanged: use a wider dtype or smaller inputs"
+                    )
+                layer.update_grid_from_samples(x)
+                x = self._layer(l, x)
+        except ValueError:
+            # knots from non-finite values would be NaN: leave every layer as it was
+            for lay, (g, c) in zip(self.act_fun, saved):
+                lay.set_grid(g)
+                lay.coef.copy_(c)
+            raise
 
     def update_grid(self, x: torch.Tensor) -> None:
         """Alias of :meth:`update_grid_from_samples` (pykan's name)."""
@@ -403,6 +433,13 @@ class KAN(SymbolicMixin, PruneMixin, nn.Module):
         """
         from .grid import refit_layer
 
+        per_layer = isinstance(new_grid, (list, tuple))
+        grids = list(new_grid) if per_layer else [new_grid]
+        if (per_layer and len(grids) != self.depth) or any(
+                isinstance(g, bool) or not isinstance(g, (numbers.Integral, np.integer)) or g < 1
+                for g in grids):
+            raise ValueError(f"new_grid must be an integer >= 1 (intervals) or one per layer "
+                             f"({self.depth}), got {new_grid!r}")
         cfg = self.config()
         cfg["grid"] = [int(new_grid)] * self.depth if isinstance(new_grid, (numbers.Integral, np.integer)) else list(new_grid)
         cfg.pop("dtype")

@@ -63,8 +63,11 @@ def prepare_dataset(model, dataset: dict, need_labels_match: bool = True) -> dic
                 f"{split}_label must have shape (n, {n_out}) to match the model's outputs, got "
                 f"{tuple(y.shape)}"
             )
+        if x.is_complex() or y.is_complex():
+            raise ValueError(f"dataset['{split}_input'/'{split}_label'] must be real, got "
+                             f"{x.dtype} and {y.dtype}")
         x = x.to(device=model.device, dtype=model.dtype)
-        if y.is_floating_point():
+        if y.is_floating_point() or need_labels_match:  # regression targets become floats
             y = y.to(device=model.device, dtype=model.dtype)
         else:
             y = y.to(device=model.device)
@@ -238,6 +241,12 @@ def fit(
             pred = _plain_forward(model, xb)
             reg = None
         train_loss = loss_fn(pred, yb)
+        if not isinstance(train_loss, torch.Tensor) or train_loss.numel() != 1:
+            raise ValueError(
+                "loss_fn(pred, target) must return a scalar tensor, got "
+                + (f"shape {tuple(train_loss.shape)}" if isinstance(train_loss, torch.Tensor)
+                   else type(train_loss).__name__)
+            )
         obj = train_loss + lamb * reg if use_reg else train_loss
         state["train_loss"], state["reg"] = train_loss, reg
         return obj
@@ -322,6 +331,12 @@ def fit(
                     bar.set_description(desc)
             if callback is not None and callback(step, model, history):
                 break
+    except ValueError:
+        # a refused loss_fn or grid update: leave the model as it was after the last full step
+        with torch.no_grad():
+            for p, s in zip(params_and_grids, snapshot):
+                p.copy_(s)
+        raise
     finally:
         if opt == "LBFGS":
             optimizer.release()
