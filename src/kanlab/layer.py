@@ -191,8 +191,39 @@ class KANLayer(nn.Module):
         self._feat_cache = None
         self._feat_cache_candidate = None
 
+    # The fused Triton kernel (kanlab.triton_spline): None = automatic (CUDA tensors, Triton
+    # installed, base silu/identity/zero, float32/bfloat16), True = whenever Triton can run it
+    # (including its CPU interpreter under TRITON_INTERPRET=1), False = never.
+    use_triton: bool | None = None
+
+    def _triton_tables(self, x: torch.Tensor):
+        """Kernel tables of the current grid when the fused kernel should run on ``x``, else None."""
+        if self.use_triton is False or (self.use_triton is None and not x.is_cuda):
+            return None
+        if self.base_fun_name not in ("silu", "identity", "zero") or x.dim() != 2 or \
+                x.dtype not in (torch.float32, torch.bfloat16) or self.coef.dtype != torch.float32:
+            return None
+        from . import triton_spline
+
+        if not triton_spline.triton_available(x.device):
+            return None
+        key = (self.grid._version, self.grid.data_ptr(), self.grid.device)
+        cached = getattr(self, "_tri_tables", None)
+        if cached is None or cached[0] != key:
+            cached = (key, triton_spline.SplineTables(self.grid, self.k))
+            self._tri_tables = cached
+        return cached[1]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, in) -> (batch, out)."""
+        tables = self._triton_tables(x)
+        if tables is not None:
+            from . import triton_spline
+
+            return triton_spline.kan_layer_triton(
+                x, tables, self.scale_base, self.scale_sp, self.coef, self.mask, self.bias,
+                base_fun=self.base_fun_name,
+                precision="bf16" if x.dtype == torch.bfloat16 else "fp32")
         cache = self._cached(x) if torch.is_grad_enabled() else None
         if cache is not None:
             return kan_layer_cached(cache, self.scale_base, self.scale_sp, self.coef, self.mask,

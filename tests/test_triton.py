@@ -1,0 +1,92 @@
+"""The fused Triton kernel, run in Triton's interpreter on the CPU (TRITON_INTERPRET=1)."""
+import os
+
+import pytest
+import torch
+
+# conftest.py sets TRITON_INTERPRET=1 on machines without CUDA, before triton is imported
+pytest.importorskip("triton")
+if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
+    pytest.skip("no GPU and Triton's interpreter is off", allow_module_level=True)
+from kanlab import KAN, KANLayer  # noqa: E402
+from kanlab import triton_spline as ts  # noqa: E402
+
+
+def _layer(n_in, n_out, k, base, uniform, seed=0):
+    torch.manual_seed(seed)
+    layer = KANLayer(n_in, n_out, num=5, k=k, base_fun=base, noise_scale=0.5)
+    if not uniform:  # knots from skewed samples: a non-uniform grid
+        layer.update_grid_from_samples(torch.randn(300, n_in) ** 3 * 0.4)
+    return layer
+
+
+def _grads(y, layer, x, g):
+    return torch.autograd.grad(y, [x, layer.coef, layer.scale_base, layer.scale_sp], g)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+@pytest.mark.parametrize("base", ["silu", "identity", "zero"])
+@pytest.mark.parametrize("uniform", [True, False])
+def test_kernel_matches_pytorch_fp32(k, base, uniform):
+    layer = _layer(5, 7, k, base, uniform)
+    # 70 rows (not a multiple of the block), some outside the grid on both sides
+    x = (torch.rand(70, 5, generator=torch.Generator().manual_seed(1)) * 3.0 - 1.5)
+    x.requires_grad_(True)
+    ref = layer(x)
+    tables = ts.SplineTables(layer.grid, layer.k)
+    y = ts.kan_layer_triton(x, tables, layer.scale_base, layer.scale_sp, layer.coef, layer.mask,
+                            layer.bias, base_fun=base)
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(y)
+    for a, b in zip(_grads(y, layer, x, g), _grads(ref, layer, x, g)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max()) + 1e-6)
+
+
+def test_kernel_bf16_within_one_percent():
+    layer = _layer(16, 20, 3, "silu", False)
+    x = torch.rand(64, 16) * 2 - 1
+    x.requires_grad_(True)
+    tables = ts.SplineTables(layer.grid, layer.k)
+    ref = layer(x)
+    y = ts.kan_layer_triton(x, tables, layer.scale_base, layer.scale_sp, layer.coef, layer.mask,
+                            layer.bias, precision="bf16")
+    rel = (y - ref).norm() / ref.norm()
+    assert rel < 1e-2
+    g = torch.randn_like(y)
+    for a, b in zip(_grads(y, layer, x, g), _grads(ref, layer, x, g)):
+        assert (a - b).norm() / b.norm() < 1e-2
+
+
+def test_layer_and_model_select_kernel():
+    model = KAN(width=[3, 4, 2], grid=4, seed=0)
+    x = torch.rand(40, 3) * 2 - 1
+    ref = model(x)
+    for layer in model.act_fun:
+        layer.use_triton = True  # on CUDA this is automatic; here the interpreter runs it
+    calls = []
+    orig = ts.kan_layer_triton
+
+    def spy(*a, **kw):
+        calls.append(1)
+        return orig(*a, **kw)
+
+    ts.kan_layer_triton = spy
+    try:
+        y = model(x)
+        h = model.fit({"train_input": x, "train_label": ref.detach(), "test_input": x,
+                       "test_label": ref.detach()}, steps=1, update_grid=False)
+    finally:
+        ts.kan_layer_triton = orig
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-6)
+    assert calls and h["train_loss"][0] < 1e-5
+
+
+def test_kernel_errors():
+    layer = _layer(2, 2, 3, "silu", True)
+    tables = ts.SplineTables(layer.grid, layer.k)
+    with pytest.raises(ValueError, match="base functions"):
+        ts.kan_layer_triton(torch.rand(4, 2), tables, layer.scale_base, layer.scale_sp,
+                            layer.coef, layer.mask, base_fun="tanh")
+    with pytest.raises(ValueError, match="precision"):
+        ts.kan_layer_triton(torch.rand(4, 2), tables, layer.scale_base, layer.scale_sp,
+                            layer.coef, layer.mask, precision="fp8")
