@@ -136,6 +136,7 @@ def fit(
     track_shares: bool = False,
     spline_share_warning: float = 0.1,
     save_fig: bool = False,
+    shard_data: bool = True,
     **pykan_only,
 ) -> dict:
     """Train ``model`` on a pykan-style dataset dict; pykan's arguments and meaning.
@@ -163,6 +164,9 @@ def fit(
             step in ``history['spline_share']`` (one list per step), measured on up to 1024
             training samples, and log a warning the first time a layer's share falls below
             ``spline_share_warning`` (the base path dominating: the layer acts like an MLP).
+        shard_data: under torch.distributed (torchrun) with several processes, every rank gets
+            the whole dataset and trains on its contiguous block of rows (default); False when
+            each rank already passes its own shard. See :mod:`kanlab.distributed`.
 
     Returns:
         History dict of per-step lists: ``train_loss`` and ``test_loss`` (RMSE with the default
@@ -189,6 +193,18 @@ def fit(
     ds = prepare_dataset(model, dataset, need_labels_match=loss_fn is None)
     x_train, y_train = ds["train_input"], ds["train_label"]
     x_test, y_test = ds["test_input"], ds["test_label"]
+    from .distributed import context as _dist_context
+
+    dctx = _dist_context(model)
+    main_rank = dctx is None or dctx.rank == 0
+    if dctx is not None:
+        dctx.broadcast_model(model)  # replicas start from rank 0's parameters and grids
+        if shard_data:
+            x_train, y_train = dctx.shard(x_train), dctx.shard(y_train)
+            x_test, y_test = dctx.shard(x_test), dctx.shard(y_test)
+        if dctx.total(int(x_train.shape[0] == 0 or x_test.shape[0] == 0), x_train.device):
+            raise ValueError(f"distributed fit: a rank has no training or test rows "
+                             f"({dctx.world} processes): use more data or fewer processes")
     n_train, n_test = x_train.shape[0], x_test.shape[0]
     full = batch == -1 or batch >= n_train
     if not full and (not isinstance(batch, int) or batch < 1):
@@ -224,8 +240,14 @@ def fit(
     for m in metrics or []:
         history[m.__name__] = []
 
+    # each rank's share of the rows: weighs its loss so the all-reduced sum is the global mean
+    w_train = w_test = 1.0
+    if dctx is not None:
+        w_train = bsz / dctx.total(bsz, x_train.device)
+        w_test = bsz_test / dctx.total(bsz_test, x_test.device)
+
     bar = None
-    if _want_progress(progress) and steps > 0:
+    if _want_progress(progress) and steps > 0 and main_rank:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=steps, ncols=100)
@@ -249,7 +271,16 @@ def fit(
             )
         obj = train_loss + lamb * reg if use_reg else train_loss
         state["train_loss"], state["reg"] = train_loss, reg
+        if dctx is not None:  # local rows' share of the data term, ranks' mean of the penalty
+            obj = train_loss * w_train + (lamb * reg / dctx.world if use_reg else 0.0)
         return obj
+
+    def reduced(obj):
+        """After backward: gradients and objective of all ranks summed (identical on each)."""
+        if dctx is None:
+            return obj
+        dctx.allreduce_grads(params)
+        return dctx.sum_(obj.detach().clone())
 
     t0 = time.perf_counter()
     model._cache_x = x_train
@@ -270,26 +301,39 @@ def fit(
 
             if (update_grid and layers and step % grid_update_freq == 0
                     and step < stop_grid_update_step and step >= start_grid_update_step):
-                model.update_grid_from_samples(xb)
+                if dctx is None:
+                    model.update_grid_from_samples(xb)
+                else:  # every rank: the same knots and coefficients from the union of rows
+                    model.update_grid_from_samples(dctx.gather_rows(xb))
+                    dctx.check_same([t for layer in layers for t in (layer.grid, layer.coef)],
+                                    "grids or spline coefficients")
 
             if opt == "LBFGS":
                 def closure():
                     obj = objective(xb, yb)
                     obj.backward()
-                    return obj
+                    return reduced(obj)
 
                 optimizer.step(closure)
             else:
                 optimizer.zero_grad(set_to_none=False)
                 obj = objective(xb, yb)
                 obj.backward()
+                reduced(obj)
                 optimizer.step()
 
             with torch.no_grad():
                 test_loss = loss_fn(_plain_forward(model, xt), yt)
-            train_loss = float(state["train_loss"].detach())
-            test_loss = float(test_loss)
-            reg_val = float(state["reg"].detach()) if state.get("reg") is not None else 0.0
+            if dctx is None:
+                train_loss = float(state["train_loss"].detach())
+                test_loss = float(test_loss)
+                reg_val = float(state["reg"].detach()) if state.get("reg") is not None else 0.0
+            else:
+                reg_t = state["reg"].detach() if state.get("reg") is not None else \
+                    test_loss.new_zeros(())
+                both = dctx.sum_(torch.stack([state["train_loss"].detach() * w_train,
+                                              test_loss * w_test, reg_t / dctx.world]).double())
+                train_loss, test_loss, reg_val = (float(v) for v in both)
             if not (math.isfinite(train_loss) and math.isfinite(test_loss)):
                 with torch.no_grad():
                     for p, s in zip(params_and_grids, snapshot):
@@ -298,7 +342,8 @@ def fit(
                     f"loss became non-finite at step {step}; parameters restored to step {step - 1}. "
                     "Lower lr, add regularization or normalize the data."
                 )
-                logger.warning(history["stopped"])
+                if main_rank:
+                    logger.warning(history["stopped"])
                 break
             with torch.no_grad():
                 for p, s in zip(params_and_grids, snapshot):
@@ -313,7 +358,7 @@ def fit(
                 for l, sh in enumerate(shares):
                     if sh < spline_share_warning and l not in warned:
                         warned.add(l)
-                        logger.warning(
+                        (logger.warning if main_rank else logger.debug)(
                             "fit step %d: layer %d spline share %.3f < %.3f: the base function "
                             "carries the edges (the layer acts like an MLP); try base_fun='zero' "
                             "or a larger scale_sp", step, l, sh, spline_share_warning)
@@ -329,7 +374,10 @@ def fit(
                         desc = (f"| train_loss: {history['train_loss'][-1]:.2e} | test_loss: "
                                 f"{history['test_loss'][-1]:.2e} | reg: {reg_val:.2e} |")
                     bar.set_description(desc)
-            if callback is not None and callback(step, model, history):
+            stop = callback is not None and bool(callback(step, model, history))
+            if dctx is not None:  # one rank's stop stops all (else the others would hang)
+                stop = dctx.total(int(stop), x_train.device) > 0
+            if stop:
                 break
     except ValueError:
         # a refused loss_fn or grid update: leave the model as it was after the last full step
@@ -344,7 +392,7 @@ def fit(
             layer.clear_cache()
     if bar is not None:
         bar.close()
-    if history["test_loss"]:
+    if history["test_loss"] and main_rank:
         logger.info("fit: %d steps in %.2fs, train %.3e, test %.3e", len(history["test_loss"]),
                     time.perf_counter() - t0, history["train_loss"][-1], history["test_loss"][-1])
     return history
