@@ -1,4 +1,5 @@
 """discover(): data in, exact formula out; pruning by spread."""
+import importlib.util
 import numpy as np
 import pytest
 import sympy
@@ -132,3 +133,23 @@ def test_discover_tiny_budget_still_returns_a_formula():
     res = discover(X, y, seed=0, time_budget=0.5)
     assert len(res.attempts) == 1  # the deadline cut the first attempt short; no second one
     assert isinstance(res.formula, sympy.Expr) and np.isfinite(res.r2)
+
+
+def test_discover_parallel_attempts_equal_serial():
+    """workers=2 runs attempts in two processes and chooses exactly what the serial loop does."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    X = rng.uniform(-1, 1, (200, 2))
+    y = np.sin(np.pi * X[:, 0]) + X[:, 1] ** 2 + 0.01 * rng.normal(size=200)
+    kw = dict(time_budget=300, max_attempts=2, r2_target=2.0, steps=(6, 4, 4), grid=3,
+              refine_grid=4, lib=["x", "x^2", "sin"])
+    serial = kanlab.discover(X, y, **kw)
+    par = kanlab.discover(X, y, workers=2, **kw)
+    assert [a["formula"] for a in par.attempts] == [a["formula"] for a in serial.attempts]
+    assert [a["r2"] for a in par.attempts] == [a["r2"] for a in serial.attempts]
+    assert str(par.formula) == str(serial.formula) and par.r2 == serial.r2
+    with pytest.raises(ValueError, match="workers"):
+        kanlab.discover(X, y, workers=0)
+    with pytest.raises((ImportError, ValueError), match="ray|backend"):
+        kanlab.discover(X, y, backend="ray" if importlib.util.find_spec("ray") is None else "x")

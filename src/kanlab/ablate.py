@@ -28,14 +28,11 @@ parallel runs give identical results (only ``seconds`` differs).
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import logging
 import math
-import multiprocessing
 import numbers
-import os
 import pickle
 import statistics
 import time
@@ -52,6 +49,7 @@ from .bases import resolve_base_fun
 from .datasets import create_dataset
 from .inspect import layer_spline_shares
 from .model import KAN, _parse_width
+from .parallel import _init_worker, _mp_context, _single_thread_env, _torch_threads
 from .symbolic.formula import ex_round, make_symbols
 from .symbolic.library import SYMBOLIC_LIB, default_lib, get_symbolic
 from .symbolic.snap import snap_constants
@@ -171,19 +169,6 @@ class _RunSpec:
     dtype: str
     snap_seconds: float
     lib: tuple
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int):
-    """Run the block on ``n`` torch threads, restoring the caller's setting afterwards."""
-    old = torch.get_num_threads()
-    if old != n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != old:
-            torch.set_num_threads(old)
 
 
 def _run_one(spec: _RunSpec) -> dict:
@@ -646,45 +631,6 @@ def _check_picklable(obj, what: str) -> None:
 
 
 # --------------------------------------------------------------------------- execution
-@contextlib.contextmanager
-def _single_thread_env():
-    """Processes started inside the block (spawned workers, or the forkserver the workers are
-    forked from) get one BLAS/OpenMP thread each; this process's environment is restored after."""
-    keys = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-    old = {k: os.environ.get(k) for k in keys}
-    os.environ.update({k: "1" for k in keys})
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _mp_context():
-    """``forkserver`` with kanlab preloaded where the platform has it, else ``spawn``.
-
-    Both start workers from a fresh interpreter state (never a fork of this process and its
-    threads). With the forkserver, torch and kanlab are imported once in the server and every
-    worker is forked from it ready to run, instead of importing them again (seconds per worker);
-    Python keeps that server process idle until this process exits.
-    """
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__])
-        return ctx
-    return multiprocessing.get_context("spawn")
-
-
-def _init_worker() -> None:
-    """Worker process set-up: one torch thread, so N workers use N cores."""
-    torch.set_num_threads(1)
-    with contextlib.suppress(RuntimeError):
-        torch.set_num_interop_threads(1)
-
-
 def _execute(specs: list[_RunSpec], workers: int, backend: str, callback) -> list[dict]:
     """Run every spec (here, in a process pool or on Ray); rows come back in spec order."""
     rows: list = [None] * len(specs)

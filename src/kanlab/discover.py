@@ -129,6 +129,8 @@ def discover(
     max_attempts: int | None = None,
     snap: bool = True,
     dtype=torch.float32,
+    workers: int = 1,
+    backend: str = "process",
 ) -> DiscoveryResult:
     """Find a formula ``y = f(X)`` with a KAN.
 
@@ -156,6 +158,13 @@ def discover(
         snap: snap constants to simple exact values.
         dtype: the network's dtype (float32 trains faster; the formula's constants are
             refitted in float64 either way).
+        workers: attempts run at once, each in its own process on one thread (``forkserver``
+            or ``spawn`` workers: call discover from a script's ``if __name__ == "__main__":``
+            block). Outcomes are taken in attempt order and the search stops where the serial
+            search would, so for the same seeds the result is the serial one (bit for bit when
+            the serial run also uses one thread and no time limit cuts an attempt short).
+        backend: ``"process"`` (a local process pool) or ``"ray"`` (Ray tasks on a running Ray
+            cluster, or a local one; needs ``ray``).
 
     Returns:
         :class:`DiscoveryResult`.
@@ -184,6 +193,9 @@ def discover(
         raise ValueError(f"test_size must be in (0, 0.9), got {test_size}")
     if not float(time_budget) > 0:
         raise ValueError(f"time_budget must be positive, got {time_budget}")
+    from .parallel import check_backend
+
+    check_backend(backend, workers)
     if var_names is not None and (isinstance(var_names, str) or len(list(var_names)) != d):
         raise ValueError(f"var_names needs {d} names (one per column of X), got {var_names!r}")
     symbols = make_symbols(d, var_names)
@@ -236,42 +248,57 @@ def discover(
         raise ValueError(f"hidden must list positive ints or 'mult', got {hidden}")
 
     stages = {k: 0.0 for k in ("train", "prune", "refine", "symbolic", "formula")}
+    common = (dataset, d, grid, refine_grid, lamb, steps, lib, zs, back, symbols, ysd, yc, Xtr,
+              ytr, Xte, yte, snap)
     attempts, best = [], None
-    attempt = 0
-    while True:
-        elapsed = time.perf_counter() - t_start
-        if attempts:
-            last = attempts[-1]["seconds"]
-            if (best is not None and best["r2"] >= r2_target) or elapsed + last > time_budget:
-                break
-            if max_attempts is not None and attempt >= max_attempts:
-                break
-        h = hidden[attempt % len(hidden)]
-        s = int(seed) + attempt
-        t0 = time.perf_counter()
-        try:
-            res = _attempt(dataset, d, h, s, grid, refine_grid, lamb, steps, lib, stages, zs,
-                           back, symbols, ysd, yc, Xtr, ytr, Xte, yte, snap,
-                           deadline=t_start + float(time_budget))
-        except (RuntimeError, ValueError, ArithmeticError) as err:  # keep searching
-            log.info("discover: attempt %d (seed %d, hidden %s) failed: %s", attempt, s, h, err)
-            res = None
-        dt = time.perf_counter() - t0
-        if res is not None:
-            res["seconds"] = dt
-            attempts.append(res)
-            log.info("discover: attempt %d seed %d hidden %s: r2=%.6g size=%d  %s (%.1fs)",
-                     attempt, s, h, res["r2"], res["complexity"], res["formula"], dt)
-            key = (res["r2"] >= r2_target, res["r2"] if res["r2"] < r2_target else 0.0,
-                   -res["complexity"])
-            if best is None or key > best["key"]:
-                best = {**res, "key": key}
-        else:
+
+    def record(a, out):
+        """Fold attempt ``a``'s outcome into attempts/best, in attempt order (as the serial
+        loop does, so parallel runs choose what the serial run would)."""
+        nonlocal best
+        res, err, dt, st = out
+        for k, v in st.items():
+            stages[k] += v
+        h, s = hidden[a % len(hidden)], int(seed) + a
+        if res is None:
+            log.info("discover: attempt %d (seed %d, hidden %s) failed: %s", a, s, h, err)
             attempts.append({"seed": s, "hidden": h, "r2": -math.inf, "complexity": 0,
                              "formula": None, "seconds": dt})
-        attempt += 1
-        if best is None and time.perf_counter() - t_start > time_budget:
-            break
+            return
+        res["seconds"] = dt
+        attempts.append(res)
+        log.info("discover: attempt %d seed %d hidden %s: r2=%.6g size=%d  %s (%.1fs)",
+                 a, s, h, res["r2"], res["complexity"], res["formula"], dt)
+        key = (res["r2"] >= r2_target, res["r2"] if res["r2"] < r2_target else 0.0,
+               -res["complexity"])
+        if best is None or key > best["key"]:
+            best = {**res, "key": key}
+
+    def go_on(n_started):
+        """Whether the serial loop would start attempt number ``n_started``."""
+        if not attempts:
+            return True
+        if best is not None and best["r2"] >= r2_target:
+            return False
+        if max_attempts is not None and n_started >= max_attempts:
+            return False
+        mean = sum(a["seconds"] for a in attempts) / len(attempts)
+        return time.perf_counter() - t_start + mean <= time_budget
+
+    def job(a):
+        remaining = t_start + float(time_budget) - time.perf_counter()
+        return (a, hidden[a % len(hidden)], int(seed) + a, remaining, common)
+
+    if workers == 1:
+        a = 0
+        while go_on(a):
+            record(a, _attempt_job(job(a))[1])
+            a += 1
+            if best is None and time.perf_counter() - t_start > time_budget:
+                break
+    else:
+        _run_parallel(job, go_on, record, workers, backend,
+                      max_attempts if max_attempts is not None else 10**9)
     if best is None:
         raise RuntimeError("discover() found no formula within the time budget: raise time_budget")
     return DiscoveryResult(
@@ -282,6 +309,94 @@ def discover(
         history=best["histories"],
         x_center=xc, x_scale=xs, y_center=yc, y_scale=ysd,
     )
+
+
+def _attempt_job(job):
+    """One attempt in this process or a worker: (index, (result, error, seconds, stages))."""
+    a, h, s, remaining, common = job
+    (dataset, d, grid, refine_grid, lamb, steps, lib, zs, back, symbols, ysd, yc, Xtr, ytr, Xte,
+     yte, snap) = common
+    st = {k: 0.0 for k in ("train", "prune", "refine", "symbolic", "formula")}
+    t0 = time.perf_counter()
+    try:
+        res = _attempt(dataset, d, h, s, grid, refine_grid, lamb, steps, lib, st, zs, back,
+                       symbols, ysd, yc, Xtr, ytr, Xte, yte, snap,
+                       deadline=t0 + max(remaining, 0.0))
+        err = None
+    except (RuntimeError, ValueError, ArithmeticError) as e:  # keep searching
+        res, err = None, f"{type(e).__name__}: {e}"
+    return a, (res, err, time.perf_counter() - t0, st)
+
+
+def _run_parallel(job, go_on, record, workers, backend, max_attempts):
+    """Attempts 0, 1, ... on ``workers`` processes (or Ray), at most ``workers`` in flight;
+    outcomes are folded in attempt order and nothing starts once the serial loop would stop.
+    Attempts running past that point are dropped, so the chosen formula is the serial one."""
+    done: dict = {}
+    nxt = 0  # next attempt to record
+    started = 0
+
+    def fold():
+        nonlocal nxt
+        while nxt in done:
+            record(nxt, done.pop(nxt))
+            nxt += 1
+
+    if backend == "ray":
+        import ray
+
+        own = not ray.is_initialized()
+        if own:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        try:
+            remote = ray.remote(num_cpus=1)(_attempt_job)
+            pending = []
+            while True:
+                while len(pending) < workers and started < max_attempts and go_on(started):
+                    pending.append(remote.remote(job(started)))
+                    started += 1
+                if not pending:
+                    break
+                ready, pending = ray.wait(pending, num_returns=1)
+                a, out = ray.get(ready[0])
+                done[a] = out
+                fold()
+                if not go_on(nxt):
+                    for ref in pending:
+                        ray.cancel(ref, force=True)
+                    break
+        finally:
+            if own:
+                ray.shutdown()
+        return
+
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from .parallel import _init_worker, _mp_context, _single_thread_env
+
+    with _single_thread_env():
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context(),
+                                   initializer=_init_worker)
+    try:
+        pending = set()
+        while True:
+            while len(pending) < workers and started < max_attempts and go_on(started):
+                pending.add(pool.submit(_attempt_job, job(started)))
+                started += 1
+            if not pending:
+                break
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in finished:
+                a, out = f.result()
+                done[a] = out
+            fold()
+            if not go_on(nxt):
+                # the serial loop would stop here: what is still running is not needed
+                for f in pending:
+                    f.cancel()
+                break
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _exact(v: float) -> sympy.Expr:
