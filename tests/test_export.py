@@ -280,3 +280,24 @@ def test_export_onnx_without_onnx_is_a_clear_import_error(monkeypatch, tmp_path)
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ImportError, match="pip install onnx"):
         export_onnx(KAN(width=[2, 1], seed=0), torch.zeros(2, 2), tmp_path / "m.onnx")
+
+
+def test_kan_export_methods():
+    """The thin KAN methods wrap the export functions."""
+    import kanlab as _k
+
+    f = lambda x: x[:, [0]] ** 2 + torch.sin(x[:, [1]])  # noqa: E731
+    ds = _k.create_dataset(f, 2, train_num=200, seed=0, dtype=torch.float64)
+    m = _k.KAN(width=[2, 1], seed=0, dtype=torch.float64)
+    m.fit(ds, steps=5)
+    x = ds["test_input"][:17]
+    ep = m.export(x[:3])
+    torch.testing.assert_close(ep.module()(x), m(x), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(m.inference_module()(x), m(x), rtol=1e-10, atol=1e-10)
+    m.auto_symbolic(verbose=0)
+    assert "sin" in m.formula_latex()[0]
+    np.testing.assert_allclose(m.formula_numpy()(x.numpy()), m(x).detach().numpy()[:, 0],
+                               rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(m.formula_torch()(x), m(x)[:, 0], rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        m.attribute(x=x[:1])

@@ -513,6 +513,46 @@ class KAN(SymbolicMixin, PruneMixin, nn.Module):
 
         return plot_edge(self, l, i, j, x=x, path=path, **kwargs)
 
+    # ---------------------------------------------------------------- export
+    def export(self, example_x, path=None, dynamic_batch: bool = True):
+        """``torch.export`` of the numeric model (see :func:`kanlab.export.export_torch`)."""
+        from .export import export_torch
+
+        return export_torch(self, example_x, path=path, dynamic_batch=dynamic_batch)
+
+    def export_onnx(self, path, example_x, **kwargs):
+        """ONNX file of the model (needs ``onnx``; see :func:`kanlab.export.export_onnx`)."""
+        from .export import export_onnx
+
+        return export_onnx(self, example_x, path, **kwargs)
+
+    def inference_module(self):
+        """A plain-torch copy of the model for tracing and export (same outputs)."""
+        from .export import inference_module
+
+        return inference_module(self)
+
+    def formula_latex(self, precision: int = 4, **formula_kw) -> list[str]:
+        """LaTeX of every output's formula (the model must be fully symbolic)."""
+        from .export import formula_to_latex
+
+        exprs, _ = self.symbolic_formula(**formula_kw)
+        return [formula_to_latex(e, precision) for e in exprs]
+
+    def formula_numpy(self, **formula_kw):
+        """The formula as a numpy callable f(X (n, d)) -> (n,) or (n, n_out)."""
+        from .export import formula_to_numpy
+
+        exprs, syms = self.symbolic_formula(**formula_kw)
+        return formula_to_numpy(exprs if len(exprs) > 1 else exprs[0], syms)
+
+    def formula_torch(self, **formula_kw):
+        """The formula as a differentiable torch module (no sympy at call time)."""
+        from .export import formula_to_torch
+
+        exprs, syms = self.symbolic_formula(**formula_kw)
+        return formula_to_torch(exprs if len(exprs) > 1 else exprs[0], syms)
+
     # ---------------------------------------------------------------- io
     def save(self, path) -> None:
         """Write config and state to one file, atomically (see :mod:`kanlab.io`)."""

@@ -153,6 +153,9 @@ def attribute(model, x: torch.Tensor, l: int | None = None, out_score=None):
     Returns ``(node_scores_all, edge_scores_all, subnode_scores_all)``: per entry (k, nodes),
     per layer (k, out, in) and per layer (k, subnodes), k indexing the starting nodes.
     """
+    if x.shape[0] < 2:
+        raise ValueError(f"attribution needs at least 2 samples (scores are spreads over the "
+                         f"data), got {x.shape[0]}")
     acts = model.layer_inputs(x)
     edge_scale, sub_scale = [], []
     for q in range(model.depth):

@@ -170,6 +170,9 @@ class SymbolicMixin:
         if not edges:
             return fixed
         acts = self._fit_data(x)
+        if acts[0].shape[0] < 2:
+            raise ValueError(f"auto_symbolic needs at least 2 samples to fit edges, got "
+                             f"{acts[0].shape[0]}")
         X, Y = self._edge_xy(edges, acts)
         std, mean = Y.std(-1), Y.mean(-1)
         const = std <= 1e-7 * mean.abs().clamp_min(1.0)
