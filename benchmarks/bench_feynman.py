@@ -385,12 +385,13 @@ def r2_score(expr, syms, X: np.ndarray, y: np.ndarray) -> float:
 
 
 # =========================================================================== runners
-def run_kanlab(eq: Equation, X, y, Xt, yt, budget: float, seed: int) -> dict:
+def run_kanlab(eq: Equation, X, y, Xt, yt, budget: float, seed: int, workers: int = 1) -> dict:
     syms, truth = eq.symbols(), eq.sympy_expr()
     rec: dict = {"ok": False}
     t0 = time.perf_counter()
     try:
-        res = kanlab.discover(X, y, var_names=eq.var_names, time_budget=budget, seed=seed)
+        res = kanlab.discover(X, y, var_names=eq.var_names, time_budget=budget, seed=seed,
+                              workers=workers)
     except Exception as exc:
         rec.update(time_s=time.perf_counter() - t0, outcome=f"crash: {type(exc).__name__}: {exc}",
                    traceback=traceback.format_exc(limit=8))
@@ -509,7 +510,8 @@ def run_equation(eq_name: str, args, with_pykan: bool) -> dict:
     Xt, yt = make_test_data(eq, args.n_test, args.seed)
     rec["data_s"] = time.perf_counter() - t0
     if not args.no_kanlab:
-        rec["kanlab"] = run_kanlab(eq, X, y, Xt, yt, args.budget, args.seed)
+        rec["kanlab"] = run_kanlab(eq, X, y, Xt, yt, args.budget, args.seed,
+                                   getattr(args, "discover_workers", 1))
     if with_pykan:
         rec["pykan"] = run_pykan(eq, X, y, Xt, yt, args)
     return rec
@@ -548,6 +550,7 @@ def environment(args) -> dict:
         "torch": torch.__version__,
         "torch_threads": 1 if args.workers > 1 else torch.get_num_threads(),
         "workers": args.workers,
+        "discover_workers": getattr(args, "discover_workers", 1),
         "numpy": np.__version__,
         "sympy": sympy.__version__,
         "pykan": pykan_version,
@@ -806,6 +809,8 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=int, default=1,
                    help="equations in parallel (processes, 1 torch thread each)")
     p.add_argument("--threads", type=int, help="torch threads with --workers 1 (default: torch's)")
+    p.add_argument("--discover-workers", type=int, default=1,
+                   help="processes per discover() call (its attempts in parallel; default 1)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "feynman"),
                    help="writes PREFIX.md and PREFIX.json")
     p.add_argument("--no-write", action="store_true", help="print the report only")

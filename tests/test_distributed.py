@@ -34,6 +34,8 @@ def _worker(rank, world, init_file, out_dir, lamb, steps, opt, update_grid):
         # a different seed on rank 1: fit() must broadcast rank 0's initial state
         model, h = _train(lamb, steps, opt, update_grid, seed=3 + rank)
         torch.save({"state": model.state_dict(), "history": h}, os.path.join(out_dir, f"{rank}.pt"))
+        model.save(os.path.join(out_dir, f"m{rank}.kan"))  # rank 0 only
+        model.save(os.path.join(out_dir, f"all{rank}.kan"), all_ranks=True)
     finally:
         dist.destroy_process_group()
 
@@ -44,6 +46,8 @@ def _run(lamb, steps, opt="LBFGS", world=2, update_grid=True):
         mp.start_processes(_worker, args=(world, init_file, d, lamb, steps, opt, update_grid),
                            nprocs=world,
                            join=True, start_method="spawn")
+        saved = sorted(f for f in os.listdir(d) if f.endswith(".kan"))
+        assert saved == sorted([f"all{r}.kan" for r in range(world)] + ["m0.kan"]), saved
         return [torch.load(os.path.join(d, f"{r}.pt"), weights_only=False) for r in range(world)]
 
 

@@ -396,7 +396,15 @@ def _run_parallel(job, go_on, record, workers, backend, max_attempts):
                     f.cancel()
                 break
     finally:
+        # attempts still running are not needed (the serial search would not have run them):
+        # stop their processes instead of letting them compete with the caller for the cores
+        procs = list(getattr(pool, "_processes", {}).values())
         pool.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(timeout=5)
 
 
 def _exact(v: float) -> sympy.Expr:

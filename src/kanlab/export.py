@@ -29,6 +29,8 @@ import sympy
 import torch
 from torch import nn
 
+from .symbolic.formula import make_symbols
+
 __all__ = [
     "formula_to_latex",
     "formula_to_numpy",
@@ -65,14 +67,11 @@ def _as_symbols(symbols, exprs: list[sympy.Expr]) -> list[sympy.Symbol]:
                          "by model.symbolic_formula() (its second element)")
     if isinstance(symbols, (sympy.Symbol, str)):
         symbols = [symbols]
-    out = []
-    for s in symbols:
-        if isinstance(s, sympy.Symbol):
-            out.append(s)
-        elif isinstance(s, str) and s:
-            out.append(sympy.Symbol(s))
-        else:
-            raise ValueError(f"symbols must be sympy Symbols or non-empty names, got {s!r}")
+    symbols = list(symbols)
+    try:
+        out = make_symbols(len(symbols), symbols)
+    except ValueError as err:
+        raise ValueError(f"symbols: {err}") from None
     if len(set(out)) != len(out):
         raise ValueError(f"symbols must be distinct, got {out}")
     free = set().union(*(e.free_symbols for e in exprs))

@@ -554,10 +554,19 @@ class KAN(SymbolicMixin, PruneMixin, nn.Module):
         return formula_to_torch(exprs if len(exprs) > 1 else exprs[0], syms)
 
     # ---------------------------------------------------------------- io
-    def save(self, path) -> None:
-        """Write config and state to one file, atomically (see :mod:`kanlab.io`)."""
+    def save(self, path, all_ranks: bool = False) -> None:
+        """Write config and state to one file, atomically (see :mod:`kanlab.io`).
+
+        Under torch.distributed only rank 0 writes (the replicas are identical after fit());
+        ``all_ranks=True`` makes every rank write (give each its own path).
+        """
         from .io import save_model
 
+        if not all_ranks and torch.distributed.is_available() and \
+                torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+            log.debug("save(%s) skipped on rank %d: rank 0 writes", path,
+                      torch.distributed.get_rank())
+            return
         save_model(self, path)
 
     @classmethod
