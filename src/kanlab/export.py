@@ -581,12 +581,9 @@ def export_onnx(model, example_x, path, dynamic_batch: bool = True,
                           "(and onnxscript for the newer exporter)") from None
     module = _exportable(model)
     x = _example(module, example_x, model)
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder: give a file name such as {path / 'model.onnx'}")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise ValueError(f"folder {folder} does not exist: create it first")
+    from .io import check_output_path
+
+    path = check_output_path(path, "model.onnx")
     if dynamo is None or dynamo:
         try:
             import onnxscript  # noqa: F401

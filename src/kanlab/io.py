@@ -17,16 +17,22 @@ FORMAT = "kanlab.KAN"
 FORMAT_VERSION = 2  # 2: symbolic edges (names + affine + masks) and multiplication nodes
 
 
-def save_model(model, path) -> None:
-    """Save ``model`` to ``path`` atomically."""
+def check_output_path(path, example: str) -> Path:
+    """``path`` as a Path to a new or existing file in an existing folder, else ValueError."""
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"{path} is a folder: give a file name such as {path / 'model.kan'}")
+        raise ValueError(f"{path} is a folder: give a file name such as {path / example}")
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.exists():
         raise ValueError(f"folder {folder} does not exist: create it first")
     if not folder.is_dir():
         raise ValueError(f"{folder} is not a folder: choose a path inside a folder")
+    return path
+
+
+def save_model(model, path) -> None:
+    """Save ``model`` to ``path`` atomically."""
+    path = check_output_path(path, "model.kan")
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -35,6 +41,7 @@ def save_model(model, path) -> None:
         "trainable": {n: bool(p.requires_grad) for n, p in model.named_parameters()},
         "symbolic": [[list(row) for row in s.funs_name] for s in model.symbolic_fun],
     }
+    folder = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:64]}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -276,6 +276,14 @@ def plot_model(model, x=None, beta: float = 3.0, metric: str = "backward", scale
     return _finish(fig, path, dpi)
 
 
+def _axes(ax, Figure, size):
+    """(figure, axes): a new figure of ``size`` inches, or the given axes and its figure."""
+    if ax is None:
+        fig = Figure(figsize=size)
+        return fig, fig.add_subplot(1, 1, 1)
+    return ax.figure, ax
+
+
 def _names(names, n, prefix, what):
     if names is None:
         return [f"${prefix}_{{{i + 1}}}$" for i in range(n)]
@@ -375,11 +383,7 @@ def plot_edge(model, l: int, i: int, j: int, x=None, path=None, ax=None, n_point
         _, dbase, dspline = layer.activations(a_all, parts=True)
         sb = float(dbase[:, i, j].std()) if dbase.shape[0] > 1 else 0.0
         ss = float(dspline[:, i, j].std()) if dspline.shape[0] > 1 else 0.0
-    if ax is None:
-        fig = Figure(figsize=(5.0, 3.6))
-        ax = fig.add_subplot(1, 1, 1)
-    else:
-        fig = ax.figure
+    fig, ax = _axes(ax, Figure, (5.0, 3.6))
     tt = t.cpu().numpy()
     num_on = float(layer.mask[i, j]) != 0
     ax.plot(tt, total.numpy(), color="black", lw=2.2, label="total")
@@ -430,11 +434,7 @@ def plot_history(history, path=None, ax=None, dpi: int = 150, log: bool = True,
         bounds.append(len(train))
     if not train:
         raise ValueError("the history is empty (fit ran 0 steps)")
-    if ax is None:
-        fig = Figure(figsize=(5.5, 3.6))
-        ax = fig.add_subplot(1, 1, 1)
-    else:
-        fig = ax.figure
+    fig, ax = _axes(ax, Figure, (5.5, 3.6))
     steps = range(1, len(train) + 1)
     ax.plot(steps, train, label="train RMSE", color="tab:blue")
     if test and len(test) == len(train):
@@ -477,11 +477,7 @@ def plot_shares(history, path=None, ax=None, dpi: int = 150, threshold: float | 
     if not rows:
         raise ValueError("the history's spline_share is empty (fit ran 0 steps)")
     n_layers = max(len(r) for r in rows)
-    if ax is None:
-        fig = Figure(figsize=(5.5, 3.4))
-        ax = fig.add_subplot(1, 1, 1)
-    else:
-        fig = ax.figure
+    fig, ax = _axes(ax, Figure, (5.5, 3.4))
     steps = range(1, len(rows) + 1)
     for l in range(n_layers):
         ax.plot(steps, [r[l] if l < len(r) else float("nan") for r in rows], label=f"layer {l}")
