@@ -55,11 +55,13 @@ def _run(lamb, steps, opt="LBFGS", world=2, update_grid=True):
 # coefficient by 1e-12 moves the parameters by ~1e-6 after 3 steps (7e-3 with a grid update every
 # step). Two ranks sum the loss in a different order than one process, so the runs compared here
 # are short for L-BFGS; Adam is not chaotic and is compared over more steps.
-@pytest.mark.parametrize("opt,steps,update_grid", [("LBFGS", 2, True), ("LBFGS", 3, False),
-                                                   ("Adam", 10, True)])
-def test_two_ranks_match_single_process_on_union(opt, steps, update_grid):
-    ranks = _run(0.0, steps, opt, update_grid=update_grid)
-    single, h = _train(0.0, steps, opt, update_grid)
+@pytest.mark.parametrize("opt,steps,update_grid,lamb", [
+    ("LBFGS", 2, True, 0.0), ("LBFGS", 3, False, 0.0), ("Adam", 10, True, 0.0),
+    ("LBFGS", 2, True, 0.01), ("Adam", 10, True, 0.01)])
+def test_two_ranks_match_single_process_on_union(opt, steps, update_grid, lamb):
+    """With and without the sparsity regularizer (whose statistics span all ranks' rows)."""
+    ranks = _run(lamb, steps, opt, update_grid=update_grid)
+    single, h = _train(lamb, steps, opt, update_grid)
     ref = single.state_dict()
     for r in ranks:
         for k, v in ref.items():
@@ -69,6 +71,7 @@ def test_two_ranks_match_single_process_on_union(opt, steps, update_grid):
     # the reported losses are those of the whole data
     assert ranks[0]["history"]["train_loss"] == pytest.approx(h["train_loss"], rel=1e-6)
     assert ranks[0]["history"]["test_loss"] == pytest.approx(h["test_loss"], rel=1e-6)
+    assert ranks[0]["history"]["reg"] == pytest.approx(h["reg"], rel=1e-6, abs=1e-12)
 
 
 def test_two_ranks_stay_identical_with_regularization():

@@ -9,17 +9,18 @@ same dataset and model seed. ``fit`` then
 * trains each rank on its contiguous shard of the training (and test) rows;
 * weighs each rank's loss by its share of the rows and all-reduces the loss and the gradients
   in one flat buffer, so every rank (and L-BFGS's line search on every rank) sees the loss and
-  gradient of the whole data: with the data term alone the parameters follow single-process
-  training on the union of the shards;
+  gradient of the whole data: the parameters follow single-process training on the union of
+  the shards;
 * updates grids collectively: the batch rows of every rank are all-gathered (in rank order) and
   every rank computes the same knots and refits the same coefficients from that union; a
   checksum all-reduce then verifies that the grids agree and raises if they do not (nothing is
   broadcast over a mismatch);
 * shows progress and logs on rank 0 only.
 
-The sparsity regularizer is computed from each rank's own rows (like BatchNorm without sync)
-and averaged over ranks; with ``lamb > 0`` the replicas stay identical but the path differs
-slightly from single-process training on the union.
+The sparsity regularizer uses the statistics of all ranks' rows (edge variances and input
+spreads from all-reduced feature sums, see :meth:`DistContext.global_stats`), so with ``lamb > 0``
+too the parameters follow single-process training on the union; this builds the dense
+(batch, in, G+k) features of the rank's rows, which single-process training avoids.
 """
 from __future__ import annotations
 
@@ -87,6 +88,45 @@ class DistContext:
             else:
                 p.grad.copy_(flat[off:off + n].view_as(p))
             off += n
+
+    def global_stats(self, model, inputs, n_total: int):
+        """Edge variances (in, out) and input stds (in,) of every layer over ALL ranks' rows.
+
+        The regularizer's statistics of the union of the shards: per input, the sums of the
+        features ``F = [b(x), B_1(x)..B_P(x)]`` and of ``F F^T`` (about the detached global mean,
+        which keeps float32 accurate) are all-reduced with autograd-aware collectives, then
+        ``var_io = w_io^T Cov_i w_io``. Every rank computes the same penalty; fit() divides it by
+        the world size and sums gradients, and the collectives' backward sums the ranks'
+        contributions, so the gradient is that of one process on the union.
+        """
+        from torch.distributed.nn.functional import all_reduce
+
+        from .splines import bspline_basis
+
+        N = float(n_total)
+        variances, stds = [], []
+        for layer, x in zip(model.act_fun, inputs):
+            F = torch.cat([layer.base_fun(x).unsqueeze(-1), bspline_basis(x, layer.grid, layer.k)],
+                          -1)  # (batch, in, 1+P)
+            with torch.no_grad():
+                c = self.sum_(F.sum(0).detach().clone()) / N
+            Fc = F - c
+            s1 = all_reduce(Fc.sum(0), group=self.group or torch.distributed.group.WORLD)
+            s2 = all_reduce(torch.einsum("bip,biq->ipq", Fc, Fc),
+                            group=self.group or torch.distributed.group.WORLD)
+            cov = (s2 - s1.unsqueeze(-1) * s1.unsqueeze(-2) / N) / max(N - 1.0, 1.0)
+            m = layer.mask
+            w = torch.cat([(layer.scale_base * m).unsqueeze(1),
+                           (layer.coef * (layer.scale_sp * m).unsqueeze(-1)).transpose(1, 2)], 1)
+            variances.append(torch.einsum("ipo,ipq,iqo->io", w, cov, w))
+            with torch.no_grad():
+                cx = self.sum_(x.sum(0).detach().clone()) / N
+            xc = x - cx
+            t1 = all_reduce(xc.sum(0), group=self.group or torch.distributed.group.WORLD)
+            t2 = all_reduce((xc * xc).sum(0), group=self.group or torch.distributed.group.WORLD)
+            xvar = (t2 - t1 * t1 / N) / max(N - 1.0, 1.0)
+            stds.append(torch.sqrt(xvar.clamp_min(0.0)) if N > 1 else torch.zeros_like(xvar))
+        return variances, stds
 
     @torch.no_grad()
     def check_same(self, tensors, what: str) -> None:

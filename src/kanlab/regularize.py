@@ -88,17 +88,21 @@ def _input_std(x: torch.Tensor) -> torch.Tensor:
     return x.std(0) if x.shape[0] > 1 else x.new_zeros(x.shape[1])
 
 
-def sparsity(inputs, variances, lamb_l1=1.0, lamb_entropy=2.0, normalized=True) -> torch.Tensor:
+def sparsity(inputs, variances, lamb_l1=1.0, lamb_entropy=2.0, normalized=True,
+             input_stds=None) -> torch.Tensor:
     """L1 + entropy term of the regularizer, summed over layers.
 
     Args:
         inputs: per layer, its input (batch, in).
         variances: per layer, the batch variance (in, out) of every edge.
         normalized: divide each edge's spread by ``std(x_i) + 0.1`` (pykan's default).
+        input_stds: per layer, the spread of each input, when not that of ``inputs`` (the
+            distributed fit passes the spread over all ranks' rows).
     """
     tensors = []
-    for x, var in zip(inputs, variances):
-        tensors += [var, _input_std(x)]
+    stds = input_stds if input_stds is not None else [_input_std(x) for x in inputs]
+    for var, sd in zip(variances, stds):
+        tensors += [var, sd]
     return _SparsityFn.apply(float(lamb_l1), float(lamb_entropy), bool(normalized), *tensors)
 
 

@@ -78,7 +78,8 @@ def prepare_dataset(model, dataset: dict, need_labels_match: bool = True) -> dic
 
 
 def regularization(model, inputs, variances, lamb_l1=1.0, lamb_entropy=2.0, lamb_coef=0.0,
-                   lamb_coefdiff=0.0, reg_metric="edge_forward_spline_n") -> torch.Tensor:
+                   lamb_coefdiff=0.0, reg_metric="edge_forward_spline_n",
+                   input_stds=None) -> torch.Tensor:
     """pykan's regularizer (without the overall ``lamb``).
 
     Args:
@@ -94,7 +95,7 @@ def regularization(model, inputs, variances, lamb_l1=1.0, lamb_entropy=2.0, lamb
     total = inputs[0].new_zeros(())
     if lamb_l1 != 0 or lamb_entropy != 0:
         total = sparsity(inputs, variances, lamb_l1, lamb_entropy,
-                         normalized=reg_metric != "edge_forward_spline_u")
+                         normalized=reg_metric != "edge_forward_spline_u", input_stds=input_stds)
     if lamb_coef != 0 or lamb_coefdiff != 0:
         total = total + coefficient_penalty(model, lamb_coef, lamb_coefdiff)
     return total
@@ -242,8 +243,10 @@ def fit(
 
     # each rank's share of the rows: weighs its loss so the all-reduced sum is the global mean
     w_train = w_test = 1.0
+    n_rows_total = bsz
     if dctx is not None:
-        w_train = bsz / dctx.total(bsz, x_train.device)
+        n_rows_total = dctx.total(bsz, x_train.device)
+        w_train = bsz / n_rows_total
         w_test = bsz_test / dctx.total(bsz_test, x_test.device)
 
     bar = None
@@ -257,8 +260,11 @@ def fit(
     def objective(xb, yb):
         if use_reg:
             pred, acts, variances = model.forward_with_stats(xb)
+            stds = None
+            if dctx is not None:  # the statistics of all ranks' rows, not this shard's
+                variances, stds = dctx.global_stats(model, acts, n_rows_total)
             reg = regularization(model, acts, variances, lamb_l1, lamb_entropy, lamb_coef,
-                                 lamb_coefdiff, reg_metric)
+                                 lamb_coefdiff, reg_metric, input_stds=stds)
         else:
             pred = _plain_forward(model, xb)
             reg = None
