@@ -17,7 +17,7 @@ from kanlab import KANClassifier, KANRegressor  # noqa: E402
 
 FAST_REG = dict(hidden=2, steps=(4, 3, 3), time_budget=5.0, max_attempts=1, grid=3, refine_grid=4,
                 lib=("x", "x^2", "sin", "exp"), snap=False)
-FAST_CLF = dict(hidden=2, steps=6, grid=3, weights_simple=(0.0,))
+FAST_CLF = dict(hidden=2, steps=6, grid=3, weights_simple=())  # symbolic rows: tested below
 
 
 @parametrize_with_checks([KANRegressor(**FAST_REG), KANClassifier(**FAST_CLF)])
@@ -94,6 +94,8 @@ def test_classifier_binary_and_multiclass():
         f = sympy.lambdify(syms, e, "numpy")
         np.testing.assert_allclose(np.broadcast_to(f(X[:, 0], X[:, 1]), (300,)), logits[:, k],
                                    rtol=1e-6, atol=1e-6)
+    again = pickle.loads(pickle.dumps(clf3))  # with its symbolic networks in formulas_
+    np.testing.assert_array_equal(again.predict_proba(X), clf3.predict_proba(X))
     formula_clf = clone(clf3).set_params(predict_with="formula").fit(X, ym)
     assert formula_clf.score(X, ym) > 0.8
     assert "\\" in clf3.latex() or clf3.latex()
