@@ -90,3 +90,19 @@ def test_kernel_errors():
     with pytest.raises(ValueError, match="precision"):
         ts.kan_layer_triton(torch.rand(4, 2), tables, layer.scale_base, layer.scale_sp,
                             layer.coef, layer.mask, precision="fp8")
+
+
+def test_automatic_choice_checks_the_kernel_first(monkeypatch, caplog):
+    """Auto mode runs the kernel only after it matched the PyTorch path once on the device; a
+    kernel that fails there leaves the PyTorch path in charge, with a warning."""
+    monkeypatch.setattr(ts, "_AUTO_OK", {})
+    assert ts.auto_ok("cpu") is True  # the interpreter's kernel agrees
+    monkeypatch.setattr(ts, "_AUTO_OK", {})
+
+    def broken(*a, **k):
+        raise RuntimeError("no kernel today")
+
+    monkeypatch.setattr(ts, "kan_layer_triton", broken)
+    with caplog.at_level("WARNING", logger="kanlab"):
+        assert ts.auto_ok("cpu") is False
+    assert "no kernel today" in caplog.text

@@ -207,6 +207,8 @@ class KANLayer(nn.Module):
 
         if not triton_spline.triton_available(x.device):
             return None
+        if self.use_triton is None and not triton_spline.auto_ok(x.device):
+            return None
         key = (self.grid._version, self.grid.data_ptr(), self.grid.device)
         cached = getattr(self, "_tri_tables", None)
         if cached is None or cached[0] != key:

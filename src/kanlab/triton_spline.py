@@ -42,7 +42,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     HAS_TRITON = False
 
 __all__ = ["HAS_TRITON", "triton_available", "SplineTables", "kan_layer_triton",
-           "combined_weights"]
+           "combined_weights", "auto_ok"]
 
 _BASES = {"zero": 0, "identity": 1, "silu": 2}
 
@@ -55,6 +55,48 @@ def triton_available(device: torch.device | None = None) -> bool:
     if os.environ.get("TRITON_INTERPRET") == "1":
         return True
     return device is not None and torch.device(device).type == "cuda"
+
+
+_AUTO_OK: dict = {}
+
+
+def auto_ok(device) -> bool:
+    """Whether automatic selection may use the kernel on ``device``: once per device and
+    process, a small layer's forward and backward through the kernel are compared with the
+    PyTorch path; any compile or launch error, or a mismatch, turns the automatic choice off
+    for that device with a logged warning (``use_triton=True`` still forces the kernel)."""
+    import logging
+
+    key = str(torch.device(device))
+    if key in _AUTO_OK:
+        return _AUTO_OK[key]
+    ok = False
+    try:
+        from .layer import KANLayer
+
+        gen = torch.Generator().manual_seed(0)
+        layer = KANLayer(3, 5, num=4, k=3, device=device)
+        layer.use_triton = False
+        x = (torch.rand(37, 3, generator=gen) * 2.2 - 1.1).to(device).requires_grad_(True)
+        tables = SplineTables(layer.grid, layer.k)
+        y = kan_layer_triton(x, tables, layer.scale_base, layer.scale_sp, layer.coef, layer.mask,
+                             layer.bias)
+        ref = layer(x)
+        g = torch.ones_like(y)
+        got = torch.autograd.grad(y, [x, layer.coef], g)
+        want = torch.autograd.grad(ref, [x, layer.coef], g)
+        ok = bool(torch.allclose(y, ref, rtol=1e-4, atol=1e-4)) and all(
+            torch.allclose(a, b, rtol=1e-4, atol=1e-4) for a, b in zip(got, want))
+        if not ok:
+            logging.getLogger("kanlab").warning(
+                "the Triton kernel disagrees with the PyTorch path on %s; using the PyTorch "
+                "path (set layer.use_triton=True to force the kernel)", key)
+    except Exception as err:  # compile or launch failure: the PyTorch path takes over
+        logging.getLogger("kanlab").warning(
+            "the Triton kernel failed its check on %s (%s: %s); using the PyTorch path", key,
+            type(err).__name__, err)
+    _AUTO_OK[key] = ok
+    return ok
 
 
 class SplineTables:
