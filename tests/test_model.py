@@ -172,21 +172,13 @@ def test_bias_and_base_fun_ablations_train():
 
 def test_pykan_parity_forward_and_regularizer(tmp_path):
     pytest.importorskip("kan")
-    from kan import KAN as PyKAN
+    from pykan_util import copy_to_pykan
 
     torch.manual_seed(0)
     ours = KAN([2, 3, 2], grid=4, k=3, seed=0)
     x = torch.rand(200, 2) * 2 - 1
     ours.update_grid_from_samples(x)
-    ref = PyKAN(width=[2, 3, 2], grid=4, k=3, seed=0, auto_save=False, ckpt_path=str(tmp_path))
-    with torch.no_grad():
-        for mine, theirs in zip(ours.act_fun, ref.act_fun):
-            theirs.grid.copy_(mine.grid)
-            theirs.coef.copy_(mine.coef)
-            theirs.scale_base.copy_(mine.scale_base)
-            theirs.scale_sp.copy_(mine.scale_sp)
-            mine.bias.zero_()
-    ref.symbolic_enabled = False
+    ref = copy_to_pykan(ours, tmp_path, [2, 3, 2])
     torch.testing.assert_close(ours(x), ref(x), atol=1e-5, rtol=1e-5)
     r_ref = ref.reg("edge_forward_spline_n", 1.0, 2.0, 0.5, 0.3)
     r_ours = ours.reg(x, 1.0, 2.0, 0.5, 0.3)

@@ -4,22 +4,7 @@ import torch
 
 import kanlab
 from kanlab import KAN
-
-
-def _copy_to_pykan(ours, tmp_path, width):
-    from kan import KAN as PyKAN
-
-    ref = PyKAN(width=width, grid=ours.act_fun[0].num, k=3, seed=0, auto_save=False,
-                ckpt_path=str(tmp_path))
-    with torch.no_grad():
-        for mine, theirs in zip(ours.act_fun, ref.act_fun):
-            theirs.grid.copy_(mine.grid)
-            theirs.coef.copy_(mine.coef)
-            theirs.scale_base.copy_(mine.scale_base)
-            theirs.scale_sp.copy_(mine.scale_sp)
-            mine.bias.zero_()
-    ref.symbolic_enabled = False
-    return ref
+from pykan_util import copy_to_pykan as _copy_to_pykan
 
 
 def test_attribution_matches_pykan(tmp_path):
