@@ -96,3 +96,35 @@ def test_run_files_are_never_executed(run, tmp_path):
     (folder / "run.json").write_text(json.dumps(info))
     with pytest.raises(ValueError, match="newer kanlab"):
         load_run(folder)
+
+
+def test_review_fixes_predict_unlabelled_other_model_overwrite_lines(run, tmp_path, capsys):
+    from kanlab import KAN
+    from kanlab.tabular import load_table
+
+    folder = run / "run"
+    # unlabelled rows that keep the training layout (empty target cells) still predict
+    new = tmp_path / "new.csv"
+    new.write_text("speed,mass,y\n0.5,-0.7,\n0.1,0.2,\n")
+    assert main(["predict", str(folder), str(new), "--out", str(tmp_path / "p.csv")]) == 0
+    rows = (tmp_path / "p.csv").read_text().splitlines()
+    assert rows[1].split(",")[2] == "" and float(rows[1].split(",")[3]) == pytest.approx(
+        3 * 0.5 + 0.49)
+    # another .kan file inside a run folder is that model, not the run's
+    KAN(width=[2, 3, 1], seed=0).save(folder / "other.kan")
+    capsys.readouterr()
+    assert main(["formula", str(folder / "other.kan")]) == 2
+    assert "numeric" in capsys.readouterr().err
+    # --overwrite leaves no file of the earlier run behind
+    again = tmp_path / "again"
+    import shutil
+
+    shutil.copytree(folder, again)
+    assert main(["fit", str(run / "data.csv"), "--target", "y", "--time-budget", "5", "--out",
+                 str(again), "--overwrite", "--no-plots", "-q"]) == 0
+    assert not (again / "diagram.png").exists() and not (again / "report.html").exists()
+    # error lines count blank lines too
+    bad = tmp_path / "blank.csv"
+    bad.write_text("a,b,y\n\n\n1,2,3\n1,x,3\n")
+    with pytest.raises(ValueError, match="line 5, column 'b'"):
+        load_table(bad)

@@ -74,6 +74,37 @@ def test_two_ranks_match_single_process_on_union(opt, steps, update_grid, lamb):
     assert ranks[0]["history"]["reg"] == pytest.approx(h["reg"], rel=1e-6, abs=1e-12)
 
 
+def _bad_worker(rank, world, init_file, out_dir):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                            world_size=world)
+    try:
+        ds = _data()
+        if rank == 1:  # only this rank's own shard is broken
+            ds["test_input"] = ds["test_input"][:0]
+            ds["test_label"] = ds["test_label"][:0]
+        model = KAN(width=[2, 2, 1], grid=3, seed=0, dtype=torch.float64)
+        try:
+            model.fit(ds, steps=1, shard_data=False)
+            msg = "no error"
+        except ValueError as err:
+            msg = str(err)
+        with open(os.path.join(out_dir, f"err{rank}.txt"), "w") as fh:
+            fh.write(msg)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_one_rank_with_bad_data_fails_every_rank():
+    """A dataset error on one rank raises on all ranks instead of leaving them waiting."""
+    with tempfile.TemporaryDirectory() as d:
+        mp.start_processes(_bad_worker, args=(2, os.path.join(d, "init"), d), nprocs=2,
+                           join=True, start_method="spawn")
+        msgs = [open(os.path.join(d, f"err{r}.txt")).read() for r in range(2)]
+    assert "other rank" in msgs[0]
+    assert "empty" in msgs[1]
+
+
 def test_two_ranks_stay_identical_with_regularization():
     ranks = _run(0.01, 4)
     for k, v in ranks[0]["state"].items():

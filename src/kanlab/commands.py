@@ -47,12 +47,27 @@ def _parse_hidden(args, d):
     return None
 
 
+_RUN_FILES = ("model.kan", "run.json", "history.csv", "diagram.png", "report.html")
+
+
 def _prepare_out(folder, overwrite):
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise ValueError(f"--out {folder} is a file, not a folder")
     if os.path.isdir(folder) and os.listdir(folder) and not overwrite:
         raise ValueError(f"--out folder {folder} is not empty; choose another or pass --overwrite")
     os.makedirs(folder, exist_ok=True)
+    for name in _RUN_FILES:  # --overwrite: no file of an earlier run may survive next to this one
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            os.unlink(path)
+
+
+def _is_run(path) -> bool:
+    """A run folder, or its run.json / model.kan (any other .kan file is a plain model)."""
+    if os.path.isdir(path):
+        return True
+    return os.path.basename(path) in ("run.json", "model.kan") and os.path.exists(
+        os.path.join(os.path.dirname(os.path.abspath(path)), "run.json"))
 
 
 class _Progress(logging.Handler):
@@ -200,8 +215,8 @@ def cmd_predict(args) -> int:
 
     run = load_run(args.run)
     cols, data = load_table(args.data)
-    target = run.target if run.target in cols else None
-    _, X, y = select_columns(cols, data, target=target, features=run.features, path=args.data)
+    _, X, _ = select_columns(cols, data, features=run.features, path=args.data)
+    y = data[:, cols.index(run.target)] if run.target in cols else None  # only for a score
     pred = run.predict(X, use=args.use)
     out_name = f"{run.target}_pred"
     if args.out:
@@ -209,8 +224,9 @@ def cmd_predict(args) -> int:
             w = csv.writer(fh)
             w.writerow(run.features + ([run.target] if y is not None else []) + [out_name])
             for k in range(len(pred)):
-                w.writerow([repr(float(v)) for v in X[k]] + ([repr(float(y[k]))] if y is not None
-                                                              else []) + [repr(float(pred[k]))])
+                target = [("" if not np.isfinite(y[k]) else repr(float(y[k])))] if y is not None \
+                    else []
+                w.writerow([repr(float(v)) for v in X[k]] + target + [repr(float(pred[k]))])
         print(f"wrote {len(pred)} predictions to {args.out}")
     else:
         w = csv.writer(sys.stdout)
@@ -218,17 +234,19 @@ def cmd_predict(args) -> int:
         for v in pred:
             w.writerow([repr(float(v))])
     if y is not None:
-        s = _scores(pred, y)
-        print(f"{args.data}: RMSE {s['rmse']:.4g}  R2 {s['r2']:.10g} against column "
-              f"{run.target!r}", file=sys.stderr)
+        known = np.isfinite(y)
+        if known.any():
+            s = _scores(pred[known], y[known])
+            rows = "" if known.all() else f" ({int(known.sum())} rows with a value)"
+            print(f"{args.data}: RMSE {s['rmse']:.4g}  R2 {s['r2']:.10g} against column "
+                  f"{run.target!r}{rows}", file=sys.stderr)
     return 0
 
 
 def cmd_formula(args) -> int:
     from .symbolic.formula import ex_round
 
-    if os.path.isdir(args.run) or os.path.exists(os.path.join(os.path.dirname(
-            os.path.abspath(args.run)), "run.json")):
+    if _is_run(args.run):
         from .runs import load_run
 
         run = load_run(args.run)
@@ -248,8 +266,7 @@ def cmd_formula(args) -> int:
 
 def cmd_plot(args) -> int:
     out = args.out
-    if os.path.isdir(args.run) or os.path.exists(os.path.join(os.path.dirname(
-            os.path.abspath(args.run)), "run.json")):
+    if _is_run(args.run):
         from .runs import load_run
 
         run = load_run(args.run)

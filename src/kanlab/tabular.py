@@ -48,7 +48,12 @@ def _load_csv(path):
             dialect = csv.Sniffer().sniff(sample, delimiters=",;\t ")
         except csv.Error:
             dialect = csv.excel
-        rows = [r for r in csv.reader(fh, dialect) if any(c.strip() for c in r)]
+        reader = csv.reader(fh, dialect)
+        rows, lines = [], []  # non-blank rows and the file line each starts on
+        for r in reader:
+            if any(c.strip() for c in r):
+                rows.append(r)
+                lines.append(reader.line_num)
     header = [c.strip() for c in rows[0]]
     if all(_is_number(c) for c in header if c):
         raise ValueError(f"{path}: the first row must name the columns (it holds numbers: "
@@ -64,8 +69,8 @@ def _load_csv(path):
     data = np.empty((len(body), len(header)), dtype=np.float64)
     for r, row in enumerate(body):
         if len(row) != len(header):
-            raise ValueError(f"{path}, line {r + 2}: {len(row)} fields but the header has "
-                             f"{len(header)}")
+            raise ValueError(f"{path}, line {lines[r + 1]}: {len(row)} fields but the header "
+                             f"has {len(header)}")
         for c, cell in enumerate(row):
             cell = cell.strip()
             if cell == "" or cell.lower() in ("na", "nan", "null", "none"):
@@ -74,8 +79,8 @@ def _load_csv(path):
             try:
                 data[r, c] = float(cell)
             except ValueError:
-                raise ValueError(f"{path}, line {r + 2}, column {header[c]!r}: {cell!r} is not a "
-                                 "number (only numeric columns are supported)") from None
+                raise ValueError(f"{path}, line {lines[r + 1]}, column {header[c]!r}: {cell!r} is "
+                                 "not a number (only numeric columns are supported)") from None
     return header, data
 
 

@@ -191,13 +191,24 @@ def fit(
                     ("lamb_coef", lamb_coef), ("lamb_coefdiff", lamb_coefdiff), ("lr", lr)):
         if not math.isfinite(float(v)) or float(v) < 0:
             raise ValueError(f"{name} must be a finite non-negative number, got {v!r}")
-    ds = prepare_dataset(model, dataset, need_labels_match=loss_fn is None)
-    x_train, y_train = ds["train_input"], ds["train_label"]
-    x_test, y_test = ds["test_input"], ds["test_label"]
     from .distributed import context as _dist_context
 
     dctx = _dist_context(model)
     main_rank = dctx is None or dctx.rank == 0
+    try:
+        ds = prepare_dataset(model, dataset, need_labels_match=loss_fn is None)
+        bad_data = None
+    except ValueError as err:
+        bad_data = err
+    if dctx is not None:  # every rank raises together (one alone would leave the others hanging)
+        n_bad = dctx.total(int(bad_data is not None), next(model.parameters()).device)
+        if n_bad and bad_data is None:
+            raise ValueError(f"distributed fit: the dataset of {n_bad} other rank(s) is invalid "
+                             "(see their error)")
+    if bad_data is not None:
+        raise bad_data
+    x_train, y_train = ds["train_input"], ds["train_label"]
+    x_test, y_test = ds["test_input"], ds["test_label"]
     if dctx is not None:
         dctx.broadcast_model(model)  # replicas start from rank 0's parameters and grids
         if shard_data:
