@@ -113,6 +113,7 @@ def cmd_fit(args) -> int:
     try:
         res = discover(X[tr], y[tr], var_names=names, time_budget=args.time_budget, seed=args.seed,
                        hidden=hidden, grid=args.grid, steps=(args.steps,) * 3,
+                       record_shares=True,  # history.csv and the report show them
                        lib=[s.strip() for s in args.lib.split(",")] if args.lib else None)
     finally:
         logger.removeHandler(handler)
@@ -128,8 +129,7 @@ def cmd_fit(args) -> int:
     print(f"test  RMSE {test_s['rmse']:.4g}  R2 {test_s['r2']:.10g}  "
           f"(complexity {res.complexity}, {len(res.attempts)} attempt(s), {seconds:.1f} s)")
 
-    lo, hi = X[tr].min(0), X[tr].max(0)
-    const = (hi - lo) / 2 <= 1e-12 * np.maximum(np.abs((lo + hi) / 2), 1.0)
+    const = res.constant_columns  # the columns the model was fed as 0
     folder = args.out
     res.model.save(os.path.join(folder, "model.kan"))
     info = {

@@ -51,8 +51,11 @@ class DiscoveryResult:
         variables: the sympy symbols of the inputs.
         attempts: one dict per attempt: seed, hidden, width, r2, complexity, formula (str),
             expr (sympy; absent for a failed attempt), seconds.
+        x_center, x_scale, constant_columns: the input standardization the model works in
+            (:func:`minmax_scaling`; constant columns are fed as 0).
         history: the fit histories of the chosen attempt's stages (train, pruning rounds,
-            refine, symbolic), on standardized data, each with ``spline_share`` per step.
+            refine, symbolic), on standardized data; with ``record_shares`` each also has
+            ``spline_share`` per step.
     """
 
     formula: sympy.Expr
@@ -67,6 +70,7 @@ class DiscoveryResult:
     y_center: float = 0.0
     y_scale: float = 1.0
     history: list = field(default_factory=list)
+    constant_columns: np.ndarray | None = None
 
     def predict(self, X) -> np.ndarray:
         """Evaluate the formula on (n, d) inputs."""
@@ -89,6 +93,16 @@ def _as_array(a, name: str) -> np.ndarray:
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be numeric (an array or tensor of numbers)") from None
     return arr
+
+
+def minmax_scaling(X: np.ndarray):
+    """Per column: center and half-range mapping the data to [-1, 1], and which columns are
+    constant (their scale is set to 1). Returns ``(center, scale, constant)``."""
+    lo, hi = X.min(0), X.max(0)
+    center = (lo + hi) / 2
+    half = (hi - lo) / 2
+    constant = half <= 1e-12 * np.maximum(np.abs(center), 1.0)
+    return center, np.where(constant, 1.0, half), constant
 
 
 def _r2(pred: np.ndarray, y: np.ndarray) -> float:
@@ -131,6 +145,7 @@ def discover(
     dtype=torch.float32,
     workers: int = 1,
     backend: str = "process",
+    record_shares: bool = False,
 ) -> DiscoveryResult:
     """Find a formula ``y = f(X)`` with a KAN.
 
@@ -165,6 +180,8 @@ def discover(
             the serial run also uses one thread and no time limit cuts an attempt short).
         backend: ``"process"`` (a local process pool) or ``"ray"`` (Ray tasks on a running Ray
             cluster, or a local one; needs ``ray``).
+        record_shares: record every layer's spline share per step in ``history`` (for plots
+            and reports; costs a pass over up to 1024 rows per step).
 
     Returns:
         :class:`DiscoveryResult`.
@@ -209,11 +226,7 @@ def discover(
     Xtr, ytr, Xte, yte = X[tr], y[tr], X[te], y[te]
 
     # standardize: inputs to about [-1, 1], target to zero mean and unit spread
-    lo, hi = Xtr.min(0), Xtr.max(0)
-    xc = (lo + hi) / 2
-    xs = (hi - lo) / 2
-    const_cols = xs <= 1e-12 * np.maximum(np.abs(xc), 1.0)
-    xs = np.where(const_cols, 1.0, xs)
+    xc, xs, const_cols = minmax_scaling(Xtr)
     yc, ysd = float(ytr.mean()), float(ytr.std())
     if not ysd > 0:
         expr = sympy.Float(yc, 15)
@@ -221,7 +234,7 @@ def discover(
         r2 = _r2(_evaluate(expr, symbols, Xte), yte)
         model = KAN(width=[d, 1], grid=grid, seed=seed, dtype=dtype)
         return DiscoveryResult(expr, r2, expression_size(expr), model, {}, symbols, [],
-                               xc, xs, yc, 1.0)
+                               xc, xs, yc, 1.0, constant_columns=const_cols)
     if const_cols.any():
         log.info("discover: constant column(s) %s carry no information and are ignored",
                  [symbols[i].name for i in np.nonzero(const_cols)[0]])
@@ -249,7 +262,7 @@ def discover(
 
     stages = {k: 0.0 for k in ("train", "prune", "refine", "symbolic", "formula")}
     common = (dataset, d, grid, refine_grid, lamb, steps, lib, zs, back, symbols, ysd, yc, Xtr,
-              ytr, Xte, yte, snap)
+              ytr, Xte, yte, snap, record_shares)
     attempts, best = [], None
 
     def record(a, out):
@@ -307,7 +320,7 @@ def discover(
         attempts=[{k: v for k, v in a.items() if k not in ("model", "histories")}
                   for a in attempts],
         history=best["histories"],
-        x_center=xc, x_scale=xs, y_center=yc, y_scale=ysd,
+        x_center=xc, x_scale=xs, y_center=yc, y_scale=ysd, constant_columns=const_cols,
     )
 
 
@@ -315,12 +328,12 @@ def _attempt_job(job):
     """One attempt in this process or a worker: (index, (result, error, seconds, stages))."""
     a, h, s, remaining, common = job
     (dataset, d, grid, refine_grid, lamb, steps, lib, zs, back, symbols, ysd, yc, Xtr, ytr, Xte,
-     yte, snap) = common
+     yte, snap, record_shares) = common
     st = {k: 0.0 for k in ("train", "prune", "refine", "symbolic", "formula")}
     t0 = time.perf_counter()
     try:
         res = _attempt(dataset, d, h, s, grid, refine_grid, lamb, steps, lib, st, zs, back,
-                       symbols, ysd, yc, Xtr, ytr, Xte, yte, snap,
+                       symbols, ysd, yc, Xtr, ytr, Xte, yte, snap, record_shares,
                        deadline=t0 + max(remaining, 0.0))
         err = None
     except (RuntimeError, ValueError, ArithmeticError) as e:  # keep searching
@@ -416,7 +429,7 @@ def _exact(v: float) -> sympy.Expr:
 
 
 def _attempt(dataset, d, h, seed, grid, refine_grid, lamb, steps, lib, stages, zs, back, symbols,
-             ysd, yc, Xtr, ytr, Xte, yte, snap, deadline=math.inf):
+             ysd, yc, Xtr, ytr, Xte, yte, snap, record_shares=False, deadline=math.inf):
     dtype = dataset["train_input"].dtype
     t = time.perf_counter()
     if h == "mult":
@@ -426,8 +439,11 @@ def _attempt(dataset, d, h, seed, grid, refine_grid, lamb, steps, lib, stages, z
     def over(*_):  # stops a fit once the time budget is spent
         return time.perf_counter() > deadline
 
-    histories = [model.fit(dataset, opt="LBFGS", steps=steps[0], lamb=lamb, progress=False,
-                           callback=over, track_shares=True, spline_share_warning=0.0)]
+    def fit(**kw):  # every stage: LBFGS, no bar, stops at the deadline, shares when asked
+        return model.fit(dataset, opt="LBFGS", progress=False, callback=over,
+                         track_shares=record_shares, spline_share_warning=0.0, **kw)
+
+    histories = [fit(steps=steps[0], lamb=lamb)]
     stages["train"] += time.perf_counter() - t
 
     # prune, then keep training the smaller network with sparsity and prune again while it
@@ -438,10 +454,8 @@ def _attempt(dataset, d, h, seed, grid, refine_grid, lamb, steps, lib, stages, z
         before = model.width[1][0]
         if before == 1:
             break
-        histories.append(model.fit(dataset, opt="LBFGS", steps=max(steps[0] // 2, 1),
-                                   lamb=_PRUNE_LAMB * lamb, lamb_entropy=_PRUNE_ENT, progress=False,
-                                   update_grid=False, callback=over, track_shares=True,
-                                   spline_share_warning=0.0))
+        histories.append(fit(steps=max(steps[0] // 2, 1), lamb=_PRUNE_LAMB * lamb,
+                             lamb_entropy=_PRUNE_ENT, update_grid=False))
         model = prune_by_spread(model, dataset["train_input"])
         if model.width[1][0] == before:
             break
@@ -450,16 +464,13 @@ def _attempt(dataset, d, h, seed, grid, refine_grid, lamb, steps, lib, stages, z
 
     t = time.perf_counter()
     model = model.refine(refine_grid, x=dataset["train_input"])
-    histories.append(model.fit(dataset, opt="LBFGS", steps=steps[1], progress=False,
-                               update_grid=False, callback=over, track_shares=True,
-                               spline_share_warning=0.0))
+    histories.append(fit(steps=steps[1], update_grid=False))
     stages["refine"] += time.perf_counter() - t
 
     t = time.perf_counter()
     fixed = model.auto_symbolic(lib=lib, verbose=0, x=dataset["train_input"])
     log.debug("discover: width %s, edges %s", model.width, fixed)
-    hist = model.fit(dataset, opt="LBFGS", steps=steps[2], progress=False, update_grid=False,
-                     callback=over, track_shares=True, spline_share_warning=0.0)
+    hist = fit(steps=steps[2], update_grid=False)
     histories.append(hist)
     stages["symbolic"] += time.perf_counter() - t
     # on standardized data: a symbolic network this far off will not give an exact formula, so

@@ -104,6 +104,7 @@ class DistContext:
         from .splines import bspline_basis
 
         N = float(n_total)
+        grp = self.group or torch.distributed.group.WORLD
         variances, stds = [], []
         for layer, x in zip(model.act_fun, inputs):
             F = torch.cat([layer.base_fun(x).unsqueeze(-1), bspline_basis(x, layer.grid, layer.k)],
@@ -111,9 +112,9 @@ class DistContext:
             with torch.no_grad():
                 c = self.sum_(F.sum(0).detach().clone()) / N
             Fc = F - c
-            s1 = all_reduce(Fc.sum(0), group=self.group or torch.distributed.group.WORLD)
+            s1 = all_reduce(Fc.sum(0), group=grp)
             s2 = all_reduce(torch.einsum("bip,biq->ipq", Fc, Fc),
-                            group=self.group or torch.distributed.group.WORLD)
+                            group=grp)
             cov = (s2 - s1.unsqueeze(-1) * s1.unsqueeze(-2) / N) / max(N - 1.0, 1.0)
             m = layer.mask
             w = torch.cat([(layer.scale_base * m).unsqueeze(1),
@@ -122,8 +123,8 @@ class DistContext:
             with torch.no_grad():
                 cx = self.sum_(x.sum(0).detach().clone()) / N
             xc = x - cx
-            t1 = all_reduce(xc.sum(0), group=self.group or torch.distributed.group.WORLD)
-            t2 = all_reduce((xc * xc).sum(0), group=self.group or torch.distributed.group.WORLD)
+            t1 = all_reduce(xc.sum(0), group=grp)
+            t2 = all_reduce((xc * xc).sum(0), group=grp)
             xvar = (t2 - t1 * t1 / N) / max(N - 1.0, 1.0)
             stds.append(torch.sqrt(xvar.clamp_min(0.0)) if N > 1 else torch.zeros_like(xvar))
         return variances, stds

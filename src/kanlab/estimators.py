@@ -282,6 +282,7 @@ class KANClassifier(_FormulaMixin, ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         """Train on X (n, d) and class labels y (n,); returns self."""
         from . import KAN
+        from .discover import minmax_scaling
 
         _check_selection(self.model_selection)
         if self.predict_with not in ("model", "formula"):
@@ -296,10 +297,7 @@ class KANClassifier(_FormulaMixin, ClassifierMixin, BaseEstimator):
                              f"({self.classes_[0]!r})")
         d = X.shape[1]
         seed = _seed(self.random_state)
-        lo, hi = X.min(0), X.max(0)
-        self._x_center = (lo + hi) / 2
-        half = (hi - lo) / 2
-        self._x_scale = np.where(half > 1e-12 * np.maximum(np.abs(self._x_center), 1.0), half, 1.0)
+        self._x_center, self._x_scale, _ = minmax_scaling(X)
         xs = torch.as_tensor(self._scale(X), dtype=torch.float64)
         n_out = 1 if n_classes == 2 else n_classes
         target = torch.as_tensor(yi, dtype=torch.long)
