@@ -137,13 +137,9 @@ def test_discover_tiny_budget_still_returns_a_formula():
 
 def test_discover_parallel_attempts_equal_serial():
     """workers=2 runs attempts in two processes and chooses exactly what the serial loop does."""
-    import numpy as np
+    from sweep_cases import parallel_discover_case
 
-    rng = np.random.default_rng(1)
-    X = rng.uniform(-1, 1, (200, 2))
-    y = np.sin(np.pi * X[:, 0]) + X[:, 1] ** 2 + 0.01 * rng.normal(size=200)
-    kw = dict(time_budget=300, max_attempts=2, r2_target=2.0, steps=(6, 4, 4), grid=3,
-              refine_grid=4, lib=["x", "x^2", "sin"])
+    X, y, kw = parallel_discover_case()
     serial = kanlab.discover(X, y, **kw)
     par = kanlab.discover(X, y, workers=2, **kw)
     assert [a["formula"] for a in par.attempts] == [a["formula"] for a in serial.attempts]
