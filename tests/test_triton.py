@@ -1,4 +1,5 @@
-"""The fused Triton kernel, run in Triton's interpreter on the CPU (TRITON_INTERPRET=1)."""
+"""The fused Triton kernel: compiled on a CUDA GPU when there is one, else run in Triton's
+interpreter on the CPU (TRITON_INTERPRET=1)."""
 import os
 
 import pytest
@@ -11,13 +12,16 @@ if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
 from kanlab import KAN, KANLayer  # noqa: E402
 from kanlab import triton_spline as ts  # noqa: E402
 
+# compiled on a GPU when there is one, else interpreted on the CPU
+DEV = "cuda" if torch.cuda.is_available() else "cpu"
+
 
 def _layer(n_in, n_out, k, base, uniform, seed=0):
     torch.manual_seed(seed)
     layer = KANLayer(n_in, n_out, num=5, k=k, base_fun=base, noise_scale=0.5)
     if not uniform:  # knots from skewed samples: a non-uniform grid
         layer.update_grid_from_samples(torch.randn(300, n_in) ** 3 * 0.4)
-    return layer
+    return layer.to(DEV)
 
 
 def _grads(y, layer, x, g):
@@ -30,7 +34,7 @@ def _grads(y, layer, x, g):
 def test_kernel_matches_pytorch_fp32(k, base, uniform):
     layer = _layer(5, 7, k, base, uniform)
     # 70 rows (not a multiple of the block), some outside the grid on both sides
-    x = (torch.rand(70, 5, generator=torch.Generator().manual_seed(1)) * 3.0 - 1.5)
+    x = (torch.rand(70, 5, generator=torch.Generator().manual_seed(1)) * 3.0 - 1.5).to(DEV)
     x.requires_grad_(True)
     ref = layer(x)
     tables = ts.SplineTables(layer.grid, layer.k)
@@ -44,7 +48,7 @@ def test_kernel_matches_pytorch_fp32(k, base, uniform):
 
 def test_kernel_bf16_within_one_percent():
     layer = _layer(16, 20, 3, "silu", False)
-    x = torch.rand(64, 16) * 2 - 1
+    x = (torch.rand(64, 16) * 2 - 1).to(DEV)
     x.requires_grad_(True)
     tables = ts.SplineTables(layer.grid, layer.k)
     ref = layer(x)
@@ -58,11 +62,13 @@ def test_kernel_bf16_within_one_percent():
 
 
 def test_layer_and_model_select_kernel():
-    model = KAN(width=[3, 4, 2], grid=4, seed=0)
-    x = torch.rand(40, 3) * 2 - 1
-    ref = model(x)
+    model = KAN(width=[3, 4, 2], grid=4, seed=0, device=DEV)
+    x = (torch.rand(40, 3) * 2 - 1).to(DEV)
     for layer in model.act_fun:
-        layer.use_triton = True  # on CUDA this is automatic; here the interpreter runs it
+        layer.use_triton = False
+    ref = model(x)  # the PyTorch path
+    for layer in model.act_fun:
+        layer.use_triton = True  # on CUDA this is automatic; on a CPU the interpreter runs it
     calls = []
     orig = ts.kan_layer_triton
 
@@ -85,10 +91,10 @@ def test_kernel_errors():
     layer = _layer(2, 2, 3, "silu", True)
     tables = ts.SplineTables(layer.grid, layer.k)
     with pytest.raises(ValueError, match="base functions"):
-        ts.kan_layer_triton(torch.rand(4, 2), tables, layer.scale_base, layer.scale_sp,
+        ts.kan_layer_triton(torch.rand(4, 2, device=DEV), tables, layer.scale_base, layer.scale_sp,
                             layer.coef, layer.mask, base_fun="tanh")
     with pytest.raises(ValueError, match="precision"):
-        ts.kan_layer_triton(torch.rand(4, 2), tables, layer.scale_base, layer.scale_sp,
+        ts.kan_layer_triton(torch.rand(4, 2, device=DEV), tables, layer.scale_base, layer.scale_sp,
                             layer.coef, layer.mask, precision="fp8")
 
 
@@ -96,7 +102,7 @@ def test_automatic_choice_checks_the_kernel_first(monkeypatch, caplog):
     """Auto mode runs the kernel only after it matched the PyTorch path once on the device; a
     kernel that fails there leaves the PyTorch path in charge, with a warning."""
     monkeypatch.setattr(ts, "_AUTO_OK", {})
-    assert ts.auto_ok("cpu") is True  # the interpreter's kernel agrees
+    assert ts.auto_ok(DEV) is True  # the interpreter's kernel agrees
     monkeypatch.setattr(ts, "_AUTO_OK", {})
 
     def broken(*a, **k):
@@ -104,5 +110,5 @@ def test_automatic_choice_checks_the_kernel_first(monkeypatch, caplog):
 
     monkeypatch.setattr(ts, "kan_layer_triton", broken)
     with caplog.at_level("WARNING", logger="kanlab"):
-        assert ts.auto_ok("cpu") is False
+        assert ts.auto_ok(DEV) is False
     assert "no kernel today" in caplog.text
