@@ -149,3 +149,46 @@ def test_discover_parallel_attempts_equal_serial():
         kanlab.discover(X, y, workers=0)
     with pytest.raises((ImportError, ValueError), match="ray|backend"):
         kanlab.discover(X, y, backend="ray" if importlib.util.find_spec("ray") is None else "x")
+
+
+def _standardized(X, y):
+    from kanlab.discover import minmax_scaling
+
+    xc, xs, const = minmax_scaling(X)
+    yc, ysd = float(y.mean()), float(y.std())
+    t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+    z = t((X - xc) / xs)
+    return dict(train_input=z[:500], train_label=t((y[:500] - yc) / ysd)[:, None],
+                test_input=z[500:], test_label=t((y[500:] - yc) / ysd)[:, None]), const, yc, ysd
+
+
+@pytest.mark.parametrize("case", ["partial", "none"])
+def test_product_groups(case):
+    """The separability test finds the finest product grouping, and none in a non-product."""
+    from kanlab.discover import _product_groups
+
+    rng = np.random.default_rng(3)
+    X = rng.uniform(1, 5, (700, 3))
+    if case == "partial":
+        y, want = X[:, 0] * (X[:, 1] ** 2 + X[:, 2] ** 2) / 2, [[0], [1, 2]]
+    else:
+        y, want = X[:, 0] + X[:, 1] * X[:, 2], None
+    data, const, yc, ysd = _standardized(X, y)
+    groups, surrogate = _product_groups(data, 3, const, ysd, yc, seed=0)
+    assert groups == want
+    assert (surrogate is None) == (want is None)
+
+
+def test_discover_divides_and_conquers_a_sign_changing_product():
+    """x1*cos(x2) on x2 in [1, 5] changes sign, so no exp-of-logs route exists; the factors
+    attempt reads each factor off a surrogate, discovers it alone and snaps the product."""
+    rng = np.random.default_rng(4)
+    X = np.column_stack([rng.uniform(1, 3, 800), rng.uniform(1, 5, 800)])
+    y = -X[:, 0] * np.cos(X[:, 1])
+    res = discover(X, y, var_names=["m", "theta"], hidden=["separable"], max_attempts=1,
+                   seed=0, time_budget=60)
+    assert res.attempts[0]["hidden"] == "factors(m | theta)"
+    m, theta = res.variables
+    assert sympy.simplify(res.formula - (-m * sympy.cos(theta))) == 0
+    assert res.r2 > 1 - 1e-9
+    assert res.predict(X) == pytest.approx(y, rel=1e-9, abs=1e-9)

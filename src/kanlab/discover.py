@@ -12,7 +12,12 @@ Pipeline of one attempt (all on standardized data; the formula is mapped back at
    then simplified; scored on held-out data.
 
 Attempts with other seeds and hidden widths follow while the time budget lasts and no attempt has
-reached ``r2_target``; the result is the best attempt (held-out R2 first, then simplicity).
+reached ``r2_target``; the result is the best attempt (held-out R2 first, then simplicity). The
+second attempt tests, on a quickly trained surrogate network, whether y is a product of
+functions of disjoint groups of inputs (``-m*B*cos(theta)``, ``m*(u**2 + v**2)/2``); if so,
+each factor is read off the surrogate and discovered on its own (divide and conquer, as in AI
+Feynman), which reaches products whose factors change sign (out of reach of the exp-of-logs
+route of sum nodes) and factors that are sums.
 """
 from __future__ import annotations
 
@@ -163,7 +168,12 @@ def discover(
             layer of that many sum nodes, ``"mult"`` one node multiplying d sub-nodes (products
             of one-variable factors, including factors that change sign, which the exp-of-logs
             route of sum nodes cannot take; it trains less reliably, so it is not in the
-            default). Default ``[2d, 2d+1, d+2]``; sparsity training and pruning remove what is
+            default), ``"separable"`` divide and conquer: when the search first reaches this
+            entry, a quickly trained surrogate network is tested for y being a product of
+            functions of disjoint groups of inputs; if it is, each factor is read off the
+            surrogate and discovered on its own, and their product is refitted and snapped on
+            the data (the entry is dropped when y does not factor). Default
+            ``[2d, "separable", 2d+1, d+2]``; sparsity training and pruning remove what is
             not needed.
         grid, refine_grid: grid intervals for training and after pruning.
         lamb: sparsity regularization strength of the first training stage.
@@ -252,18 +262,48 @@ def discover(
         back[zs[i]] = sympy.Integer(0) if const_cols[i] else (symbols[i] - _exact(xc[i])) / _exact(xs[i])
 
     if hidden is None:  # wide enough to train reliably; sparsity and pruning find the shape
-        hidden = [2 * d, 2 * d + 1, d + 2] if d > 1 else [2, 3]
+        hidden = [2 * d, "separable", 2 * d + 1, d + 2] if d > 1 else [2, 3]
     elif isinstance(hidden, (int, str)):
         hidden = [hidden]
     hidden = list(hidden)
-    if not hidden or any(not (h == "mult" or (isinstance(h, (int, np.integer)) and h >= 1))
-                         for h in hidden):
-        raise ValueError(f"hidden must list positive ints or 'mult', got {hidden}")
+    if not hidden or any(not (h in ("mult", "separable") or
+                              (isinstance(h, (int, np.integer)) and h >= 1)) for h in hidden):
+        raise ValueError(f"hidden must list positive ints, 'mult' or 'separable', got {hidden}")
+    if d == 1 or "separable" not in hidden:
+        hidden = [h for h in hidden if h != "separable"] or [2, 3]
 
     stages = {k: 0.0 for k in ("train", "prune", "refine", "symbolic", "formula")}
     common = (dataset, d, grid, refine_grid, lamb, steps, lib, zs, back, symbols, ysd, yc, Xtr,
               ytr, Xte, yte, snap, record_shares)
     attempts, best = [], None
+    shapes = {"list": hidden, "groups": None}
+
+    def shape(a):
+        """Hidden shape of attempt ``a``. A 'separable' entry is resolved when first reached
+        (the attempts before it may already have found the formula): when a surrogate shows
+        that y factors over groups of inputs (``_product_groups``), it becomes a
+        divide-and-conquer attempt (``_factor_attempt``); otherwise it is dropped."""
+        lst = shapes["list"]
+        while "separable" in lst[: a % len(lst) + 1]:
+            t = time.perf_counter()
+            groups, surrogate = _product_groups(dataset, d, const_cols, ysd, yc, seed)
+            stages["separability"] = stages.get("separability", 0.0) + time.perf_counter() - t
+            shapes["groups"] = groups
+            i = lst.index("separable")
+            if groups is None:
+                log.info("discover: y does not factor into products of variable groups")
+                lst = lst[:i] + lst[i + 1:] or [2 * d]
+            else:
+                log.info("discover: y factors as a product over the groups %s",
+                         " | ".join(",".join(symbols[j].name for j in g) for g in groups))
+                lst = lst[:i] + [("factors", tuple(map(tuple, groups)), surrogate)] + lst[i + 1:]
+            shapes["list"] = lst
+        return lst[a % len(lst)]
+
+    def shape_name(h):
+        if isinstance(h, tuple):
+            return "factors(" + " | ".join(",".join(symbols[j].name for j in g) for g in h[1]) + ")"
+        return h
 
     def record(a, out):
         """Fold attempt ``a``'s outcome into attempts/best, in attempt order (as the serial
@@ -272,7 +312,7 @@ def discover(
         res, err, dt, st = out
         for k, v in st.items():
             stages[k] += v
-        h, s = hidden[a % len(hidden)], int(seed) + a
+        h, s = shape_name(shape(a)), int(seed) + a
         if res is None:
             log.info("discover: attempt %d (seed %d, hidden %s) failed: %s", a, s, h, err)
             attempts.append({"seed": s, "hidden": h, "r2": -math.inf, "complexity": 0,
@@ -300,7 +340,9 @@ def discover(
 
     def job(a):
         remaining = t_start + float(time_budget) - time.perf_counter()
-        return (a, hidden[a % len(hidden)], int(seed) + a, remaining, common)
+        h = shape(a)
+        remaining = t_start + float(time_budget) - time.perf_counter()  # after any resolving
+        return (a, h, int(seed) + a, remaining, common)
 
     if workers == 1:
         a = 0
@@ -332,9 +374,14 @@ def _attempt_job(job):
     st = {k: 0.0 for k in ("train", "prune", "refine", "symbolic", "formula")}
     t0 = time.perf_counter()
     try:
-        res = _attempt(dataset, d, h, s, grid, refine_grid, lamb, steps, lib, st, zs, back,
-                       symbols, ysd, yc, Xtr, ytr, Xte, yte, snap, record_shares,
-                       deadline=t0 + max(remaining, 0.0))
+        deadline = t0 + max(remaining, 0.0)
+        if isinstance(h, tuple):
+            res = _factor_attempt(dataset, h, s, st, symbols, ysd, yc, Xtr, ytr, Xte, yte, snap,
+                                  deadline)
+        else:
+            res = _attempt(dataset, d, h, s, grid, refine_grid, lamb, steps, lib, st, zs, back,
+                           symbols, ysd, yc, Xtr, ytr, Xte, yte, snap, record_shares,
+                           deadline=deadline)
         err = None
     except (RuntimeError, ValueError, ArithmeticError) as e:  # keep searching
         res, err = None, f"{type(e).__name__}: {e}"
@@ -480,7 +527,17 @@ def _attempt(dataset, d, h, seed, grid, refine_grid, lamb, steps, lib, stages, z
     t = time.perf_counter()
     (expr_z,), _ = model.symbolic_formula(var=zs, simplify=False)
     expr = _num(ysd) * expr_z.xreplace(back) + _num(yc)
-    expr = sympy.expand(expr)
+    expr = _finish(sympy.expand(expr), clean, symbols, Xtr, ytr, snap, deadline)
+    r2 = _r2(_evaluate(expr, symbols, Xte), yte)
+    stages["formula"] += time.perf_counter() - t
+    return {"seed": seed, "hidden": h, "r2": r2, "complexity": expression_size(expr),
+            "formula": str(expr), "expr": expr, "model": model, "histories": histories,
+            "width": [list(w) if w[1] else w[0] for w in model.width]}
+
+
+def _finish(expr, clean, symbols, Xtr, ytr, snap, deadline):
+    """A candidate formula's last stage: constants refitted by least squares on the data, then
+    snapped to simple exact values when the formula is (nearly) exact, else tidied."""
     if clean and time.perf_counter() < deadline:
         expr = refine_constants(expr, symbols, Xtr, ytr)
         # snapping constants of a formula that is not (nearly) exact only dresses up its error
@@ -501,11 +558,125 @@ def _attempt(dataset, d, h, seed, grid, refine_grid, lamb, steps, lib, stages, z
             expr = best_form[1] if best_form is not None else expr
         elif time.perf_counter() < deadline:
             expr = tidy(expr)
+    return expr
+
+
+def _factor_attempt(dataset, h, seed, stages, symbols, ysd, yc, Xtr, ytr, Xte, yte, snap,
+                    deadline):
+    """The divide-and-conquer attempt for y = f_1(x_G1) * ... * f_m(x_Gm) (``_product_groups``).
+
+    Each factor's values on the training rows are read off the surrogate network: with the
+    other groups' inputs held at K reference rows, the (rows x K) table of surrogate outputs
+    is f_j(rows) times a per-reference constant, so its leading singular vector is f_j up to
+    scale (averaging the surrogate's error over the K references). Each factor is then its own,
+    smaller discovery (a sub-call of :func:`discover` on that group's inputs, without snapping),
+    and the product of the factor formulas, times a least-squares constant, goes through the
+    usual last stage on the real data: constants refitted, then snapped."""
+    _, groups, surrogate = h
+    t = time.perf_counter()
+    x = dataset["train_input"]
+    rng = np.random.default_rng(seed)
+    refs = x[torch.as_tensor(rng.integers(0, x.shape[0], 24))]
+    exprs = []
+    for j, g in enumerate(groups):
+        cols = torch.as_tensor(list(g))
+        with torch.no_grad():
+            z = refs[:, None, :].repeat(1, x.shape[0], 1)  # (K, rows, d)
+            z[:, :, cols] = x[:, cols]
+            table = surrogate(z.reshape(-1, x.shape[1]))[:, 0].double() * ysd + yc
+        table = table.reshape(len(refs), -1).T.numpy()  # (rows, K): f_j(rows) F(refs)
+        u, sv, _ = np.linalg.svd(table, full_matrices=False)
+        f = u[:, 0] * sv[0]
+        f = f / (np.std(f) or 1.0)
+        if f.mean() < 0:
+            f = -f
+        budget = max(deadline - time.perf_counter(), 0.0) * len(g) / sum(map(len, groups[j:]))
+        if budget < 1.0:
+            raise RuntimeError("no time left for the factors")
+        sub = discover(Xtr[:, list(g)], f, var_names=[symbols[i].name for i in g],
+                       time_budget=budget, seed=seed, hidden=[2 * len(g), 2 * len(g) + 1,
+                                                              len(g) + 2] if len(g) > 1 else None,
+                       r2_target=1 - 1e-4, snap=False, max_attempts=3)
+        sub_syms = sub.variables
+        exprs.append(sub.formula.xreplace({a: symbols[i] for a, i in zip(sub_syms, g)}))
+    stages["train"] += time.perf_counter() - t
+    t = time.perf_counter()
+    prod = sympy.Mul(*exprs)
+    p = _evaluate(prod, symbols, Xtr)
+    ok = np.isfinite(p)
+    c = float(np.dot(p[ok], ytr[ok]) / max(np.dot(p[ok], p[ok]), 1e-300))
+    expr = sympy.Float(c, 15) * prod
+    clean = _r2(_evaluate(expr, symbols, Xtr), ytr) > 0.99  # worth refitting its constants
+    expr = _finish(sympy.expand(expr), clean, symbols, Xtr, ytr, snap, deadline)
     r2 = _r2(_evaluate(expr, symbols, Xte), yte)
     stages["formula"] += time.perf_counter() - t
-    return {"seed": seed, "hidden": h, "r2": r2, "complexity": expression_size(expr),
-            "formula": str(expr), "expr": expr, "model": model, "histories": histories,
-            "width": [list(w) if w[1] else w[0] for w in model.width]}
+    name = "factors(" + " | ".join(",".join(symbols[i].name for i in g) for g in groups) + ")"
+    return {"seed": seed, "hidden": name, "r2": r2, "complexity": expression_size(expr),
+            "formula": str(expr), "expr": expr, "model": surrogate, "histories": [],
+            "width": [list(w) if w[1] else w[0] for w in surrogate.width]}
+
+
+_SEP_RATIO, _SEP_MAX_RMSE = 4.0, 3e-2
+
+
+def _product_groups(dataset, d, const_cols, ysd, yc, seed):
+    """Finest grouping of the inputs over which y is a product ``f_1(x_G1) * f_2(x_G2) * ...``
+    (AI Feynman's separability test, with a quickly trained KAN as the oracle), or None.
+
+    A split S | rest is multiplicative iff ``y(a_S, a_rest) y(b_S, b_rest) = y(a_S, b_rest)
+    y(b_S, a_rest)`` for all pairs of points a, b. The surrogate (a small KAN fitted without
+    sparsity, then refined) is evaluated on 256 random pairs of training rows and their
+    swaps; the defect, in units of the target's spread and divided by the surrogate's own
+    held-out error, is about 1 for a true product and 10 or more otherwise. Two inputs share a
+    group unless some multiplicative split separates them."""
+    from itertools import combinations
+
+    live = [i for i in range(d) if not const_cols[i]]
+    if len(live) < 2 or len(live) > 8:
+        return None, None
+    x, y = dataset["train_input"], dataset["train_label"]
+    model = KAN(width=[d, 2 * d + 1, 1], grid=5, k=3, seed=seed, dtype=x.dtype)
+    model.fit(dataset, opt="LBFGS", steps=15, progress=False, spline_share_warning=0.0)
+    model = model.refine(12, x=x)
+    h = model.fit(dataset, opt="LBFGS", steps=15, progress=False, update_grid=False,
+                  spline_share_warning=0.0)
+    err = h["test_loss"][-1] if h["test_loss"] else math.inf
+    if not err < _SEP_MAX_RMSE:  # too rough an oracle to tell
+        return None, None
+    rng = np.random.default_rng(seed)
+    xa = x[torch.as_tensor(rng.integers(0, x.shape[0], 256))]
+    xb = x[torch.as_tensor(rng.integers(0, x.shape[0], 256))]
+
+    @torch.no_grad()
+    def f(z):  # the surrogate on the caller's scale of y (a product is not one after centering)
+        return model(z)[:, 0].double() * ysd + yc
+
+    fa, fb = f(xa), f(xb)
+    scale = 2.0 * float(torch.cat([fa, fb]).square().mean().sqrt()) * ysd
+    parent = list(range(d))
+
+    def root(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    splits = []
+    for r in range(1, len(live)):
+        for S in combinations(live, r):
+            if S[0] != live[0]:
+                continue  # each split once
+            m = torch.zeros(d, dtype=torch.bool)
+            m[list(S)] = True
+            defect = fa * fb - f(torch.where(m, xa, xb)) * f(torch.where(m, xb, xa))
+            ratio = float(defect.square().mean().sqrt()) / max(scale, 1e-300) / max(err, 1e-6)
+            splits.append((set(S), ratio < _SEP_RATIO))
+    for i, j in combinations(live, 2):  # together unless a multiplicative split parts them
+        if not any(ok and ((i in S) != (j in S)) for S, ok in splits):
+            parent[root(j)] = root(i)
+    groups: dict = {}
+    for i in live:
+        groups.setdefault(root(i), []).append(i)
+    return (sorted(groups.values()), model) if len(groups) > 1 else (None, None)
 
 
 @torch.no_grad()
