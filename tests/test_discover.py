@@ -174,7 +174,7 @@ def test_product_groups(case):
     else:
         y, want = X[:, 0] + X[:, 1] * X[:, 2], None
     data, const, yc, ysd = _standardized(X, y)
-    groups, surrogate = _product_groups(data, 3, const, ysd, yc, seed=0)
+    groups, surrogate, delta = _product_groups(data, 3, const, ysd, yc, seed=0)
     assert groups == want
     assert (surrogate is None) == (want is None)
 

@@ -286,7 +286,7 @@ def discover(
         lst = shapes["list"]
         while "separable" in lst[: a % len(lst) + 1]:
             t = time.perf_counter()
-            groups, surrogate = _product_groups(dataset, d, const_cols, ysd, yc, seed)
+            groups, surrogate, delta = _product_groups(dataset, d, const_cols, ysd, yc, seed)
             stages["separability"] = stages.get("separability", 0.0) + time.perf_counter() - t
             shapes["groups"] = groups
             i = lst.index("separable")
@@ -294,9 +294,11 @@ def discover(
                 log.info("discover: y does not factor into products of variable groups")
                 lst = lst[:i] + lst[i + 1:] or [2 * d]
             else:
-                log.info("discover: y factors as a product over the groups %s",
+                log.info("discover: y%s factors as a product over the groups %s",
+                         f" - {delta:.6g}" if delta else "",
                          " | ".join(",".join(symbols[j].name for j in g) for g in groups))
-                lst = lst[:i] + [("factors", tuple(map(tuple, groups)), surrogate)] + lst[i + 1:]
+                lst = lst[:i] + [("factors", tuple(map(tuple, groups)), surrogate, delta)] + \
+                    lst[i + 1:]
             shapes["list"] = lst
         return lst[a % len(lst)]
 
@@ -572,7 +574,7 @@ def _factor_attempt(dataset, h, seed, stages, symbols, ysd, yc, Xtr, ytr, Xte, y
     smaller discovery (a sub-call of :func:`discover` on that group's inputs, without snapping),
     and the product of the factor formulas, times a least-squares constant, goes through the
     usual last stage on the real data: constants refitted, then snapped."""
-    _, groups, surrogate = h
+    _, groups, surrogate, delta = h
     t = time.perf_counter()
     x = dataset["train_input"]
     rng = np.random.default_rng(seed)
@@ -583,7 +585,7 @@ def _factor_attempt(dataset, h, seed, stages, symbols, ysd, yc, Xtr, ytr, Xte, y
         with torch.no_grad():
             z = refs[:, None, :].repeat(1, x.shape[0], 1)  # (K, rows, d)
             z[:, :, cols] = x[:, cols]
-            table = surrogate(z.reshape(-1, x.shape[1]))[:, 0].double() * ysd + yc
+            table = surrogate(z.reshape(-1, x.shape[1]))[:, 0].double() * ysd + yc - delta
         table = table.reshape(len(refs), -1).T.numpy()  # (rows, K): f_j(rows) F(refs)
         u, sv, _ = np.linalg.svd(table, full_matrices=False)
         f = u[:, 0] * sv[0]
@@ -593,10 +595,15 @@ def _factor_attempt(dataset, h, seed, stages, symbols, ysd, yc, Xtr, ytr, Xte, y
         budget = max(deadline - time.perf_counter(), 0.0) * len(g) / sum(map(len, groups[j:]))
         if budget < 1.0:
             raise RuntimeError("no time left for the factors")
+        # a factor of several inputs may factor again (1 + a*cos(t) = 1 + a * cos(t)):
+        # its own separability test comes first, as it is cheap next to a failed attempt
+        # the factor's values carry the surrogate's error, so its search stops at R2 0.9995:
+        # the product's constants are refitted on the data afterwards
+        n = len(g)
         sub = discover(Xtr[:, list(g)], f, var_names=[symbols[i].name for i in g],
-                       time_budget=budget, seed=seed, hidden=[2 * len(g), 2 * len(g) + 1,
-                                                              len(g) + 2] if len(g) > 1 else None,
-                       r2_target=1 - 1e-4, snap=False, max_attempts=3)
+                       time_budget=budget, seed=seed,
+                       hidden=["separable", 2 * n, 2 * n + 1, n + 2] if n > 1 else None,
+                       r2_target=0.9995, snap=False, max_attempts=3)
         sub_syms = sub.variables
         exprs.append(sub.formula.xreplace({a: symbols[i] for a, i in zip(sub_syms, g)}))
     stages["train"] += time.perf_counter() - t
@@ -604,8 +611,13 @@ def _factor_attempt(dataset, h, seed, stages, symbols, ysd, yc, Xtr, ytr, Xte, y
     prod = sympy.Mul(*exprs)
     p = _evaluate(prod, symbols, Xtr)
     ok = np.isfinite(p)
-    c = float(np.dot(p[ok], ytr[ok]) / max(np.dot(p[ok], p[ok]), 1e-300))
-    expr = sympy.Float(c, 15) * prod
+    if delta:  # y = shift + c * product, both by least squares
+        (shift, c), *_ = np.linalg.lstsq(np.column_stack([np.ones(ok.sum()), p[ok]]), ytr[ok],
+                                         rcond=None)
+        expr = sympy.Float(float(shift), 15) + sympy.Float(float(c), 15) * prod
+    else:
+        c = float(np.dot(p[ok], ytr[ok]) / max(np.dot(p[ok], p[ok]), 1e-300))
+        expr = sympy.Float(c, 15) * prod
     clean = _r2(_evaluate(expr, symbols, Xtr), ytr) > 0.99  # worth refitting its constants
     expr = _finish(sympy.expand(expr), clean, symbols, Xtr, ytr, snap, deadline)
     r2 = _r2(_evaluate(expr, symbols, Xte), yte)
@@ -620,20 +632,24 @@ _SEP_RATIO, _SEP_MAX_RMSE = 4.0, 3e-2
 
 
 def _product_groups(dataset, d, const_cols, ysd, yc, seed):
-    """Finest grouping of the inputs over which y is a product ``f_1(x_G1) * f_2(x_G2) * ...``
-    (AI Feynman's separability test, with a quickly trained KAN as the oracle), or None.
+    """Finest grouping of the inputs over which y is a product ``f_1(x_G1) * f_2(x_G2) * ...``,
+    or a constant plus one, ``delta + f_1(x_G1) * ...`` (AI Feynman's separability test, with a
+    quickly trained KAN as the oracle). Returns (groups, surrogate, delta), or Nones.
 
     A split S | rest is multiplicative iff ``y(a_S, a_rest) y(b_S, b_rest) = y(a_S, b_rest)
     y(b_S, a_rest)`` for all pairs of points a, b. The surrogate (a small KAN fitted without
     sparsity, then refined) is evaluated on 256 random pairs of training rows and their
     swaps; the defect, in units of the target's spread and divided by the surrogate's own
     held-out error, is about 1 for a true product and 10 or more otherwise. Two inputs share a
-    group unless some multiplicative split separates them."""
+    group unless some multiplicative split separates them. Only when no split is a plain
+    product is a shift tried: ``y - delta`` has the defect of y minus ``delta * (y(a) + y(b) -
+    y(a_S, b_rest) - y(b_S, a_rest))``, so each split has a least-squares delta (an additive y,
+    whose second factor is zero, cannot pass this way)."""
     from itertools import combinations
 
     live = [i for i in range(d) if not const_cols[i]]
     if len(live) < 2 or len(live) > 8:
-        return None, None
+        return None, None, None
     x, y = dataset["train_input"], dataset["train_label"]
     model = KAN(width=[d, 2 * d + 1, 1], grid=5, k=3, seed=seed, dtype=x.dtype)
     model.fit(dataset, opt="LBFGS", steps=15, progress=False, spline_share_warning=0.0)
@@ -642,7 +658,7 @@ def _product_groups(dataset, d, const_cols, ysd, yc, seed):
                   spline_share_warning=0.0)
     err = h["test_loss"][-1] if h["test_loss"] else math.inf
     if not err < _SEP_MAX_RMSE:  # too rough an oracle to tell
-        return None, None
+        return None, None, None
     rng = np.random.default_rng(seed)
     xa = x[torch.as_tensor(rng.integers(0, x.shape[0], 256))]
     xb = x[torch.as_tensor(rng.integers(0, x.shape[0], 256))]
@@ -652,31 +668,53 @@ def _product_groups(dataset, d, const_cols, ysd, yc, seed):
         return model(z)[:, 0].double() * ysd + yc
 
     fa, fb = f(xa), f(xb)
-    scale = 2.0 * float(torch.cat([fa, fb]).square().mean().sqrt()) * ysd
-    parent = list(range(d))
-
-    def root(i):
-        while parent[i] != i:
-            i = parent[i]
-        return i
-
-    splits = []
+    swaps = []  # (split, f(a_S, b_rest), f(b_S, a_rest))
     for r in range(1, len(live)):
         for S in combinations(live, r):
             if S[0] != live[0]:
                 continue  # each split once
             m = torch.zeros(d, dtype=torch.bool)
             m[list(S)] = True
-            defect = fa * fb - f(torch.where(m, xa, xb)) * f(torch.where(m, xb, xa))
-            ratio = float(defect.square().mean().sqrt()) / max(scale, 1e-300) / max(err, 1e-6)
-            splits.append((set(S), ratio < _SEP_RATIO))
-    for i, j in combinations(live, 2):  # together unless a multiplicative split parts them
-        if not any(ok and ((i in S) != (j in S)) for S, ok in splits):
-            parent[root(j)] = root(i)
-    groups: dict = {}
-    for i in live:
-        groups.setdefault(root(i), []).append(i)
-    return (sorted(groups.values()), model) if len(groups) > 1 else (None, None)
+            swaps.append((set(S), f(torch.where(m, xa, xb)), f(torch.where(m, xb, xa))))
+
+    def ratio(delta, fab, fba):
+        """Product defect of y - delta on one split, in units of the surrogate's error."""
+        scale = 2.0 * float(torch.cat([fa, fb]).sub(delta).square().mean().sqrt()) * ysd
+        defect = (fa - delta) * (fb - delta) - (fab - delta) * (fba - delta)
+        return float(defect.square().mean().sqrt()) / max(scale, 1e-300) / max(err, 1e-6)
+
+    def best_shift():
+        """y = delta + product: the defect of y is delta * (fa + fb - fab - fba), so each split
+        has a least-squares delta; the split that fits best sets it for all."""
+        best = (math.inf, 0.0)
+        for _, fab, fba in swaps:
+            A = fa + fb - fab - fba
+            den = float(A.square().sum())
+            if den > 0:
+                delta = float(((fa * fb - fab * fba) * A).sum()) / den
+                best = min(best, (ratio(delta, fab, fba), delta))
+        return best[1]
+
+    for delta in (0.0, None):  # a plain product first, then one plus a constant
+        if delta is None:
+            delta = best_shift()
+        oks = [ratio(delta, fab, fba) < _SEP_RATIO for _, fab, fba in swaps]
+        parent = list(range(d))
+
+        def root(i):
+            while parent[i] != i:
+                i = parent[i]
+            return i
+
+        for i, j in combinations(live, 2):  # together unless a product split parts them
+            if not any(ok and ((i in S) != (j in S)) for (S, _, _), ok in zip(swaps, oks)):
+                parent[root(j)] = root(i)
+        groups: dict = {}
+        for i in live:
+            groups.setdefault(root(i), []).append(i)
+        if len(groups) > 1:
+            return sorted(groups.values()), model, delta
+    return None, None, None
 
 
 @torch.no_grad()
