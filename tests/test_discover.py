@@ -174,9 +174,13 @@ def test_product_groups(case):
     else:
         y, want = X[:, 0] + X[:, 1] * X[:, 2], None
     data, const, yc, ysd = _standardized(X, y)
-    groups, surrogate, delta = _product_groups(data, 3, const, ysd, yc, seed=0)
-    assert groups == want
-    assert (surrogate is None) == (want is None)
+    found = _product_groups(data, 3, const, ysd, yc, seed=0)
+    if want is None:
+        assert found is None
+    else:
+        kind, groups, surrogate, delta, transform = found
+        assert (kind, [list(g) for g in groups], delta, transform) == ("factors", want, 0.0, "id")
+        assert isinstance(surrogate, KAN)
 
 
 def test_discover_divides_and_conquers_a_sign_changing_product():

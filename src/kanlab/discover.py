@@ -14,10 +14,13 @@ Pipeline of one attempt (all on standardized data; the formula is mapped back at
 Attempts with other seeds and hidden widths follow while the time budget lasts and no attempt has
 reached ``r2_target``; the result is the best attempt (held-out R2 first, then simplicity). The
 second attempt tests, on a quickly trained surrogate network, whether y is a product of
-functions of disjoint groups of inputs (``-m*B*cos(theta)``, ``m*(u**2 + v**2)/2``); if so,
-each factor is read off the surrogate and discovered on its own (divide and conquer, as in AI
-Feynman), which reaches products whose factors change sign (out of reach of the exp-of-logs
-route of sum nodes) and factors that are sums.
+functions of disjoint groups of inputs (``-m*B*cos(theta)``, ``m*(u**2 + v**2)/2``), or, failing
+that, whether T(y) is a constant plus such a product or a sum, for T among y, 1/y, 1/y**2 and
+y**2 (``1/(1 - v/c)``, ``1/sqrt(1/v**2 - 1/c**2)``). If so, each factor is read off the
+surrogate and discovered on its own, recursively (divide and conquer, as in AI Feynman), or
+T(y) is discovered; T^-1 of the result is refitted and snapped on the data. This reaches
+products whose factors change sign (out of reach of the exp-of-logs route of sum nodes) and
+factors that are sums or nested products.
 """
 from __future__ import annotations
 
@@ -169,10 +172,11 @@ def discover(
             of one-variable factors, including factors that change sign, which the exp-of-logs
             route of sum nodes cannot take; it trains less reliably, so it is not in the
             default), ``"separable"`` divide and conquer: when the search first reaches this
-            entry, a quickly trained surrogate network is tested for y being a product of
-            functions of disjoint groups of inputs; if it is, each factor is read off the
-            surrogate and discovered on its own, and their product is refitted and snapped on
-            the data (the entry is dropped when y does not factor). Default
+            entry, a quickly trained surrogate network is tested for y (or T(y), T = 1/y,
+            1/y**2, y**2, less a constant) being a product of functions of disjoint groups of
+            inputs, or T(y) a sum; if so, each factor is read off the surrogate and discovered
+            on its own (or T(y) is), and the result is refitted and snapped on the data (the
+            entry is dropped when no such structure shows). Default
             ``[2d, "separable", 2d+1, d+2]``; sparsity training and pruning remove what is
             not needed.
         grid, refine_grid: grid intervals for training and after pruning.
@@ -276,7 +280,7 @@ def discover(
     common = (dataset, d, grid, refine_grid, lamb, steps, lib, zs, back, symbols, ysd, yc, Xtr,
               ytr, Xte, yte, snap, record_shares)
     attempts, best = [], None
-    shapes = {"list": hidden, "groups": None}
+    shapes = {"list": hidden}
 
     def shape(a):
         """Hidden shape of attempt ``a``. A 'separable' entry is resolved when first reached
@@ -286,26 +290,20 @@ def discover(
         lst = shapes["list"]
         while "separable" in lst[: a % len(lst) + 1]:
             t = time.perf_counter()
-            groups, surrogate, delta = _product_groups(dataset, d, const_cols, ysd, yc, seed)
+            found = _product_groups(dataset, d, const_cols, ysd, yc, seed)
             stages["separability"] = stages.get("separability", 0.0) + time.perf_counter() - t
-            shapes["groups"] = groups
             i = lst.index("separable")
-            if groups is None:
+            if found is None:
                 log.info("discover: y does not factor into products of variable groups")
                 lst = lst[:i] + lst[i + 1:] or [2 * d]
             else:
-                log.info("discover: y%s factors as a product over the groups %s",
-                         f" - {delta:.6g}" if delta else "",
-                         " | ".join(",".join(symbols[j].name for j in g) for g in groups))
-                lst = lst[:i] + [("factors", tuple(map(tuple, groups)), surrogate, delta)] + \
-                    lst[i + 1:]
+                log.info("discover: structure found: %s", shape_name(found))
+                lst = lst[:i] + [found] + lst[i + 1:]
             shapes["list"] = lst
         return lst[a % len(lst)]
 
     def shape_name(h):
-        if isinstance(h, tuple):
-            return "factors(" + " | ".join(",".join(symbols[j].name for j in g) for g in h[1]) + ")"
-        return h
+        return _structure_name(h, symbols) if isinstance(h, tuple) else h
 
     def record(a, out):
         """Fold attempt ``a``'s outcome into attempts/best, in attempt order (as the serial
@@ -378,8 +376,8 @@ def _attempt_job(job):
     try:
         deadline = t0 + max(remaining, 0.0)
         if isinstance(h, tuple):
-            res = _factor_attempt(dataset, h, s, st, symbols, ysd, yc, Xtr, ytr, Xte, yte, snap,
-                                  deadline)
+            res = _structured_attempt(dataset, h, s, st, symbols, ysd, yc, Xtr, ytr, Xte, yte,
+                                      snap, deadline)
         else:
             res = _attempt(dataset, d, h, s, grid, refine_grid, lamb, steps, lib, st, zs, back,
                            symbols, ysd, yc, Xtr, ytr, Xte, yte, snap, record_shares,
@@ -563,72 +561,113 @@ def _finish(expr, clean, symbols, Xtr, ytr, snap, deadline):
     return expr
 
 
-def _factor_attempt(dataset, h, seed, stages, symbols, ysd, yc, Xtr, ytr, Xte, yte, snap,
-                    deadline):
-    """The divide-and-conquer attempt for y = f_1(x_G1) * ... * f_m(x_Gm) (``_product_groups``).
+def _structure_name(h, symbols) -> str:
+    kind, tname = h[0], h[4]
+    if kind == "transform":
+        return f"transform({tname})"
+    groups = " | ".join(",".join(symbols[i].name for i in g) for g in h[1])
+    return f"factors({groups}{'' if tname == 'id' else ', ' + tname}" \
+        f"{', shift' if h[3] else ''})"
 
-    Each factor's values on the training rows are read off the surrogate network: with the
-    other groups' inputs held at K reference rows, the (rows x K) table of surrogate outputs
-    is f_j(rows) times a per-reference constant, so its leading singular vector is f_j up to
-    scale (averaging the surrogate's error over the K references). Each factor is then its own,
-    smaller discovery (a sub-call of :func:`discover` on that group's inputs, without snapping),
-    and the product of the factor formulas, times a least-squares constant, goes through the
-    usual last stage on the real data: constants refitted, then snapped."""
-    _, groups, surrogate, delta = h
+
+def _sub_discover(X, y, names, budget, seed, separable):
+    """A smaller search inside a structured attempt. Its target values may carry a surrogate's
+    error, so it stops at R2 0.9995 and does not snap: the whole formula's constants are
+    refitted and snapped on the data afterwards."""
+    n = X.shape[1]
+    hidden = [2 * n, 2 * n + 1, n + 2] if n > 1 else None
+    if separable and n > 1:  # cheap next to a failed attempt, so first
+        hidden = ["separable"] + hidden
+    res = discover(X, y, var_names=names, time_budget=budget, seed=seed, hidden=hidden,
+                   r2_target=0.9995, snap=False, max_attempts=3)
+    return res.formula, res.variables
+
+
+def _structured_attempt(dataset, h, seed, stages, symbols, ysd, yc, Xtr, ytr, Xte, yte, snap,
+                        deadline):
+    """Divide and conquer on a structure ``_product_groups`` found in the surrogate.
+
+    ``("factors", groups, surrogate, delta, T)``: T(y) = delta + f_1(x_G1) * ... * f_m(x_Gm).
+    Each factor's values on the training rows are read off the surrogate: with the other
+    groups' inputs held at K reference rows, the (rows x K) table of T(surrogate) - delta is
+    f_j(rows) times a per-reference constant, so its leading singular vector is f_j up to scale
+    (averaging the surrogate's error over the K references). Each factor is its own, smaller
+    discovery (which may divide again), and T^-1(delta + c * product), delta and c by least
+    squares, goes through the usual last stage on the data: constants refitted, then snapped.
+
+    ``("transform", T)``: T(y) is a sum over groups of inputs, the sum networks' home ground:
+    T(y) of the data itself is discovered, and T^-1 of its formula finishes as above."""
+    kind, groups, surrogate, delta, tname = h
+    fwd_np, (_, _, inverse) = _T_NUMPY[tname], _TRANSFORMS[tname]
+    sign = 1.0 if float(np.mean(ytr)) >= 0 else -1.0
+    names = [s.name for s in symbols]
     t = time.perf_counter()
-    x = dataset["train_input"]
-    rng = np.random.default_rng(seed)
-    refs = x[torch.as_tensor(rng.integers(0, x.shape[0], 24))]
-    exprs = []
-    for j, g in enumerate(groups):
-        cols = torch.as_tensor(list(g))
-        with torch.no_grad():
-            z = refs[:, None, :].repeat(1, x.shape[0], 1)  # (K, rows, d)
-            z[:, :, cols] = x[:, cols]
-            table = surrogate(z.reshape(-1, x.shape[1]))[:, 0].double() * ysd + yc - delta
-        table = table.reshape(len(refs), -1).T.numpy()  # (rows, K): f_j(rows) F(refs)
-        u, sv, _ = np.linalg.svd(table, full_matrices=False)
-        f = u[:, 0] * sv[0]
-        f = f / (np.std(f) or 1.0)
-        if f.mean() < 0:
-            f = -f
-        budget = max(deadline - time.perf_counter(), 0.0) * len(g) / sum(map(len, groups[j:]))
-        if budget < 1.0:
-            raise RuntimeError("no time left for the factors")
-        # a factor of several inputs may factor again (1 + a*cos(t) = 1 + a * cos(t)):
-        # its own separability test comes first, as it is cheap next to a failed attempt
-        # the factor's values carry the surrogate's error, so its search stops at R2 0.9995:
-        # the product's constants are refitted on the data afterwards
-        n = len(g)
-        sub = discover(Xtr[:, list(g)], f, var_names=[symbols[i].name for i in g],
-                       time_budget=budget, seed=seed,
-                       hidden=["separable", 2 * n, 2 * n + 1, n + 2] if n > 1 else None,
-                       r2_target=0.9995, snap=False, max_attempts=3)
-        sub_syms = sub.variables
-        exprs.append(sub.formula.xreplace({a: symbols[i] for a, i in zip(sub_syms, g)}))
+    with np.errstate(all="ignore"):
+        yt = fwd_np(ytr)
+    if not np.all(np.isfinite(yt)):
+        raise ValueError(f"the transform {tname} is not finite on the data")
+    if kind == "transform":
+        budget = max(deadline - time.perf_counter(), 0.0)
+        expr_t, sub_syms = _sub_discover(Xtr, yt, names, budget, seed, separable=False)
+        expr = inverse(expr_t.xreplace(dict(zip(sub_syms, symbols))), sign)
+    else:
+        x = dataset["train_input"]
+        fwd = _TRANSFORMS[tname][0]
+        rng = np.random.default_rng(seed)
+        refs = x[torch.as_tensor(rng.integers(0, x.shape[0], 24))]
+        exprs = []
+        for j, g in enumerate(groups):
+            cols = torch.as_tensor(list(g))
+            with torch.no_grad():
+                z = refs[:, None, :].repeat(1, x.shape[0], 1)  # (K, rows, d)
+                z[:, :, cols] = x[:, cols]
+                raw = surrogate(z.reshape(-1, x.shape[1]))[:, 0].double() * ysd + yc
+                table = fwd(raw) - delta
+            table = table.reshape(len(refs), -1).T.numpy()  # (rows, K): f_j(rows) F(refs)
+            u, sv, _ = np.linalg.svd(table, full_matrices=False)
+            f = u[:, 0] * sv[0]
+            f = f / (np.std(f) or 1.0)
+            if f.mean() < 0:
+                f = -f
+            budget = max(deadline - time.perf_counter(), 0.0) * len(g) / sum(map(len, groups[j:]))
+            if budget < 1.0:
+                raise RuntimeError("no time left for the factors")
+            sub, sub_syms = _sub_discover(Xtr[:, list(g)], f, [names[i] for i in g], budget,
+                                          seed, True)
+            exprs.append(sub.xreplace({a: symbols[i] for a, i in zip(sub_syms, g)}))
+        prod = sympy.Mul(*exprs)
+        p = _evaluate(prod, symbols, Xtr)
+        ok = np.isfinite(p) & np.isfinite(yt)
+        if delta:  # T(y) = shift + c * product, both by least squares
+            (shift, c), *_ = np.linalg.lstsq(np.column_stack([np.ones(ok.sum()), p[ok]]),
+                                             yt[ok], rcond=None)
+            expr_t = sympy.Float(float(shift), 15) + sympy.Float(float(c), 15) * prod
+        else:
+            c = float(np.dot(p[ok], yt[ok]) / max(np.dot(p[ok], p[ok]), 1e-300))
+            expr_t = sympy.Float(c, 15) * prod
+        expr = inverse(expr_t, sign)
     stages["train"] += time.perf_counter() - t
     t = time.perf_counter()
-    prod = sympy.Mul(*exprs)
-    p = _evaluate(prod, symbols, Xtr)
-    ok = np.isfinite(p)
-    if delta:  # y = shift + c * product, both by least squares
-        (shift, c), *_ = np.linalg.lstsq(np.column_stack([np.ones(ok.sum()), p[ok]]), ytr[ok],
-                                         rcond=None)
-        expr = sympy.Float(float(shift), 15) + sympy.Float(float(c), 15) * prod
-    else:
-        c = float(np.dot(p[ok], ytr[ok]) / max(np.dot(p[ok], p[ok]), 1e-300))
-        expr = sympy.Float(c, 15) * prod
     clean = _r2(_evaluate(expr, symbols, Xtr), ytr) > 0.99  # worth refitting its constants
     expr = _finish(sympy.expand(expr), clean, symbols, Xtr, ytr, snap, deadline)
     r2 = _r2(_evaluate(expr, symbols, Xte), yte)
     stages["formula"] += time.perf_counter() - t
-    name = "factors(" + " | ".join(",".join(symbols[i].name for i in g) for g in groups) + ")"
-    return {"seed": seed, "hidden": name, "r2": r2, "complexity": expression_size(expr),
-            "formula": str(expr), "expr": expr, "model": surrogate, "histories": [],
+    return {"seed": seed, "hidden": _structure_name(h, symbols), "r2": r2,
+            "complexity": expression_size(expr), "formula": str(expr), "expr": expr,
+            "model": surrogate, "histories": [],
             "width": [list(w) if w[1] else w[0] for w in surrogate.width]}
 
 
 _SEP_RATIO, _SEP_MAX_RMSE = 4.0, 3e-2
+# target transforms T for the separability test: (T, dT/dy, inverse as sympy of (e, sign))
+_TRANSFORMS = {
+    "id": (lambda y: y, lambda y: torch.ones_like(y), lambda e, sg: e),
+    "inv": (lambda y: 1.0 / y, lambda y: -1.0 / y ** 2, lambda e, sg: 1 / e),
+    "inv2": (lambda y: y ** -2.0, lambda y: -2.0 * y ** -3.0, lambda e, sg: sg / sympy.sqrt(e)),
+    "sq": (lambda y: y ** 2, lambda y: 2.0 * y, lambda e, sg: sg * sympy.sqrt(e)),
+}
+_T_NUMPY = {"id": lambda y: y, "inv": lambda y: 1.0 / y, "inv2": lambda y: y ** -2.0,
+            "sq": lambda y: y ** 2}
 
 
 def _product_groups(dataset, d, const_cols, ysd, yc, seed):
@@ -649,8 +688,8 @@ def _product_groups(dataset, d, const_cols, ysd, yc, seed):
 
     live = [i for i in range(d) if not const_cols[i]]
     if len(live) < 2 or len(live) > 8:
-        return None, None, None
-    x, y = dataset["train_input"], dataset["train_label"]
+        return None
+    x = dataset["train_input"]
     model = KAN(width=[d, 2 * d + 1, 1], grid=5, k=3, seed=seed, dtype=x.dtype)
     model.fit(dataset, opt="LBFGS", steps=15, progress=False, spline_share_warning=0.0)
     model = model.refine(12, x=x)
@@ -658,7 +697,7 @@ def _product_groups(dataset, d, const_cols, ysd, yc, seed):
                   spline_share_warning=0.0)
     err = h["test_loss"][-1] if h["test_loss"] else math.inf
     if not err < _SEP_MAX_RMSE:  # too rough an oracle to tell
-        return None, None, None
+        return None
     rng = np.random.default_rng(seed)
     xa = x[torch.as_tensor(rng.integers(0, x.shape[0], 256))]
     xb = x[torch.as_tensor(rng.integers(0, x.shape[0], 256))]
@@ -683,22 +722,7 @@ def _product_groups(dataset, d, const_cols, ysd, yc, seed):
         defect = (fa - delta) * (fb - delta) - (fab - delta) * (fba - delta)
         return float(defect.square().mean().sqrt()) / max(scale, 1e-300) / max(err, 1e-6)
 
-    def best_shift():
-        """y = delta + product: the defect of y is delta * (fa + fb - fab - fba), so each split
-        has a least-squares delta; the split that fits best sets it for all."""
-        best = (math.inf, 0.0)
-        for _, fab, fba in swaps:
-            A = fa + fb - fab - fba
-            den = float(A.square().sum())
-            if den > 0:
-                delta = float(((fa * fb - fab * fba) * A).sum()) / den
-                best = min(best, (ratio(delta, fab, fba), delta))
-        return best[1]
-
-    for delta in (0.0, None):  # a plain product first, then one plus a constant
-        if delta is None:
-            delta = best_shift()
-        oks = [ratio(delta, fab, fba) < _SEP_RATIO for _, fab, fba in swaps]
+    def partition(oks):
         parent = list(range(d))
 
         def root(i):
@@ -712,9 +736,49 @@ def _product_groups(dataset, d, const_cols, ysd, yc, seed):
         groups: dict = {}
         for i in live:
             groups.setdefault(root(i), []).append(i)
-        if len(groups) > 1:
-            return sorted(groups.values()), model, delta
-    return None, None, None
+        return sorted(groups.values())
+
+    # a plain product of y first: no constant to choose, so the surest reading
+    ratios = [ratio(0.0, fab, fba) for _, fab, fba in swaps]
+    groups = partition([r < _SEP_RATIO for r in ratios])
+    if len(groups) > 1:
+        return ("factors", tuple(map(tuple, groups)), model, 0.0, "id")
+    # else: a constant plus a product of T(y), or a sum of T(y) for T = 1/y, 1/y**2, y**2, the
+    # reading whose best split fits best (1/sqrt(1 - v**2/c**2): 1/y**2 = 1 - v**2 * c**-2)
+    best, key = None, _SEP_RATIO
+    for name, (fwd, deriv, _) in _TRANSFORMS.items():
+        ta, tb = fwd(fa), fwd(fb)
+        if name != "id":
+            both = torch.cat([fa, fb])
+            if not (both.min() > 0 or both.max() < 0) or \
+                    float(both.abs().min()) < 0.05 * float(both.abs().max()):
+                continue  # T must be smooth and invertible on the data's range of y
+        noise = 2.0 * float(deriv(torch.cat([fa, fb])).abs().square().mean().sqrt()) * ysd * \
+            max(err, 1e-6)
+        tswaps = [(S, fwd(fab), fwd(fba)) for S, fab, fba in swaps]
+        for S, tab_, tba in tswaps:
+            A = ta + tb - tab_ - tba
+            if name != "id":  # T(y) a sum over this split: for the sum networks, after T
+                r = float(A.square().mean().sqrt()) / max(noise, 1e-300)
+                if r < key:
+                    best, key = ("transform", name), r
+            den = float(A.square().sum())
+            if den <= 0:
+                continue
+            delta = float(((ta * tb - tab_ * tba) * A).sum()) / den
+            scale = float(torch.cat([ta, tb]).sub(delta).square().mean().sqrt())
+            oks = []
+            for _, u, v in tswaps:
+                defect = (ta - delta) * (tb - delta) - (u - delta) * (v - delta)
+                oks.append(float(defect.square().mean().sqrt()) / max(scale * noise, 1e-300))
+            r = float(((ta - delta) * (tb - delta) - (tab_ - delta) * (tba - delta))
+                      .square().mean().sqrt()) / max(scale * noise, 1e-300)
+            groups = partition([o < _SEP_RATIO for o in oks])
+            if len(groups) > 1 and r < key:
+                best, key = ("factors", tuple(map(tuple, groups)), model, delta, name), r
+    if best is not None and best[0] == "transform":
+        best = ("transform", None, model, None, best[1])
+    return best
 
 
 @torch.no_grad()
