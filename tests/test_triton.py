@@ -46,6 +46,66 @@ def test_kernel_matches_pytorch_fp32(k, base, uniform):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max()) + 1e-6)
 
 
+def _check_fp32(layer, x, base, precision="fp32"):
+    x.requires_grad_(True)
+    ref = layer(x)
+    tables = ts.SplineTables(layer.grid, layer.k)
+    y = ts.kan_layer_triton(x, tables, layer.scale_base, layer.scale_sp, layer.coef, layer.mask,
+                            layer.bias, base_fun=base, precision=precision)
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(y)
+    for a, b in zip(_grads(y, layer, x, g), _grads(ref, layer, x, g)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max()) + 1e-6)
+
+
+# (k, base, n_in, forced blocks): k=2 (P=7) puts b(x) in column 0 of each input; k=3 (P=8)
+# gives it a product of its own, which needs BLOCK_I >= 16. Small forced blocks give several
+# input blocks (the last one partial), output tiles, batch tiles and dW batch parts, the last
+# part running past the batch.
+@pytest.mark.parametrize("k,base,n_in,blocks", [
+    (2, "silu", 13, dict(BLOCK_B=32, BLOCK_I=4, BLOCK_O=32, dx_o=16, parts=2)),
+    (3, "identity", 21, dict(BLOCK_B=32, BLOCK_I=16, BLOCK_O=32, dx_o=16, parts=3)),
+    (3, "zero", 21, dict(BLOCK_B=32, BLOCK_I=16, BLOCK_O=32, dx_o=16, parts=3)),
+])
+def test_kernel_input_blocks_and_tiles(monkeypatch, k, base, n_in, blocks):
+    orig = ts._launch_cfg
+
+    def forced(*args):
+        cfg = orig(*args)
+        for name in ("fwd", "dw", "dx"):
+            cfg[name].update(BLOCK_B=blocks["BLOCK_B"], BLOCK_I=blocks["BLOCK_I"],
+                             BLOCK_O=blocks["dx_o"] if name == "dx" else blocks["BLOCK_O"])
+        cfg["dw_parts"] = blocks["parts"]
+        return cfg
+
+    monkeypatch.setattr(ts, "_launch_cfg", forced)
+    layer = _layer(n_in, 70, k, base, False)
+    x = (torch.rand(70, n_in, generator=torch.Generator().manual_seed(2)) * 3.0 - 1.5).to(DEV)
+    _check_fp32(layer, x, base)
+
+
+def test_kernel_default_blocks_partial_input_block():
+    """in=13 with the default launch: k=1 (P=6) gives 8 inputs per block, so two blocks, the
+    second partial."""
+    layer = _layer(13, 70, 1, "silu", True)
+    x = (torch.rand(70, 13, generator=torch.Generator().manual_seed(3)) * 3.0 - 1.5).to(DEV)
+    _check_fp32(layer, x, "silu")
+
+
+def test_kernel_tf32_within_one_percent():
+    layer = _layer(13, 20, 3, "silu", False)
+    x = (torch.rand(50, 13, generator=torch.Generator().manual_seed(4)) * 2 - 1).to(DEV)
+    x.requires_grad_(True)
+    tables = ts.SplineTables(layer.grid, layer.k)
+    ref = layer(x)
+    y = ts.kan_layer_triton(x, tables, layer.scale_base, layer.scale_sp, layer.coef, layer.mask,
+                            layer.bias, precision="tf32")
+    assert (y - ref).norm() / ref.norm() < 1e-2
+    g = torch.randn_like(y)
+    for a, b in zip(_grads(y, layer, x, g), _grads(ref, layer, x, g)):
+        assert (a - b).norm() / b.norm() < 1e-2
+
+
 def test_kernel_bf16_within_one_percent():
     layer = _layer(16, 20, 3, "silu", False)
     x = (torch.rand(64, 16) * 2 - 1).to(DEV)
