@@ -187,3 +187,30 @@ def test_cached_features_give_same_values_and_gradients(nonuniform):
     torch.testing.assert_close(layer(x), _reference(layer, x))
     layer.clear_cache()
     assert layer._feat_cache is None and layer._feat_cache_candidate is None
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_bfloat16_autocast_forward_and_backward(cached):
+    """Under torch.autocast the layer's product runs in bfloat16; backward takes the bfloat16
+    output gradient and returns float32 gradients close to the float32 ones."""
+    torch.manual_seed(0)
+    layer = KANLayer(6, 5, num=5, k=3, noise_scale=0.3)
+    x = torch.rand(200, 6) * 2 - 1
+    x.requires_grad_(not cached)  # an input without gradient takes the cached-features path
+
+    def grads(autocast):
+        layer.zero_grad()
+        x.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            y = layer(x)
+        # backward outside the autocast region, as autograd's device threads run it on a GPU
+        y.float().square().sum().backward()
+        return y, [p.grad.clone() for p in (layer.coef, layer.scale_base, layer.scale_sp)]
+
+    y32, ref = grads(False)
+    y16, got = grads(True)
+    assert y16.dtype == torch.bfloat16 and y32.dtype == torch.float32
+    assert float((y16.detach().float() - y32.detach()).norm() / y32.detach().norm()) < 2e-2
+    for a, b in zip(got, ref):
+        assert a.dtype == torch.float32
+        assert float((a - b).norm() / b.norm()) < 5e-2

@@ -115,6 +115,10 @@ class _KANLayerFn(torch.autograd.Function):
             (x, base, scale_sp, coef, mask, W, row, u), cov = ctx.saved_tensors, None
         plan = ctx.plan
         batch, n_in = x.shape
+        # under autocast the forward's product ran in lower precision; gradients are computed
+        # in the parameters' dtype (gy may come back as bfloat16)
+        gy = gy.to(W.dtype)
+        gvar = gvar.to(W.dtype) if gvar is not None else None
         need = ctx.needs_input_grad
         need_x, need_base, need_w = need[0], need[1], need[2] or need[3] or need[4]
         feat, cols, der = fused_features(x, base, plan, need_deriv=need_x, located=(row, u))
@@ -182,6 +186,8 @@ class _KANLayerConstFn(torch.autograd.Function):
         scale_sp, coef, mask, W = ctx.saved_tensors
         cache = ctx.cache
         n_in = coef.shape[0]
+        gy = gy.to(W.dtype)  # bfloat16 under autocast
+        gvar = gvar.to(W.dtype) if gvar is not None else None
         need = ctx.needs_input_grad
         gsb = gsp = gcoef = gbias = None
         if need[1] or need[2] or need[3]:
