@@ -183,6 +183,28 @@ def test_product_groups(case):
         assert isinstance(surrogate, KAN)
 
 
+@pytest.mark.parametrize("case", ["inverse_shifted_product", "inverse_square_sum"])
+def test_product_groups_under_transforms(case):
+    """1/y = 1 - v/c is a constant plus a product; 1/y**2 = 1/v**2 - 1/c**2 is a sum."""
+    from kanlab.discover import _product_groups
+
+    rng = np.random.default_rng(5)
+    X = np.column_stack([rng.uniform(1, 2, 700), rng.uniform(3, 10, 700)])
+    v, c = X[:, 0], X[:, 1]
+    if case == "inverse_shifted_product":
+        y = 1 / (1 - v / c)
+    else:
+        y = 1 / np.sqrt(1 / v ** 2 - 1 / c ** 2)
+    data, const, yc, ysd = _standardized(X, y)
+    kind, groups, surrogate, delta, transform = _product_groups(data, 2, const, ysd, yc, seed=0)
+    assert isinstance(surrogate, KAN)
+    if case == "inverse_shifted_product":
+        assert (kind, transform, [list(g) for g in groups]) == ("factors", "inv", [[0], [1]])
+        assert delta == pytest.approx(1.0, abs=0.05)
+    else:
+        assert (kind, transform) == ("transform", "inv2")
+
+
 def test_discover_divides_and_conquers_a_sign_changing_product():
     """x1*cos(x2) on x2 in [1, 5] changes sign, so no exp-of-logs route exists; the factors
     attempt reads each factor off a surrogate, discovers it alone and snaps the product."""

@@ -15,8 +15,8 @@ Attempts with other seeds and hidden widths follow while the time budget lasts a
 reached ``r2_target``; the result is the best attempt (held-out R2 first, then simplicity). The
 second attempt tests, on a quickly trained surrogate network, whether y is a product of
 functions of disjoint groups of inputs (``-m*B*cos(theta)``, ``m*(u**2 + v**2)/2``), or, failing
-that, whether T(y) is a constant plus such a product or a sum, for T among y, 1/y, 1/y**2 and
-y**2 (``1/(1 - v/c)``, ``1/sqrt(1/v**2 - 1/c**2)``). If so, each factor is read off the
+that, whether T(y) is a constant plus such a product or a sum, for T among y, 1/y, 1/y**2,
+y**2 and sin y (``1/(1 - v/c)``, ``1/sqrt(1/v**2 - 1/c**2)``). If so, each factor is read off the
 surrogate and discovered on its own, recursively (divide and conquer, as in AI Feynman), or
 T(y) is discovered; T^-1 of the result is refitted and snapped on the data. This reaches
 products whose factors change sign (out of reach of the exp-of-logs route of sum nodes) and
@@ -54,7 +54,10 @@ class DiscoveryResult:
         formula: sympy expression of the target in the given variables.
         r2: R2 of ``formula`` on the held-out split.
         complexity: number of nodes of the formula's expression tree.
-        model: the trained symbolic KAN (it works on standardized inputs; see ``x_center``...).
+        model: the trained symbolic KAN (it works on standardized inputs; see ``x_center``...);
+            when the formula came from a divide-and-conquer attempt (``attempts[i]["hidden"]``
+            reads ``factors(...)`` or ``transform(...)``), the numeric surrogate network the
+            structure was read from, on the same standardized inputs and target.
         stages: seconds spent per stage, summed over attempts.
         variables: the sympy symbols of the inputs.
         attempts: one dict per attempt: seed, hidden, width, r2, complexity, formula (str),
@@ -173,7 +176,7 @@ def discover(
             route of sum nodes cannot take; it trains less reliably, so it is not in the
             default), ``"separable"`` divide and conquer: when the search first reaches this
             entry, a quickly trained surrogate network is tested for y (or T(y), T = 1/y,
-            1/y**2, y**2, less a constant) being a product of functions of disjoint groups of
+            1/y**2, y**2, sin y, less a constant) being a product of functions of disjoint groups of
             inputs, or T(y) a sum; if so, each factor is read off the surrogate and discovered
             on its own (or T(y) is), and the result is refitted and snapped on the data (the
             entry is dropped when no such structure shows). Default
@@ -659,15 +662,17 @@ def _structured_attempt(dataset, h, seed, stages, symbols, ysd, yc, Xtr, ytr, Xt
 
 
 _SEP_RATIO, _SEP_MAX_RMSE = 4.0, 3e-2
-# target transforms T for the separability test: (T, dT/dy, inverse as sympy of (e, sign))
+# target transforms T for the separability test: (T, dT/dy, inverse as sympy of (e, sign)),
+# the invertible ones among AI Feynman's
 _TRANSFORMS = {
     "id": (lambda y: y, lambda y: torch.ones_like(y), lambda e, sg: e),
     "inv": (lambda y: 1.0 / y, lambda y: -1.0 / y ** 2, lambda e, sg: 1 / e),
     "inv2": (lambda y: y ** -2.0, lambda y: -2.0 * y ** -3.0, lambda e, sg: sg / sympy.sqrt(e)),
     "sq": (lambda y: y ** 2, lambda y: 2.0 * y, lambda e, sg: sg * sympy.sqrt(e)),
+    "sin": (torch.sin, torch.cos, lambda e, sg: sympy.asin(e)),
 }
 _T_NUMPY = {"id": lambda y: y, "inv": lambda y: 1.0 / y, "inv2": lambda y: y ** -2.0,
-            "sq": lambda y: y ** 2}
+            "sq": lambda y: y ** 2, "sin": np.sin}
 
 
 def _product_groups(dataset, d, const_cols, ysd, yc, seed):
@@ -743,13 +748,16 @@ def _product_groups(dataset, d, const_cols, ysd, yc, seed):
     groups = partition([r < _SEP_RATIO for r in ratios])
     if len(groups) > 1:
         return ("factors", tuple(map(tuple, groups)), model, 0.0, "id")
-    # else: a constant plus a product of T(y), or a sum of T(y) for T = 1/y, 1/y**2, y**2, the
-    # reading whose best split fits best (1/sqrt(1 - v**2/c**2): 1/y**2 = 1 - v**2 * c**-2)
+    # else: a constant plus a product of T(y), or a sum of T(y), for T = 1/y, 1/y**2, y**2 or
+    # sin: the reading whose best split fits best (1/sqrt(1 - v**2/c**2): 1/y**2 = 1 - v**2 * c**-2)
     best, key = None, _SEP_RATIO
     for name, (fwd, deriv, _) in _TRANSFORMS.items():
         ta, tb = fwd(fa), fwd(fb)
-        if name != "id":
-            both = torch.cat([fa, fb])
+        both = torch.cat([fa, fb])
+        if name == "sin":  # asin(n*sin(t)): sin is invertible while |y| < pi/2
+            if float(both.abs().max()) > 1.5:
+                continue
+        elif name != "id":
             if not (both.min() > 0 or both.max() < 0) or \
                     float(both.abs().min()) < 0.05 * float(both.abs().max()):
                 continue  # T must be smooth and invertible on the data's range of y
