@@ -110,3 +110,21 @@ def test_symbolic_formula_matches_forward_on_cuda():
     with torch.no_grad():
         want = model(x).cpu().reshape(-1)
     assert float((got - want).norm() / want.norm()) < 1e-6
+
+
+def test_automatic_mode_keeps_large_float32_layers_on_pytorch():
+    pytest.importorskip("triton")
+    from kanlab import KANLayer
+    from kanlab import triton_spline as ts
+
+    layer = KANLayer(256, 256, num=5, device="cuda")
+    x = torch.rand(2048, 256, device="cuda")  # 2048*256*256 > TRITON_AUTO_MAX_WORK
+    calls = []
+    orig = ts.kan_layer_triton
+    ts.kan_layer_triton = lambda *a, **k: calls.append(1) or orig(*a, **k)
+    try:
+        layer(x)
+        layer(x[:64])  # small: the kernel
+    finally:
+        ts.kan_layer_triton = orig
+    assert calls == [1]

@@ -172,3 +172,16 @@ def test_automatic_choice_checks_the_kernel_first(monkeypatch, caplog):
     with caplog.at_level("WARNING", logger="kanlab"):
         assert ts.auto_ok(DEV) is False
     assert "no kernel today" in caplog.text
+
+
+def test_automatic_choice_by_size():
+    """Automatic mode keeps large float32 layers on the PyTorch path (cuBLAS won there on an
+    H100) and takes the kernel for small ones and for bfloat16."""
+    layer = KANLayer(64, 64, num=5)
+    small = torch.empty(1024, 64)
+    assert layer._triton_auto_size(small)
+    assert not KANLayer(1024, 1024, num=5)._triton_auto_size(torch.empty(8192, 1024))
+    assert KANLayer(1024, 1024, num=5)._triton_auto_size(
+        torch.empty(8192, 1024, dtype=torch.bfloat16))
+    layer.TRITON_AUTO_MAX_WORK = 1000  # per layer, adjustable
+    assert not layer._triton_auto_size(small)
