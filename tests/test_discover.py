@@ -178,9 +178,9 @@ def test_product_groups(case):
     if want is None:
         assert found is None
     else:
-        kind, groups, surrogate, delta, transform = found
+        kind, groups, surrogate, delta, transform, hists = found
         assert (kind, [list(g) for g in groups], delta, transform) == ("factors", want, 0.0, "id")
-        assert isinstance(surrogate, KAN)
+        assert isinstance(surrogate, KAN) and len(hists) == 2
 
 
 @pytest.mark.parametrize("case", ["inverse_shifted_product", "inverse_square_sum"])
@@ -196,7 +196,8 @@ def test_product_groups_under_transforms(case):
     else:
         y = 1 / np.sqrt(1 / v ** 2 - 1 / c ** 2)
     data, const, yc, ysd = _standardized(X, y)
-    kind, groups, surrogate, delta, transform = _product_groups(data, 2, const, ysd, yc, seed=0)
+    kind, groups, surrogate, delta, transform, hists = _product_groups(data, 2, const, ysd,
+                                                                       yc, seed=0)
     assert isinstance(surrogate, KAN)
     if case == "inverse_shifted_product":
         assert (kind, transform, [list(g) for g in groups]) == ("factors", "inv", [[0], [1]])
@@ -218,3 +219,27 @@ def test_discover_divides_and_conquers_a_sign_changing_product():
     assert sympy.simplify(res.formula - (-m * sympy.cos(theta))) == 0
     assert res.r2 > 1 - 1e-9
     assert res.predict(X) == pytest.approx(y, rel=1e-9, abs=1e-9)
+    # the result's model is the surrogate the factors were read from, with its fit history
+    assert [h["stage"] for h in res.history] == ["surrogate", "surrogate_refine"]
+    z = torch.as_tensor((X - res.x_center) / res.x_scale, dtype=res.model.dtype)
+    with torch.no_grad():
+        pred = res.model(z)[:, 0].double().numpy() * res.y_scale + res.y_center
+    assert 1 - np.mean((pred - y) ** 2) / np.var(y) > 0.999
+
+
+def test_held_out_r2_rejects_formulas_with_poles_or_nan_between_the_data():
+    from kanlab.discover import _evaluate, _held_out_r2, _r2
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.uniform(1, 2, 300), rng.uniform(3, 4, 300)])[:, None]
+    x = sympy.Symbol("x")
+    good = 1 / (x + 1)
+    y = 1 / (X[:, 0] + 1)
+    assert _held_out_r2(good, [x], X, y, X, y) == pytest.approx(1.0)
+    # equal to y on both clusters (to 1e-6), but a spike or a NaN gap between them
+    spike = good + 10**4 * sympy.exp(-((x - sympy.Rational(5, 2)) * 10) ** 2)
+    p = (x - 2) * (x - 3)  # negative between the clusters only
+    gap = good + sympy.sqrt(p) - sympy.sqrt(sympy.Abs(p))
+    for bad in (spike, gap):
+        assert _r2(_evaluate(bad, [x], X), y) > 1 - 1e-6  # the rows themselves cannot tell
+        assert _held_out_r2(bad, [x], X, y, X, y) == -np.inf

@@ -186,6 +186,7 @@ def _short(expr):
 def _write_history(path, histories):
     rows = []
     for stage, h in zip(_stage_names(len(histories)), histories):
+        stage = h.get("stage", stage)  # a divide-and-conquer result names its surrogate's fits
         shares = h.get("spline_share") or []
         for s in range(len(h["train_loss"])):
             row = {"stage": stage, "step": s + 1, "train_rmse": h["train_loss"][s],

@@ -126,6 +126,22 @@ def _r2(pred: np.ndarray, y: np.ndarray) -> float:
     return 1.0 - sse / sst
 
 
+def _held_out_r2(expr, symbols, Xtr, ytr, Xte, yte) -> float:
+    """Held-out R2, or -inf when the formula is not finite, or leaves 100 times the data's
+    spread, between the training points (2000 random points on segments joining random pairs
+    of rows): a pole or the root of a negative number inside the data's hull, which the
+    held-out rows may happen to miss but new data from the same range would hit."""
+    rng = np.random.default_rng(0)
+    i, j = rng.integers(0, len(Xtr), (2, 2000))
+    t = rng.random((2000, 1))
+    between = _evaluate(expr, symbols, Xtr[i] + t * (Xtr[j] - Xtr[i]))
+    centre, spread = float(np.mean(ytr)), float(np.max(np.abs(ytr - np.mean(ytr))))
+    if not np.all(np.isfinite(between)) or \
+            float(np.max(np.abs(between - centre))) > 100.0 * spread + 1e-12:
+        return -math.inf
+    return _r2(_evaluate(expr, symbols, Xte), yte)
+
+
 def _evaluate(expr, symbols, X) -> np.ndarray:
     fn = sympy.lambdify(symbols, expr, modules="numpy")
     with np.errstate(all="ignore"):
@@ -531,7 +547,7 @@ def _attempt(dataset, d, h, seed, grid, refine_grid, lamb, steps, lib, stages, z
     (expr_z,), _ = model.symbolic_formula(var=zs, simplify=False)
     expr = _num(ysd) * expr_z.xreplace(back) + _num(yc)
     expr = _finish(sympy.expand(expr), clean, symbols, Xtr, ytr, snap, deadline)
-    r2 = _r2(_evaluate(expr, symbols, Xte), yte)
+    r2 = _held_out_r2(expr, symbols, Xtr, ytr, Xte, yte)
     stages["formula"] += time.perf_counter() - t
     return {"seed": seed, "hidden": h, "r2": r2, "complexity": expression_size(expr),
             "formula": str(expr), "expr": expr, "model": model, "histories": histories,
@@ -562,6 +578,26 @@ def _finish(expr, clean, symbols, Xtr, ytr, snap, deadline):
         elif time.perf_counter() < deadline:
             expr = tidy(expr)
     return expr
+
+
+def _pull_scales(expr):
+    """Scale factors out of powers of sums: ``(a*X + b*Y)**e -> |a|**e * (X + b/a*Y)**e`` (a the
+    largest float coefficient). An assembled formula multiplies scales from several sub-searches
+    (each factor's, the product's, the transform's); pulled out, they merge into one coefficient
+    and the ratios left inside are the simple numbers that constant snapping can find."""
+    def pull(e):
+        coeffs = [t.as_coeff_Mul()[0] for t in e.base.args]
+        k = max(coeffs, key=lambda c: abs(float(c)))
+        if not k.is_Float or k == 0:
+            return e
+        k = abs(k)
+        return k ** e.exp * sympy.Pow(sympy.expand(e.base / k), e.exp)
+
+    try:
+        return expr.replace(lambda e: isinstance(e, sympy.Pow) and isinstance(e.base, sympy.Add)
+                            and e.exp.is_number, pull)
+    except Exception:  # pragma: no cover - sympy internals; the formula stays as it was
+        return expr
 
 
 def _structure_name(h, symbols) -> str:
@@ -600,7 +636,7 @@ def _structured_attempt(dataset, h, seed, stages, symbols, ysd, yc, Xtr, ytr, Xt
 
     ``("transform", T)``: T(y) is a sum over groups of inputs, the sum networks' home ground:
     T(y) of the data itself is discovered, and T^-1 of its formula finishes as above."""
-    kind, groups, surrogate, delta, tname = h
+    kind, groups, surrogate, delta, tname, hists = h
     fwd_np, (_, _, inverse) = _T_NUMPY[tname], _TRANSFORMS[tname]
     sign = 1.0 if float(np.mean(ytr)) >= 0 else -1.0
     names = [s.name for s in symbols]
@@ -651,13 +687,14 @@ def _structured_attempt(dataset, h, seed, stages, symbols, ysd, yc, Xtr, ytr, Xt
         expr = inverse(expr_t, sign)
     stages["train"] += time.perf_counter() - t
     t = time.perf_counter()
+    expr = _pull_scales(expr)
     clean = _r2(_evaluate(expr, symbols, Xtr), ytr) > 0.99  # worth refitting its constants
     expr = _finish(sympy.expand(expr), clean, symbols, Xtr, ytr, snap, deadline)
-    r2 = _r2(_evaluate(expr, symbols, Xte), yte)
+    r2 = _held_out_r2(expr, symbols, Xtr, ytr, Xte, yte)
     stages["formula"] += time.perf_counter() - t
     return {"seed": seed, "hidden": _structure_name(h, symbols), "r2": r2,
             "complexity": expression_size(expr), "formula": str(expr), "expr": expr,
-            "model": surrogate, "histories": [],
+            "model": surrogate, "histories": hists,
             "width": [list(w) if w[1] else w[0] for w in surrogate.width]}
 
 
@@ -678,7 +715,8 @@ _T_NUMPY = {"id": lambda y: y, "inv": lambda y: 1.0 / y, "inv2": lambda y: y ** 
 def _product_groups(dataset, d, const_cols, ysd, yc, seed):
     """Finest grouping of the inputs over which y is a product ``f_1(x_G1) * f_2(x_G2) * ...``,
     or a constant plus one, ``delta + f_1(x_G1) * ...`` (AI Feynman's separability test, with a
-    quickly trained KAN as the oracle). Returns (groups, surrogate, delta), or Nones.
+    quickly trained KAN as the oracle). Returns ``(kind, groups, surrogate, delta, T,
+    surrogate fit histories)`` for :func:`_structured_attempt`, or None.
 
     A split S | rest is multiplicative iff ``y(a_S, a_rest) y(b_S, b_rest) = y(a_S, b_rest)
     y(b_S, a_rest)`` for all pairs of points a, b. The surrogate (a small KAN fitted without
@@ -696,10 +734,13 @@ def _product_groups(dataset, d, const_cols, ysd, yc, seed):
         return None
     x = dataset["train_input"]
     model = KAN(width=[d, 2 * d + 1, 1], grid=5, k=3, seed=seed, dtype=x.dtype)
-    model.fit(dataset, opt="LBFGS", steps=15, progress=False, spline_share_warning=0.0)
+    hists = [model.fit(dataset, opt="LBFGS", steps=15, progress=False,
+                       spline_share_warning=0.0)]
     model = model.refine(12, x=x)
     h = model.fit(dataset, opt="LBFGS", steps=15, progress=False, update_grid=False,
                   spline_share_warning=0.0)
+    hists.append(h)
+    hists[0]["stage"], hists[1]["stage"] = "surrogate", "surrogate_refine"
     err = h["test_loss"][-1] if h["test_loss"] else math.inf
     if not err < _SEP_MAX_RMSE:  # too rough an oracle to tell
         return None
@@ -747,7 +788,7 @@ def _product_groups(dataset, d, const_cols, ysd, yc, seed):
     ratios = [ratio(0.0, fab, fba) for _, fab, fba in swaps]
     groups = partition([r < _SEP_RATIO for r in ratios])
     if len(groups) > 1:
-        return ("factors", tuple(map(tuple, groups)), model, 0.0, "id")
+        return ("factors", tuple(map(tuple, groups)), model, 0.0, "id", hists)
     # else: a constant plus a product of T(y), or a sum of T(y), for T = 1/y, 1/y**2, y**2 or
     # sin: the reading whose best split fits best (1/sqrt(1 - v**2/c**2): 1/y**2 = 1 - v**2 * c**-2)
     best, key = None, _SEP_RATIO
@@ -783,9 +824,9 @@ def _product_groups(dataset, d, const_cols, ysd, yc, seed):
                       .square().mean().sqrt()) / max(scale * noise, 1e-300)
             groups = partition([o < _SEP_RATIO for o in oks])
             if len(groups) > 1 and r < key:
-                best, key = ("factors", tuple(map(tuple, groups)), model, delta, name), r
+                best, key = ("factors", tuple(map(tuple, groups)), model, delta, name, hists), r
     if best is not None and best[0] == "transform":
-        best = ("transform", None, model, None, best[1])
+        best = ("transform", None, model, None, best[1], hists)
     return best
 
 
