@@ -61,7 +61,8 @@ class DiscoveryResult:
         stages: seconds spent per stage, summed over attempts.
         variables: the sympy symbols of the inputs.
         attempts: one dict per attempt: seed, hidden, width, r2, complexity, formula (str),
-            expr (sympy; absent for a failed attempt), seconds.
+            expr (sympy; absent for a failed attempt), between_ok (finite between the training
+            points, see ``_finite_between``), seconds.
         x_center, x_scale, constant_columns: the input standardization the model works in
             (:func:`minmax_scaling`; constant columns are fed as 0).
         history: the fit histories of the chosen attempt's stages (train, pruning rounds,
@@ -126,20 +127,19 @@ def _r2(pred: np.ndarray, y: np.ndarray) -> float:
     return 1.0 - sse / sst
 
 
-def _held_out_r2(expr, symbols, Xtr, ytr, Xte, yte) -> float:
-    """Held-out R2, or -inf when the formula is not finite, or leaves 100 times the data's
-    spread, between the training points (2000 random points on segments joining random pairs
-    of rows): a pole or the root of a negative number inside the data's hull, which the
-    held-out rows may happen to miss but new data from the same range would hit."""
+def _finite_between(expr, symbols, Xtr, ytr) -> bool:
+    """Whether the formula stays finite, and within 100 times the data's spread, between the
+    training points (2000 random points on segments joining random pairs of rows). A pole or
+    the root of a negative number inside the data's hull may miss the held-out rows but not new
+    data from the same range; such formulas rank below the others that miss ``r2_target``.
+    (Not a hard rule: a true pole can sit in a gap of the data, 1/x on [-2,-1] and [1,2].)"""
     rng = np.random.default_rng(0)
     i, j = rng.integers(0, len(Xtr), (2, 2000))
     t = rng.random((2000, 1))
     between = _evaluate(expr, symbols, Xtr[i] + t * (Xtr[j] - Xtr[i]))
     centre, spread = float(np.mean(ytr)), float(np.max(np.abs(ytr - np.mean(ytr))))
-    if not np.all(np.isfinite(between)) or \
-            float(np.max(np.abs(between - centre))) > 100.0 * spread + 1e-12:
-        return -math.inf
-    return _r2(_evaluate(expr, symbols, Xte), yte)
+    return bool(np.all(np.isfinite(between)) and
+                float(np.max(np.abs(between - centre))) <= 100.0 * spread + 1e-12)
 
 
 def _evaluate(expr, symbols, X) -> np.ndarray:
@@ -305,11 +305,15 @@ def discover(
         """Hidden shape of attempt ``a``. A 'separable' entry is resolved when first reached
         (the attempts before it may already have found the formula): when a surrogate shows
         that y factors over groups of inputs (``_product_groups``), it becomes a
-        divide-and-conquer attempt (``_factor_attempt``); otherwise it is dropped."""
+        divide-and-conquer attempt (``_structured_attempt``); otherwise it is dropped."""
         lst = shapes["list"]
         while "separable" in lst[: a % len(lst) + 1]:
             t = time.perf_counter()
-            found = _product_groups(dataset, d, const_cols, ysd, yc, seed)
+            try:
+                found = _product_groups(dataset, d, const_cols, ysd, yc, seed)
+            except (RuntimeError, ValueError, ArithmeticError, np.linalg.LinAlgError) as err:
+                log.info("discover: separability test failed: %s", err)
+                found = None
             stages["separability"] = stages.get("separability", 0.0) + time.perf_counter() - t
             i = lst.index("separable")
             if found is None:
@@ -318,6 +322,8 @@ def discover(
             else:
                 log.info("discover: structure found: %s", shape_name(found))
                 lst = lst[:i] + [found] + lst[i + 1:]
+                if all(isinstance(e, tuple) or e == "separable" for e in lst):
+                    lst.append(2 * d)  # a plain network too, should the structure fail
             shapes["list"] = lst
         return lst[a % len(lst)]
 
@@ -341,7 +347,8 @@ def discover(
         attempts.append(res)
         log.info("discover: attempt %d seed %d hidden %s: r2=%.6g size=%d  %s (%.1fs)",
                  a, s, h, res["r2"], res["complexity"], res["formula"], dt)
-        key = (res["r2"] >= r2_target, res["r2"] if res["r2"] < r2_target else 0.0,
+        key = (res["r2"] >= r2_target, res.get("between_ok", True),
+               res["r2"] if res["r2"] < r2_target else 0.0,
                -res["complexity"])
         if best is None or key > best["key"]:
             best = {**res, "key": key}
@@ -395,8 +402,10 @@ def _attempt_job(job):
     try:
         deadline = t0 + max(remaining, 0.0)
         if isinstance(h, tuple):
+            opts = dict(lib=lib, grid=grid, refine_grid=refine_grid, lamb=lamb, steps=steps,
+                        dtype=dataset["train_input"].dtype)
             res = _structured_attempt(dataset, h, s, st, symbols, ysd, yc, Xtr, ytr, Xte, yte,
-                                      snap, deadline)
+                                      snap, deadline, opts)
         else:
             res = _attempt(dataset, d, h, s, grid, refine_grid, lamb, steps, lib, st, zs, back,
                            symbols, ysd, yc, Xtr, ytr, Xte, yte, snap, record_shares,
@@ -547,9 +556,11 @@ def _attempt(dataset, d, h, seed, grid, refine_grid, lamb, steps, lib, stages, z
     (expr_z,), _ = model.symbolic_formula(var=zs, simplify=False)
     expr = _num(ysd) * expr_z.xreplace(back) + _num(yc)
     expr = _finish(sympy.expand(expr), clean, symbols, Xtr, ytr, snap, deadline)
-    r2 = _held_out_r2(expr, symbols, Xtr, ytr, Xte, yte)
+    r2 = _r2(_evaluate(expr, symbols, Xte), yte)
+    between_ok = _finite_between(expr, symbols, Xtr, ytr)
     stages["formula"] += time.perf_counter() - t
-    return {"seed": seed, "hidden": h, "r2": r2, "complexity": expression_size(expr),
+    return {"seed": seed, "hidden": h, "r2": r2, "between_ok": between_ok,
+            "complexity": expression_size(expr),
             "formula": str(expr), "expr": expr, "model": model, "histories": histories,
             "width": [list(w) if w[1] else w[0] for w in model.width]}
 
@@ -609,21 +620,22 @@ def _structure_name(h, symbols) -> str:
         f"{', shift' if h[3] else ''})"
 
 
-def _sub_discover(X, y, names, budget, seed, separable):
-    """A smaller search inside a structured attempt. Its target values may carry a surrogate's
-    error, so it stops at R2 0.9995 and does not snap: the whole formula's constants are
-    refitted and snapped on the data afterwards."""
+def _sub_discover(X, y, names, budget, seed, separable, opts):
+    """A smaller search inside a structured attempt, with the caller's options (``lib``, grids,
+    steps, dtype). Its target values may carry a surrogate's error, so it stops at R2 0.9995
+    and does not snap: the whole formula's constants are refitted and snapped on the data
+    afterwards."""
     n = X.shape[1]
     hidden = [2 * n, 2 * n + 1, n + 2] if n > 1 else None
     if separable and n > 1:  # cheap next to a failed attempt, so first
         hidden = ["separable"] + hidden
     res = discover(X, y, var_names=names, time_budget=budget, seed=seed, hidden=hidden,
-                   r2_target=0.9995, snap=False, max_attempts=3)
+                   r2_target=0.9995, snap=False, max_attempts=3, **opts)
     return res.formula, res.variables
 
 
 def _structured_attempt(dataset, h, seed, stages, symbols, ysd, yc, Xtr, ytr, Xte, yte, snap,
-                        deadline):
+                        deadline, opts):
     """Divide and conquer on a structure ``_product_groups`` found in the surrogate.
 
     ``("factors", groups, surrogate, delta, T)``: T(y) = delta + f_1(x_G1) * ... * f_m(x_Gm).
@@ -647,7 +659,7 @@ def _structured_attempt(dataset, h, seed, stages, symbols, ysd, yc, Xtr, ytr, Xt
         raise ValueError(f"the transform {tname} is not finite on the data")
     if kind == "transform":
         budget = max(deadline - time.perf_counter(), 0.0)
-        expr_t, sub_syms = _sub_discover(Xtr, yt, names, budget, seed, separable=False)
+        expr_t, sub_syms = _sub_discover(Xtr, yt, names, max(budget, 0.5), seed, False, opts)
         expr = inverse(expr_t.xreplace(dict(zip(sub_syms, symbols))), sign)
     else:
         x = dataset["train_input"]
@@ -657,22 +669,25 @@ def _structured_attempt(dataset, h, seed, stages, symbols, ysd, yc, Xtr, ytr, Xt
         exprs = []
         for j, g in enumerate(groups):
             cols = torch.as_tensor(list(g))
+            table = np.empty((x.shape[0], len(refs)))  # (rows, K): f_j(rows) F(refs)
             with torch.no_grad():
-                z = refs[:, None, :].repeat(1, x.shape[0], 1)  # (K, rows, d)
-                z[:, :, cols] = x[:, cols]
-                raw = surrogate(z.reshape(-1, x.shape[1]))[:, 0].double() * ysd + yc
-                table = fwd(raw) - delta
-            table = table.reshape(len(refs), -1).T.numpy()  # (rows, K): f_j(rows) F(refs)
+                for k, ref in enumerate(refs):  # one reference at a time: memory of one pass
+                    z = ref.repeat(x.shape[0], 1)
+                    z[:, cols] = x[:, cols]
+                    raw = surrogate(z)[:, 0].double() * ysd + yc
+                    table[:, k] = (fwd(raw) - delta).numpy()
+            if not np.all(np.isfinite(table)):
+                raise ValueError("the surrogate leaves the transform's domain off the data")
             u, sv, _ = np.linalg.svd(table, full_matrices=False)
             f = u[:, 0] * sv[0]
             f = f / (np.std(f) or 1.0)
             if f.mean() < 0:
                 f = -f
+            # the factor's share of the time left; a sub-search's first attempt always returns
+            # a formula (cut short at its deadline), so a late factor is rough, not missing
             budget = max(deadline - time.perf_counter(), 0.0) * len(g) / sum(map(len, groups[j:]))
-            if budget < 1.0:
-                raise RuntimeError("no time left for the factors")
-            sub, sub_syms = _sub_discover(Xtr[:, list(g)], f, [names[i] for i in g], budget,
-                                          seed, True)
+            sub, sub_syms = _sub_discover(Xtr[:, list(g)], f, [names[i] for i in g],
+                                          max(budget, 0.5), seed, True, opts)
             exprs.append(sub.xreplace({a: symbols[i] for a, i in zip(sub_syms, g)}))
         prod = sympy.Mul(*exprs)
         p = _evaluate(prod, symbols, Xtr)
@@ -690,15 +705,20 @@ def _structured_attempt(dataset, h, seed, stages, symbols, ysd, yc, Xtr, ytr, Xt
     expr = _pull_scales(expr)
     clean = _r2(_evaluate(expr, symbols, Xtr), ytr) > 0.99  # worth refitting its constants
     expr = _finish(sympy.expand(expr), clean, symbols, Xtr, ytr, snap, deadline)
-    r2 = _held_out_r2(expr, symbols, Xtr, ytr, Xte, yte)
+    r2 = _r2(_evaluate(expr, symbols, Xte), yte)
+    between_ok = _finite_between(expr, symbols, Xtr, ytr)
     stages["formula"] += time.perf_counter() - t
     return {"seed": seed, "hidden": _structure_name(h, symbols), "r2": r2,
+            "between_ok": between_ok,
             "complexity": expression_size(expr), "formula": str(expr), "expr": expr,
             "model": surrogate, "histories": hists,
             "width": [list(w) if w[1] else w[0] for w in surrogate.width]}
 
 
 _SEP_RATIO, _SEP_MAX_RMSE = 4.0, 3e-2
+# a shifted (or transformed) product has a fitted constant, so it must fit closer: true ones
+# measured 0.8, a sum read as (x0+x1+x2+3)**2 + 144 ~ product measured 3.0-3.5
+_SEP_RATIO_SHIFT = 2.0
 # target transforms T for the separability test: (T, dT/dy, inverse as sympy of (e, sign)),
 # the invertible ones among AI Feynman's
 _TRANSFORMS = {
@@ -795,8 +815,9 @@ def _product_groups(dataset, d, const_cols, ysd, yc, seed):
     for name, (fwd, deriv, _) in _TRANSFORMS.items():
         ta, tb = fwd(fa), fwd(fb)
         both = torch.cat([fa, fb])
-        if name == "sin":  # asin(n*sin(t)): sin is invertible while |y| < pi/2
-            if float(both.abs().max()) > 1.5:
+        if name == "sin":  # asin(n*sin(t)): sin is invertible while |y| < pi/2, and only
+            # worth trying where it bends (for small y, sin y is y)
+            if not 0.3 < float(both.abs().max()) <= 1.5:
                 continue
         elif name != "id":
             if not (both.min() > 0 or both.max() < 0) or \
@@ -811,10 +832,14 @@ def _product_groups(dataset, d, const_cols, ysd, yc, seed):
                 r = float(A.square().mean().sqrt()) / max(noise, 1e-300)
                 if r < key:
                     best, key = ("transform", name), r
-            den = float(A.square().sum())
-            if den <= 0:
+            # a shift shows as A = T(a) + T(b) - T(a_S, b_rest) - T(b_S, a_rest) well above the
+            # noise (A is the product part's own swap sum); for a sum T(y), A is pure noise and
+            # its least-squares delta a huge number that would make every split "pass"
+            if float(A.square().mean().sqrt()) < 10.0 * noise:
                 continue
-            delta = float(((ta * tb - tab_ * tba) * A).sum()) / den
+            delta = float(((ta * tb - tab_ * tba) * A).sum()) / float(A.square().sum())
+            if abs(delta) > 3.0 * float(torch.cat([ta, tb]).abs().max()):
+                continue
             scale = float(torch.cat([ta, tb]).sub(delta).square().mean().sqrt())
             oks = []
             for _, u, v in tswaps:
@@ -822,8 +847,8 @@ def _product_groups(dataset, d, const_cols, ysd, yc, seed):
                 oks.append(float(defect.square().mean().sqrt()) / max(scale * noise, 1e-300))
             r = float(((ta - delta) * (tb - delta) - (tab_ - delta) * (tba - delta))
                       .square().mean().sqrt()) / max(scale * noise, 1e-300)
-            groups = partition([o < _SEP_RATIO for o in oks])
-            if len(groups) > 1 and r < key:
+            groups = partition([o < _SEP_RATIO_SHIFT for o in oks])
+            if len(groups) > 1 and r < min(key, _SEP_RATIO_SHIFT):
                 best, key = ("factors", tuple(map(tuple, groups)), model, delta, name, hists), r
     if best is not None and best[0] == "transform":
         best = ("transform", None, model, None, best[1], hists)
