@@ -597,12 +597,17 @@ def _pull_scales(expr):
     (each factor's, the product's, the transform's); pulled out, they merge into one coefficient
     and the ratios left inside are the simple numbers that constant snapping can find."""
     def pull(e):
-        coeffs = [t.as_coeff_Mul()[0] for t in e.base.args]
-        k = max(coeffs, key=lambda c: abs(float(c)))
+        parts = [t.as_coeff_Mul() for t in e.base.args]
+        lead = max(range(len(parts)), key=lambda i: abs(float(parts[i][0])))
+        k = parts[lead][0]
         if not k.is_Float or k == 0:
             return e
-        k = abs(k)
-        return k ** e.exp * sympy.Pow(sympy.expand(e.base / k), e.exp)
+        # the leading term's coefficient becomes an exact +-1, not a float 1.0: a float there
+        # would be one more free constant, redundant with the pulled-out scale, and refitting
+        # would spread the scale over both again
+        terms = [(sympy.sign(c) if i == lead else c / abs(k)) * rest
+                 for i, (c, rest) in enumerate(parts)]
+        return abs(k) ** e.exp * sympy.Pow(sympy.Add(*terms), e.exp)
 
     try:
         return expr.replace(lambda e: isinstance(e, sympy.Pow) and isinstance(e.base, sympy.Add)
