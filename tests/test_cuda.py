@@ -9,6 +9,7 @@ if not torch.cuda.is_available():
     pytest.skip("needs CUDA", allow_module_level=True)
 
 from kanlab import KAN, create_dataset  # noqa: E402
+from kernel_spy import kernel_calls  # noqa: E402
 
 
 def _toy(x):
@@ -50,18 +51,8 @@ def test_automatic_mode_runs_the_fused_kernel():
 
     model = KAN(width=[2, 5, 1], grid=5, seed=0, device="cuda")
     x = torch.rand(100, 2, device="cuda") * 2 - 1
-    calls = []
-    orig = ts.kan_layer_triton
-
-    def spy(*a, **kw):
-        calls.append(1)
-        return orig(*a, **kw)
-
-    ts.kan_layer_triton = spy
-    try:
+    with kernel_calls() as calls:
         y = model(x)
-    finally:
-        ts.kan_layer_triton = orig
     assert ts.auto_ok(x.device) is True
     assert len(calls) == 2  # both layers
     for layer in model.act_fun:
@@ -115,16 +106,10 @@ def test_symbolic_formula_matches_forward_on_cuda():
 def test_automatic_mode_keeps_large_float32_layers_on_pytorch():
     pytest.importorskip("triton")
     from kanlab import KANLayer
-    from kanlab import triton_spline as ts
 
     layer = KANLayer(256, 256, num=5, device="cuda")
     x = torch.rand(2048, 256, device="cuda")  # 2048*256*256 > TRITON_AUTO_MAX_WORK
-    calls = []
-    orig = ts.kan_layer_triton
-    ts.kan_layer_triton = lambda *a, **k: calls.append(1) or orig(*a, **k)
-    try:
+    with kernel_calls() as calls:
         layer(x)
         layer(x[:64])  # small: the kernel
-    finally:
-        ts.kan_layer_triton = orig
     assert calls == [1]

@@ -11,6 +11,7 @@ if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("no GPU and Triton's interpreter is off", allow_module_level=True)
 from kanlab import KAN, KANLayer  # noqa: E402
 from kanlab import triton_spline as ts  # noqa: E402
+from kernel_spy import kernel_calls  # noqa: E402
 
 # compiled on a GPU when there is one, else interpreted on the CPU
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
@@ -129,20 +130,10 @@ def test_layer_and_model_select_kernel():
     ref = model(x)  # the PyTorch path
     for layer in model.act_fun:
         layer.use_triton = True  # on CUDA this is automatic; on a CPU the interpreter runs it
-    calls = []
-    orig = ts.kan_layer_triton
-
-    def spy(*a, **kw):
-        calls.append(1)
-        return orig(*a, **kw)
-
-    ts.kan_layer_triton = spy
-    try:
+    with kernel_calls() as calls:
         y = model(x)
         h = model.fit({"train_input": x, "train_label": ref.detach(), "test_input": x,
                        "test_label": ref.detach()}, steps=1, update_grid=False)
-    finally:
-        ts.kan_layer_triton = orig
     torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-6)
     assert calls and h["train_loss"][0] < 1e-5
 

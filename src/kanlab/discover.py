@@ -654,12 +654,12 @@ def _structured_attempt(dataset, h, seed, stages, symbols, ysd, yc, Xtr, ytr, Xt
     ``("transform", T)``: T(y) is a sum over groups of inputs, the sum networks' home ground:
     T(y) of the data itself is discovered, and T^-1 of its formula finishes as above."""
     kind, groups, surrogate, delta, tname, hists = h
-    fwd_np, (_, _, inverse) = _T_NUMPY[tname], _TRANSFORMS[tname]
+    fwd, _, inverse = _TRANSFORMS[tname]
     sign = 1.0 if float(np.mean(ytr)) >= 0 else -1.0
     names = [s.name for s in symbols]
     t = time.perf_counter()
     with np.errstate(all="ignore"):
-        yt = fwd_np(ytr)
+        yt = fwd(ytr)
     if not np.all(np.isfinite(yt)):
         raise ValueError(f"the transform {tname} is not finite on the data")
     if kind == "transform":
@@ -668,7 +668,6 @@ def _structured_attempt(dataset, h, seed, stages, symbols, ysd, yc, Xtr, ytr, Xt
         expr = inverse(expr_t.xreplace(dict(zip(sub_syms, symbols))), sign)
     else:
         x = dataset["train_input"]
-        fwd = _TRANSFORMS[tname][0]
         rng = np.random.default_rng(seed)
         refs = x[torch.as_tensor(rng.integers(0, x.shape[0], 24))]
         exprs = []
@@ -724,17 +723,16 @@ _SEP_RATIO, _SEP_MAX_RMSE = 4.0, 3e-2
 # a shifted (or transformed) product has a fitted constant, so it must fit closer: true ones
 # measured 0.8, a sum read as (x0+x1+x2+3)**2 + 144 ~ product measured 3.0-3.5
 _SEP_RATIO_SHIFT = 2.0
-# target transforms T for the separability test: (T, dT/dy, inverse as sympy of (e, sign)),
-# the invertible ones among AI Feynman's
+# target transforms T for the separability test: (T on tensors and arrays, dT/dy on tensors,
+# inverse as sympy of (e, sign)), the invertible ones among AI Feynman's
 _TRANSFORMS = {
     "id": (lambda y: y, lambda y: torch.ones_like(y), lambda e, sg: e),
     "inv": (lambda y: 1.0 / y, lambda y: -1.0 / y ** 2, lambda e, sg: 1 / e),
     "inv2": (lambda y: y ** -2.0, lambda y: -2.0 * y ** -3.0, lambda e, sg: sg / sympy.sqrt(e)),
     "sq": (lambda y: y ** 2, lambda y: 2.0 * y, lambda e, sg: sg * sympy.sqrt(e)),
-    "sin": (torch.sin, torch.cos, lambda e, sg: sympy.asin(e)),
+    "sin": (lambda y: torch.sin(y) if torch.is_tensor(y) else np.sin(y), torch.cos,
+            lambda e, sg: sympy.asin(e)),
 }
-_T_NUMPY = {"id": lambda y: y, "inv": lambda y: 1.0 / y, "inv2": lambda y: y ** -2.0,
-            "sq": lambda y: y ** 2, "sin": np.sin}
 
 
 def _product_groups(dataset, d, const_cols, ysd, yc, seed):
