@@ -146,9 +146,12 @@ class BasisPlan:
         cols = torch.where(ok[None], i * K1 + 1 + m[None], torch.full_like(m[None], self.dummy))
         self.cols = cols.reshape(n_in * (S + 2), K).contiguous()
         self.row_off = (torch.arange(n_in, device=dev) * (S + 2)).contiguous()
+        self._native = None  # tables of the native CPU kernels, built on first use
+        self._polys64 = None
         if self.uniform:
             g64 = grid.to(torch.float64)
             h = (g64[:, -1] - g64[:, 0]) / (n_knots - 1)  # mean spacing: exact to rounding
+            self._inv_h64 = 1.0 / h
             self.inv_h = (1.0 / h).to(dt)
             self.t0 = grid[:, 0].contiguous()
             M = torch.tensor(uniform_poly(k), dtype=dt, device=dev)  # (powers, functions)
@@ -156,7 +159,7 @@ class BasisPlan:
             self.M = [M[p].unsqueeze(-1).contiguous() for p in range(K)]
             self.D = [(M[p + 1] * (p + 1)).unsqueeze(-1).contiguous() for p in range(k)]
         else:
-            polys = _span_polys(grid.to(torch.float64), k)  # (in, S, K, K)
+            polys = self._polys64 = _span_polys(grid.to(torch.float64), k)  # (in, S, K, K)
             t_j = grid[:, :-1].to(torch.float64)
             inv_h = 1.0 / (grid[:, 1:] - grid[:, :-1]).to(torch.float64)
             inv_h = torch.where(torch.isfinite(inv_h), inv_h, torch.zeros_like(inv_h))
@@ -170,6 +173,22 @@ class BasisPlan:
             self.packed = self.packed.to(dt).contiguous()
             self.packed_der = torch.cat([zero_d, der.reshape(n_in, S, k * K), zero_d], 1).reshape(
                 n_in * (S + 2), -1).t().to(dt).contiguous()
+
+    def native_tables(self):
+        """Tables of the native CPU kernels (:mod:`kanlab.native`), or None where they don't apply
+        (the library is not built or is switched off, the grid is not on the CPU, k too large)."""
+        from . import native
+
+        if self.grid.device.type != "cpu" or not native.enabled() or self.k > native.max_k():
+            return None
+        if self._native is None:
+            if self.uniform:
+                poly = torch.tensor(uniform_poly(self.k), dtype=torch.float64)
+                self._native = native.NativeTables(self.grid, self.k, True, poly,
+                                                   t0=self.grid[:, 0], inv_h=self._inv_h64)
+            else:
+                self._native = native.NativeTables(self.grid, self.k, False, self._polys64)
+        return self._native
 
     def matches(self, grid: torch.Tensor) -> bool:
         """Whether ``grid`` is still the tensor this plan was built from, unchanged (same

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import torch
 
+from . import native
 from .basis import BasisPlan
 
-__all__ = ["kan_layer", "kan_layer_cached", "LayerFeatures", "fused_features"]
+__all__ = ["kan_layer", "kan_layer_cached", "LayerFeatures", "fused_features", "layer_features"]
 
 
 def fused_features(x: torch.Tensor, base: torch.Tensor, plan: BasisPlan, need_deriv: bool,
@@ -35,6 +36,19 @@ def fused_features(x: torch.Tensor, base: torch.Tensor, plan: BasisPlan, need_de
     n = cols.shape[1] * cols.shape[2]
     feat.scatter_add_(1, cols.reshape(batch, n), vals.reshape(batch, n))
     return feat, cols, der
+
+
+def _native_tables(x: torch.Tensor, plan: BasisPlan):
+    """The plan's native kernel tables when the native CPU kernels take ``x``, else None."""
+    return plan.native_tables() if native.supports(x) else None
+
+
+def layer_features(x: torch.Tensor, base: torch.Tensor, plan: BasisPlan) -> torch.Tensor:
+    """Fused features (batch, in*(1+P)+1) of ``x``: native kernels where they apply."""
+    tables = _native_tables(x, plan)
+    if tables is not None:
+        return native.features(x, base, tables)
+    return fused_features(x, base, plan, need_deriv=False)[0]
 
 
 def _weights(plan, scale_base, scale_sp, coef, mask):
@@ -93,12 +107,19 @@ class _KANLayerFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, base, scale_base, scale_sp, coef, mask, bias, plan, want_var):
         batch = x.shape[0]
-        # span rows and local coordinates are (batch, in) sized: kept so backward skips the search
-        row, u = plan.locate(x)
-        feat, _, _ = fused_features(x, base, plan, need_deriv=False, located=(row, u))
+        tables = _native_tables(x, plan)
+        if tables is not None:  # one pass in C++: span search, polynomials, base column
+            row = u = None
+            feat = native.features(x, base, tables)
+        else:
+            # span rows and local coordinates are (batch, in) sized: kept so backward skips the
+            # search
+            row, u = plan.locate(x)
+            feat, _, _ = fused_features(x, base, plan, need_deriv=False, located=(row, u))
         w, W = _weights(plan, scale_base, scale_sp, coef, mask)
         y = feat @ W if bias is None else torch.addmm(bias, feat, W)
         ctx.plan, ctx.want_var, ctx.has_bias = plan, want_var, bias is not None
+        ctx.tables = tables
         if not want_var:
             ctx.save_for_backward(x, base, scale_sp, coef, mask, W, row, u)
             return y
@@ -121,7 +142,14 @@ class _KANLayerFn(torch.autograd.Function):
         gvar = gvar.to(W.dtype) if gvar is not None else None
         need = ctx.needs_input_grad
         need_x, need_base, need_w = need[0], need[1], need[2] or need[3] or need[4]
-        feat, cols, der = fused_features(x, base, plan, need_deriv=need_x, located=(row, u))
+        tables = ctx.tables
+        if tables is not None:  # features, and with need_x the spline derivatives, in one sweep
+            if need_x:
+                feat, der, cols = native.features(x, base, tables, with_der=True)
+            else:
+                feat, der, cols = native.features(x, base, tables), None, None
+        else:
+            feat, cols, der = fused_features(x, base, plan, need_deriv=need_x, located=(row, u))
         w = W[:-1].view(n_in, plan.width, -1)
         use_var = cov is not None and gvar is not None
         gx = gbase = gsb = gsp = gcoef = gbias = None
@@ -136,7 +164,9 @@ class _KANLayerFn(torch.autograd.Function):
                 fc = _centred(feat, plan, batch)
                 gfc = torch.bmm(fc.permute(1, 0, 2), (gcov + gcov.transpose(1, 2)) / max(batch - 1, 1))
                 gfeat[:, :-1].view(batch, n_in, plan.width).add_(gfc.permute(1, 0, 2))
-        if gfeat is not None:
+        if gfeat is not None and tables is not None:
+            gx, gbase = native.gather(gfeat, der, cols, tables, want_gx=need_x, want_gbase=need_base)
+        elif gfeat is not None:
             if need_base:
                 gbase = gfeat[:, 0 : plan.dummy : plan.width]
             if need_x:
@@ -159,7 +189,7 @@ class LayerFeatures:
     def __init__(self, x: torch.Tensor, base: torch.Tensor, plan: BasisPlan):
         batch = x.shape[0]
         self.x, self.version, self.plan = x, x._version, plan
-        self.feat, _, _ = fused_features(x, base, plan, need_deriv=False)
+        self.feat = layer_features(x, base, plan)
         self.cov = _cov(_centred(self.feat, plan, batch), batch)
 
     def matches(self, x: torch.Tensor, plan: BasisPlan) -> bool:

@@ -1,0 +1,198 @@
+"""The native CPU kernels (kanlab/_native.cpp) against scipy and the pure-PyTorch path."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from scipy.interpolate import BSpline
+
+from kanlab import KAN, native
+from kanlab.basis import BasisPlan
+from kanlab.functional import fused_features
+from kanlab.layer import KANLayer
+from kanlab.splines import make_grid
+
+
+@pytest.fixture(autouse=True)
+def _restore_switch():
+    yield
+    native.set_enabled(True)
+
+
+def test_library_is_built():
+    # the install builds it (setup.py); a silent build failure would leave every run on the
+    # slower path, so the suite insists unless it was switched off on purpose
+    if os.environ.get("KANLAB_NATIVE", "1") == "0":
+        pytest.skip("KANLAB_NATIVE=0")
+    assert native.available(), native.load_error()
+
+
+needs_native = pytest.mark.skipif(not native.available(), reason="native library not built")
+
+
+def _grid(n_in, G, k, uniform, dtype, seed=0):
+    g = make_grid(n_in, G, k, (-1.0, 1.0), dtype=dtype)
+    if not uniform:
+        gen = torch.Generator().manual_seed(seed)
+        inner = torch.sort(torch.rand(n_in, G + 1, generator=gen, dtype=torch.float64) * 2 - 1, 1)[0]
+        inner[:, 0], inner[:, -1] = -1.0, 1.0
+        from kanlab.basis import extend_grid
+
+        g = extend_grid(inner, k).to(dtype)
+    return g
+
+
+def _inputs(grid, batch, dtype, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    lo, hi = grid[:, 0].to(torch.float64), grid[:, -1].to(torch.float64)
+    span = hi - lo
+    x = lo + (torch.rand(batch, grid.shape[0], generator=gen, dtype=torch.float64) * 1.2 - 0.1) * span
+    x = x.to(dtype)
+    x[0] = grid[:, 0]  # first knot
+    x[1] = grid[:, -1]  # last knot: outside (half-open spans)
+    x[2] = grid[:, grid.shape[1] // 2]  # an interior knot
+    return x
+
+
+@needs_native
+@pytest.mark.parametrize("k", [1, 2, 3, 5, 7])
+@pytest.mark.parametrize("uniform", [True, False])
+def test_features_match_scipy(k, uniform):
+    """Every B-spline column against scipy.interpolate.BSpline to 1e-12 (float64)."""
+    G, n_in = 6, 3
+    grid = _grid(n_in, G, k, uniform, torch.float64)
+    x = _inputs(grid, 400, torch.float64)
+    base = torch.randn(x.shape, dtype=torch.float64)
+    plan = BasisPlan(grid, k)
+    feat = native.features(x, base, plan.native_tables())
+    P = G + k
+    W = 1 + P
+    for i in range(n_in):
+        t = grid[i].numpy()
+        assert torch.equal(feat[:, i * W], base[:, i])
+        for m in range(P):
+            be = BSpline.basis_element(t[m : m + k + 2], extrapolate=False)
+            ref = np.nan_to_num(be(x[:, i].numpy()))  # NaN outside its support: 0
+            np.testing.assert_allclose(feat[:, i * W + 1 + m].numpy(), ref, atol=1e-12, rtol=0)
+    assert torch.all(feat[:, -1] == 0)
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("k", [1, 3, 4, 6])
+@pytest.mark.parametrize("uniform", [True, False])
+@pytest.mark.parametrize("G", [5, 70])  # 70 intervals: bisection instead of the linear count
+def test_features_and_derivatives_match_torch_path(dtype, k, uniform, G):
+    n_in = 4
+    grid = _grid(n_in, G, k, uniform, dtype)
+    x = _inputs(grid, 333, dtype)
+    base = torch.randn(x.shape, dtype=dtype)
+    plan = BasisPlan(grid, k)
+    assert plan.uniform == uniform
+    ref, cols, der_ref = fused_features(x, base, plan, need_deriv=True)
+    feat, der, spans = native.features(x, base, plan.native_tables(), with_der=True)
+    tol = 1e-12 if dtype == torch.float64 else 2e-5
+    # the dummy column (weight 0) collects junk on the PyTorch path and is 0 here
+    torch.testing.assert_close(feat[:, :-1], ref[:, :-1], atol=tol, rtol=0)
+    assert torch.all(feat[:, -1] == 0)
+    # the input gradient of sum(gfeat * feat) over the spline columns
+    gfeat = torch.randn(ref.shape, dtype=dtype)
+    gfeat[:, -1] = 0
+    picked = torch.gather(gfeat, 1, cols.reshape(x.shape[0], -1)).view_as(der_ref)
+    gx_ref = (picked * der_ref).sum(-1)
+    gx, gbase = native.gather(gfeat, der, spans, plan.native_tables(), want_gx=True, want_gbase=True)
+    torch.testing.assert_close(gx, gx_ref, atol=tol * 10 * G, rtol=tol * 10)
+    assert torch.equal(gbase, gfeat[:, 0 : plan.dummy : plan.width])
+
+
+@needs_native
+@pytest.mark.parametrize("uniform", [True, False])
+def test_nan_input_propagates_like_the_torch_path(uniform):
+    grid = _grid(3, 5, 3, uniform, torch.float64)
+    lay = KANLayer(3, 2, num=5, k=3, dtype=torch.float64)
+    lay.set_grid(grid)
+    x = _inputs(grid, 10, torch.float64)
+    x[4, 1] = float("nan")
+    outs = {}
+    for flag in (True, False):
+        native.set_enabled(flag)
+        xx = x.clone().requires_grad_(True)
+        y = lay(xx)
+        y.sum().backward()
+        outs[flag] = (y.detach(), xx.grad)
+    for a, b in zip(outs[True], outs[False]):
+        assert torch.equal(torch.isnan(a), torch.isnan(b))
+        torch.testing.assert_close(a.nan_to_num(), b.nan_to_num(), atol=1e-12, rtol=0)
+    assert torch.isnan(outs[True][0][4]).all() and not torch.isnan(outs[True][0][3]).any()
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("uniform", [True, False])
+def test_layer_native_equals_torch_path(dtype, uniform):
+    torch.manual_seed(0)
+    lay = KANLayer(7, 5, num=6, k=3, dtype=dtype)
+    x = torch.rand(300, 7, dtype=dtype) * 2.6 - 1.3
+    if not uniform:
+        lay.update_grid_from_samples(x)
+    assert lay.is_uniform() == uniform
+    res = {}
+    for flag in (True, False):
+        native.set_enabled(flag)
+        lay.zero_grad()
+        xx = x.clone().requires_grad_(True)
+        y, var = lay.forward_with_var(xx)
+        (y.sin().sum() + var.sum()).backward()
+        res[flag] = [y.detach(), var.detach(), xx.grad] + [p.grad.clone() for p in lay.parameters()]
+    tol = 1e-12 if dtype == torch.float64 else 3e-5
+    for a, b in zip(res[True], res[False]):
+        torch.testing.assert_close(a, b, atol=tol, rtol=tol)
+
+
+@needs_native
+@pytest.mark.parametrize("uniform", [True, False])
+def test_gradcheck_native(uniform):
+    torch.manual_seed(0)
+    lay = KANLayer(3, 2, num=4, k=3, dtype=torch.float64)
+    x = torch.rand(20, 3, dtype=torch.float64) * 2 - 1
+    if not uniform:
+        lay.update_grid_from_samples(x)
+    from kanlab.functional import kan_layer
+
+    plan = lay.plan()
+    assert plan.native_tables() is not None
+
+    def f(x, sb, sp, coef, bias):
+        y, var = kan_layer(x, torch.nn.functional.silu(x), sb, sp, coef, lay.mask, bias, plan,
+                           want_var=True)
+        return y, var
+
+    args = [x.clone().requires_grad_(True)] + [t.detach().clone().requires_grad_(True) for t in
+                                               (lay.scale_base, lay.scale_sp, lay.coef, lay.bias)]
+    assert torch.autograd.gradcheck(f, args, eps=1e-6, atol=1e-8)
+
+
+@needs_native
+def test_switching_off_gives_the_same_training():
+    from kanlab import create_dataset
+
+    ds = create_dataset(lambda x: torch.sin(x[:, [0]]) * x[:, [1]], n_var=2, train_num=200,
+                        test_num=50, seed=0)
+    ds = {k: v.double() for k, v in ds.items()}
+    hist = {}
+    for flag in (True, False):
+        native.set_enabled(flag)
+        m = KAN(width=[2, 3, 1], grid=4, k=3, seed=0, dtype=torch.float64)
+        # Adam: smooth in the parameters (an L-BFGS line search amplifies 1e-16 differences)
+        hist[flag] = m.fit(ds, opt="Adam", lr=0.02, steps=10, lamb=0.01, update_grid=True)["train_loss"]
+    np.testing.assert_allclose(hist[True], hist[False], rtol=1e-7)
+
+
+def test_env_switch_turns_it_off():
+    code = "from kanlab import native; print(native.enabled())"
+    env = dict(os.environ, KANLAB_NATIVE="0")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
