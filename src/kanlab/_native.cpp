@@ -97,73 +97,80 @@ inline void eval_derivs(const double* C, double u, int64_t Kr, double* d) {
         for (int64_t r = 0; r < K; ++r) d[r] = d[r] * u + (double)p * C[p * K + r];
 }
 
-// Uniform grids, one row at a time in three passes over the inputs so the arithmetic
-// vectorizes: span and local coordinate, the K polynomials (one shared table), then the stores.
-// Arithmetic in T, as on the PyTorch path.
+// Uniform grids, a block of rows at a time in passes over the block's (row, input) pairs, so
+// the arithmetic vectorizes whatever the layer's width: span and local coordinate, the K
+// polynomials (one shared table), then the stores. Arithmetic in T, as on the PyTorch path.
 template <typename T, int KC>
-struct UniformRow {
+struct UniformBlock {
     const Grid& g;
-    int64_t K;
-    std::vector<T> t0, ih, u, v, dv;  // v, dv: (K, n_in)
+    int64_t K, rows_cap;
+    std::vector<T> t0, ih, u, v, dv;  // t0, ih tiled over the block's rows; v, dv: (K, pairs)
     std::vector<int32_t> span;
     T C[kMaxK * kMaxK];
 
-    explicit UniformRow(const Grid& grid) : g(grid), K(KC > 0 ? KC : grid.k + 1) {
-        t0.assign(grid.t0, grid.t0 + grid.n_in);
-        ih.assign(grid.inv_h, grid.inv_h + grid.n_in);
-        u.resize(grid.n_in);
-        v.resize(K * grid.n_in);
-        dv.resize(K * grid.n_in);
-        span.resize(grid.n_in);
+    explicit UniformBlock(const Grid& grid) : g(grid), K(KC > 0 ? KC : grid.k + 1) {
+        const int64_t n = grid.n_in;
+        rows_cap = n >= 256 ? 1 : 256 / n;
+        const int64_t L = rows_cap * n;
+        t0.resize(L);
+        ih.resize(L);
+        for (int64_t q = 0; q < L; ++q) {
+            t0[q] = (T)grid.t0[q % n];
+            ih[q] = (T)grid.inv_h[q % n];
+        }
+        u.resize(L);
+        v.resize(K * L);
+        dv.resize(K * L);
+        span.resize(L);
         for (int64_t q = 0; q < K * K; ++q) C[q] = (T)grid.poly[q];
     }
 
-    // span (-1 or S outside) and u of every input of one row; true if some input is NaN
-    bool locate_row(const T* xb) {
-        const int64_t n = g.n_in;
+    // span (-1 or S outside) and u of L consecutive pairs; true if some input is NaN
+    bool locate(const T* xq, int64_t L) {
         const T hi = (T)g.S;
         int nan = 0;
         T* __restrict uu = u.data();
         int32_t* __restrict sp = span.data();
-        for (int64_t i = 0; i < n; ++i) {
-            const T xv = xb[i];
+        const T* __restrict tt = t0.data();
+        const T* __restrict hh = ih.data();
+        for (int64_t q = 0; q < L; ++q) {
+            const T xv = xq[q];
             nan |= (xv != xv);
-            T s = (xv - t0[i]) * ih[i];
+            T s = (xv - tt[q]) * hh[q];
             s = s < (T)-1 ? (T)-1 : s;  // NaN stays NaN here, becomes -1 next
             s = s < hi ? s : hi;
             s = s >= (T)-1 ? s : (T)-1;
             int32_t j = (int32_t)s;  // truncation; floor below for s in [-1, 0)
             j -= ((T)j > s);
-            sp[i] = j;
-            uu[i] = s - (T)j;
+            sp[q] = j;
+            uu[q] = s - (T)j;
         }
         return nan != 0;
     }
 
-    // the K polynomials at every u of the row, and with `deriv` their d/dx
-    void evaluate(bool deriv) {
-        const int64_t n = g.n_in;
+    // the K polynomials at the first L u's (row stride L in v), and with `deriv` their d/dx
+    void evaluate(int64_t L, bool deriv) {
         const T* __restrict uu = u.data();
         for (int64_t r = 0; r < K; ++r) {
-            T* __restrict vr = v.data() + r * n;
+            T* __restrict vr = v.data() + r * L;
             const T top = C[(K - 1) * K + r];
-            for (int64_t i = 0; i < n; ++i) vr[i] = top;
+            for (int64_t q = 0; q < L; ++q) vr[q] = top;
             for (int64_t p = K - 2; p >= 0; --p) {
                 const T c = C[p * K + r];
-                for (int64_t i = 0; i < n; ++i) vr[i] = vr[i] * uu[i] + c;
+                for (int64_t q = 0; q < L; ++q) vr[q] = vr[q] * uu[q] + c;
             }
         }
         if (!deriv) return;
         const T* __restrict hh = ih.data();
         for (int64_t r = 0; r < K; ++r) {
-            T* __restrict dr = dv.data() + r * n;
+            T* __restrict dr = dv.data() + r * L;
             const T top = (T)(K - 1) * C[(K - 1) * K + r];
-            for (int64_t i = 0; i < n; ++i) dr[i] = top;
+            for (int64_t q = 0; q < L; ++q) dr[q] = top;
             for (int64_t p = K - 2; p >= 1; --p) {
                 const T c = (T)p * C[p * K + r];
-                for (int64_t i = 0; i < n; ++i) dr[i] = dr[i] * uu[i] + c;
+                for (int64_t q = 0; q < L; ++q) dr[q] = dr[q] * uu[q] + c;
             }
-            for (int64_t i = 0; i < n; ++i) dr[i] *= hh[i];
+            for (int64_t q = 0; q < L; ++q) dr[q] *= hh[q];
         }
     }
 };
@@ -186,28 +193,37 @@ inline void put(const Grid& g, int64_t K, int64_t s, const T* vals, int64_t vstr
 template <typename T, int KC>
 void features_rows_uniform(const Grid& g, const T* x, const T* base, int64_t b0, int64_t b1,
                            T* feat, T* der, int32_t* spans) {
-    UniformRow<T, KC> st(g);
+    UniformBlock<T, KC> st(g);
     const int64_t K = st.K, n = g.n_in, W = g.P + 1, ld = n * W + 1;
-    for (int64_t b = b0; b < b1; ++b) {
-        T* row = feat + b * ld;
-        const bool nan = st.locate_row(x + b * n);
-        st.evaluate(der != nullptr);
-        std::memset(row, 0, sizeof(T) * ld);
-        const T* bb = base + b * n;
-        for (int64_t i = 0; i < n; ++i) {
-            row[i * W] = bb[i];
-            const int64_t s = st.span[i];
-            if (s >= 0 && s < g.S) put(g, K, s, st.v.data() + i, n, row + i * W);
-        }
-        if (nan) row[ld - 1] = std::numeric_limits<T>::quiet_NaN();
-        if (der != nullptr) {
-            T* db = der + b * n * K;
-            const T* xb = x + b * n;
+    for (int64_t c0 = b0; c0 < b1; c0 += st.rows_cap) {
+        const int64_t c1 = c0 + st.rows_cap < b1 ? c0 + st.rows_cap : b1;
+        const int64_t L = (c1 - c0) * n;
+        const T* xq = x + c0 * n;
+        const bool nan = st.locate(xq, L);
+        st.evaluate(L, der != nullptr);
+        std::memset(feat + c0 * ld, 0, sizeof(T) * ld * (c1 - c0));
+        for (int64_t b = c0; b < c1; ++b) {
+            T* row = feat + b * ld;
+            const T* bb = base + b * n;
+            const int64_t q0 = (b - c0) * n;
             for (int64_t i = 0; i < n; ++i) {
-                for (int64_t r = 0; r < K; ++r) db[i * K + r] = st.dv[r * n + i];
-                if (xb[i] != xb[i]) db[i * K] = xb[i];  // NaN input: NaN gradient
+                row[i * W] = bb[i];
+                const int64_t s = st.span[q0 + i];
+                if (s >= 0 && s < g.S) put(g, K, s, st.v.data() + q0 + i, L, row + i * W);
             }
-            std::memcpy(spans + b * n, st.span.data(), sizeof(int32_t) * n);
+        }
+        if (nan) {  // rows with a NaN input get a NaN in the dummy column
+            for (int64_t b = c0; b < c1; ++b)
+                for (int64_t i = 0; i < n; ++i)
+                    if (x[b * n + i] != x[b * n + i]) feat[b * ld + ld - 1] = x[b * n + i];
+        }
+        if (der != nullptr) {
+            T* dq = der + c0 * n * K;
+            for (int64_t q = 0; q < L; ++q) {
+                for (int64_t r = 0; r < K; ++r) dq[q * K + r] = st.dv[r * L + q];
+                if (xq[q] != xq[q]) dq[q * K] = xq[q];  // NaN input: NaN gradient
+            }
+            std::memcpy(spans + c0 * n, st.span.data(), sizeof(int32_t) * L);
         }
     }
 }
@@ -307,7 +323,7 @@ template <typename F>
 void parallel_rows(int64_t batch, int64_t work_per_row, int threads, F&& fn) {
 #ifdef _OPENMP
     // small problems stay on the calling thread: waking a pool costs more than they do
-    if (threads > 1 && batch * work_per_row >= 16384) {
+    if (threads > 1 && batch * work_per_row >= 32768) {
         const int64_t chunks = threads;
 #pragma omp parallel for num_threads(threads) schedule(static)
         for (int64_t c = 0; c < chunks; ++c) {
