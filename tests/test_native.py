@@ -196,3 +196,118 @@ def test_env_switch_turns_it_off():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------------ the native training objective
+def _autograd_objective(m, x, y, hyp, reg_metric="edge_forward_spline_n"):
+    from kanlab.train import regularization
+
+    pred, acts, var = m.forward_with_stats(x)
+    obj = torch.mean((pred - y) ** 2)
+    if hyp["lamb"] > 0:
+        obj = obj + hyp["lamb"] * regularization(m, acts, var, hyp["lamb_l1"], hyp["lamb_entropy"],
+                                                 hyp["lamb_coef"], hyp["lamb_coefdiff"], reg_metric)
+    m.zero_grad()
+    obj.backward()
+    return float(obj.detach()), pred.detach(), {n: p.grad.clone() for n, p in m.named_parameters()
+                                       if p.grad is not None}
+
+
+CASES = [
+    # width, base, uniform grid, bias, scale_base trainable, reg metric, lamb, lamb_coef(diff)
+    ([2, 5, 1], "silu", True, True, True, "edge_forward_spline_n", 0.01, 0.0),
+    ([3, 4, 2], "identity", False, True, True, "edge_forward_spline_u", 0.01, 0.1),
+    ([2, 3, 3, 1], "zero", True, False, True, "edge_forward_sum", 0.05, 0.2),
+    ([4, 2], "silu", False, True, False, "edge_forward_spline_n", 0.0, 0.0),
+    ([1, 70, 1], "silu", True, True, True, "edge_forward_spline_n", 0.01, 0.0),  # > 64 rows' block
+]
+
+
+@needs_native
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_native_objective_matches_autograd(case):
+    width, base, uniform, bias, sb_train, metric, lamb, lcoef = CASES[case]
+    m = KAN(width=width, grid=4, k=3, seed=1, base_fun=base, bias=bias, dtype=torch.float64,
+            sb_trainable=sb_train)
+    gen = torch.Generator().manual_seed(case)
+    x = torch.rand(150, width[0], generator=gen, dtype=torch.float64) * 2.4 - 1.2  # some outside
+    y = torch.sin(3 * x.sum(1, keepdim=True)).repeat(1, width[-1])
+    if not uniform:
+        m.update_grid_from_samples(x[:100])
+    with torch.no_grad():  # non-zero biases and a switched-off edge
+        for layer in m.act_fun:
+            if layer.bias is not None:
+                layer.bias.uniform_(-0.3, 0.3, generator=gen)
+        m.act_fun[0].mask[0, 0] = 0.0
+    hyp = dict(lamb=lamb, lamb_l1=1.0, lamb_entropy=2.0, lamb_coef=lcoef, lamb_coefdiff=lcoef / 2)
+    ref_obj, ref_pred, ref_grads = _autograd_objective(m, x, y, hyp, metric)
+    obj = native.KANObjective(m, x, y, reg_metric=metric, **hyp)
+    m.zero_grad()
+    val = obj.objective()
+    assert val == pytest.approx(ref_obj, rel=1e-12)
+    torch.testing.assert_close(obj.predict(x), ref_pred, atol=1e-13, rtol=0)
+    n_checked = 0
+    for name, p in m.act_fun.named_parameters():
+        name = "act_fun." + name
+        if not p.requires_grad:
+            assert name not in ref_grads
+            continue
+        scale = float(ref_grads[name].abs().max()) + 1e-12
+        torch.testing.assert_close(p.grad / scale, ref_grads[name] / scale, atol=1e-9, rtol=0,
+                                   msg=name)
+        n_checked += 1
+    assert n_checked >= 3 * len(m.act_fun)
+
+
+@needs_native
+def test_native_objective_float32_and_nonfinite():
+    m = KAN(width=[2, 3, 1], grid=5, k=3, seed=0)
+    x = torch.rand(64, 2) * 2 - 1
+    y = x[:, :1] * x[:, 1:]
+    ref_obj, _, ref_grads = _autograd_objective(
+        m, x, y, dict(lamb=0.01, lamb_l1=1.0, lamb_entropy=2.0, lamb_coef=0.0, lamb_coefdiff=0.0))
+    obj = native.KANObjective(m, x, y, lamb=0.01)
+    m.zero_grad()
+    assert obj.objective() == pytest.approx(ref_obj, rel=1e-5)
+    for name, p in m.act_fun.named_parameters():
+        torch.testing.assert_close(p.grad, ref_grads["act_fun." + name], atol=1e-5, rtol=1e-3)
+    with torch.no_grad():
+        m.act_fun[0].coef[0, 0, 2] = float("nan")
+    assert np.isnan(obj.objective())
+
+
+@needs_native
+def test_fit_uses_native_objective_and_matches_autograd():
+    from kanlab import create_dataset
+
+    ds = create_dataset(lambda x: torch.exp(torch.sin(torch.pi * x[:, [0]]) + x[:, [1]] ** 2),
+                        n_var=2, train_num=300, test_num=100, seed=0)
+    ds = {k: v.double() for k, v in ds.items()}
+    hist = {}
+    for flag in (True, False):
+        m = KAN(width=[2, 5, 1], grid=5, k=3, seed=0, dtype=torch.float64)
+        hist[flag] = m.fit(ds, opt="Adam", lr=0.01, steps=15, lamb=0.01, update_grid=True,
+                           grid_update_num=3, stop_grid_update_step=10, use_native_objective=flag)
+    for key in ("train_loss", "test_loss", "reg"):
+        np.testing.assert_allclose(hist[True][key], hist[False][key], rtol=1e-8, err_msg=key)
+    # L-BFGS: the same run to the rounding the line search amplifies
+    m = KAN(width=[2, 5, 1], grid=5, k=3, seed=0, dtype=torch.float64)
+    h = m.fit(ds, steps=10, lamb=0.001, use_native_objective=True)
+    m2 = KAN(width=[2, 5, 1], grid=5, k=3, seed=0, dtype=torch.float64)
+    h2 = m2.fit(ds, steps=10, lamb=0.001, use_native_objective=False)
+    assert h["train_loss"][-1] == pytest.approx(h2["train_loss"][-1], rel=0.1)
+    assert h["train_loss"][-1] < 0.5 * h["train_loss"][0]
+
+
+@needs_native
+def test_use_native_objective_true_says_why_not():
+    from kanlab import create_dataset
+
+    ds = create_dataset(lambda x: x[:, [0]] * x[:, [1]], n_var=2, train_num=50, test_num=20, seed=0)
+    m = KAN(width=[2, 2, 1], grid=3, k=3, seed=0, base_fun=torch.tanh)
+    with pytest.raises(ValueError, match="base function"):
+        m.fit(ds, steps=1, use_native_objective=True)
+    m = KAN(width=[2, 2, 1], grid=3, k=3, seed=0)
+    with pytest.raises(ValueError, match="full-batch"):
+        m.fit(ds, steps=1, batch=10, use_native_objective=True)
+    m.fit(ds, steps=1, batch=10)  # the default falls back to autograd quietly

@@ -346,9 +346,543 @@ Grid make_grid(int64_t n_in, int64_t S, int64_t P, int64_t k, int uniform, const
 
 }  // namespace
 
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// The whole training objective of a KAN made of numeric layers: forward, mean squared error,
+// pykan's sparsity regularizer and coefficient penalties, and the gradient of all parameters,
+// in one call. Small networks spend their time in framework overhead (tens of tensor
+// operations per layer and an autograd graph for every evaluation); here one evaluation is a
+// few sweeps over the batch. Nothing of size batch x in x out or batch x in x (G+k) is stored:
+// only each layer's input (batch x in), as autograd would keep; the backward sweep recomputes
+// the spans, basis values and edge values.
+//
+// Math (per layer; phi the edge value, b the base function):
+//   phi_bio = wb_io b(a_bi) + sum_m wc_iom B_m(a_bi),  wb = scale_base*mask, wc = scale_sp*mask*coef
+//   z_bo = bias_o + sum_i phi_bio
+//   var_io = batch variance (unbiased) of phi_io,  xstd_i = batch std (unbiased) of a_i
+//   reg = sum over layers of  l1 * sum(A) + entropy * (E_out + E_in),  A = std(phi)/(xstd + 0.1)
+//   objective = mean((z_L - y)^2) + lamb * (reg + coef penalties)
+// The regularizer follows kanlab/regularize.py term by term.
+
+struct LayerDesc {
+    int64_t n, m, S, P, k, uniform, base_kind, has_bias;
+    const double *t0, *inv_h, *knots, *poly;
+    const void *sb, *sp, *coef, *mask, *bias;
+    void *g_sb, *g_sp, *g_coef, *g_bias;
+};
+
+inline double base_value(int64_t kind, double a, double* deriv) {
+    if (kind == 0) {  // silu
+        const double sg = 1.0 / (1.0 + std::exp(-a));
+        *deriv = sg * (1.0 + a * (1.0 - sg));
+        return a * sg;
+    }
+    if (kind == 1) { *deriv = 1.0; return a; }
+    *deriv = 0.0;
+    return 0.0;
+}
+
+struct LayerWork {
+    LayerDesc d;
+    Grid g;
+    std::vector<double> W;      // (n, 1+P, m): row 0 of input i is wb_i., rows 1.. are wc_i.m
+    std::vector<double> bias;   // (m)
+    std::vector<double> beta, dbeta;  // b(a) and b'(a), column-major (n, batch)
+    std::vector<double> ref, sum, sumsq, var, mean;  // per edge (n, m)
+    std::vector<double> xmean, xstd;                 // per input (n)
+    std::vector<double> gvar, gxstd;                 // from the regularizer
+    std::vector<double> gW;                          // (n, 1+P, m)
+};
+
+template <typename T>
+inline double ld(const void* p, int64_t j) { return (double)static_cast<const T*>(p)[j]; }
+
+template <typename T>
+void prepare(LayerWork& L) {
+    const LayerDesc& d = L.d;
+    const int64_t n = d.n, m = d.m, P = d.P, W1 = P + 1;
+    L.g = make_grid(n, d.S, P, d.k, (int)d.uniform, d.t0, d.inv_h, d.knots, d.poly);
+    L.W.assign(n * W1 * m, 0.0);
+    for (int64_t i = 0; i < n; ++i)
+        for (int64_t o = 0; o < m; ++o) {
+            const double mk = ld<T>(d.mask, i * m + o);
+            L.W[(i * W1) * m + o] = ld<T>(d.sb, i * m + o) * mk;
+            const double sc = ld<T>(d.sp, i * m + o) * mk;
+            for (int64_t q = 0; q < P; ++q)
+                L.W[(i * W1 + 1 + q) * m + o] = sc * ld<T>(d.coef, (i * m + o) * P + q);
+        }
+    L.bias.assign(m, 0.0);
+    if (d.has_bias)
+        for (int64_t o = 0; o < m; ++o) L.bias[o] = ld<T>(d.bias, o);
+}
+
+constexpr int64_t kRows = 64;  // rows per block: the inner loops run over a block's rows
+
+// The dense features F (1+P, R) of input i on rows a[0..R) of a block, column-major by feature:
+// F[0] = b(a) (given), F[1+m] = B_m(a); with dF, the same for d/da (dF[0] = b'(a)).
+template <int KC>
+void block_features(const Grid& g, int64_t i, const double* a, int64_t R, const double* beta,
+                    const double* dbeta, double* F, double* dF) {
+    const int64_t P = g.P, K = KC > 0 ? KC : g.k + 1;
+    std::memset(F, 0, sizeof(double) * (P + 1) * kRows);
+    std::memcpy(F, beta, sizeof(double) * R);
+    if (dF != nullptr) {
+        std::memset(dF, 0, sizeof(double) * (P + 1) * kRows);
+        std::memcpy(dF, dbeta, sizeof(double) * R);
+    }
+    if (g.uniform) {
+        // passes over the block's rows that vectorize: span and u, the K polynomials, stores
+        double uu[kRows], vv[kMaxK * kRows], dd[kMaxK * kRows];
+        int32_t sp[kRows];
+        const double t0 = g.t0[i], ih = g.inv_h[i], hi = (double)g.S;
+        for (int64_t r = 0; r < R; ++r) {
+            double sv = (a[r] - t0) * ih;
+            sv = sv < -1.0 ? -1.0 : sv;  // NaN stays NaN here, becomes -1 next
+            sv = sv < hi ? sv : hi;
+            sv = sv >= -1.0 ? sv : -1.0;
+            int32_t j = (int32_t)sv;
+            j -= ((double)j > sv);
+            sp[r] = j;
+            uu[r] = sv - (double)j;
+        }
+        const double* C = g.poly;
+        for (int64_t q = 0; q < K; ++q) {
+            double* vq = vv + q * kRows;
+            const double top = C[(K - 1) * K + q];
+            for (int64_t r = 0; r < R; ++r) vq[r] = top;
+            for (int64_t p = K - 2; p >= 0; --p) {
+                const double c = C[p * K + q];
+                for (int64_t r = 0; r < R; ++r) vq[r] = vq[r] * uu[r] + c;
+            }
+            if (dF == nullptr) continue;
+            double* dq = dd + q * kRows;
+            const double dtop = (double)(K - 1) * C[(K - 1) * K + q] * ih;
+            for (int64_t r = 0; r < R; ++r) dq[r] = dtop;
+            for (int64_t p = K - 2; p >= 1; --p) {
+                const double c = (double)p * C[p * K + q] * ih;
+                for (int64_t r = 0; r < R; ++r) dq[r] = dq[r] * uu[r] + c;
+            }
+        }
+        for (int64_t r = 0; r < R; ++r) {
+            const int64_t sr = sp[r];
+            if (sr < 0 || sr >= g.S || a[r] != a[r]) continue;
+            for (int64_t q = 0; q < K; ++q) {
+                const int64_t mb = sr - g.k + q;
+                if (mb < 0 || mb >= P) continue;
+                F[(1 + mb) * kRows + r] = vv[q * kRows + r];
+                if (dF != nullptr) dF[(1 + mb) * kRows + r] = dd[q * kRows + r];
+            }
+        }
+        return;
+    }
+    double v[kMaxK] = {}, dv[kMaxK] = {};
+    for (int64_t r = 0; r < R; ++r) {
+        const double x = a[r];
+        if (x != x) continue;
+        double u = 0.0, ih = 0.0;
+        const double* C = g.poly;
+        const int64_t s = locate(g, i, x, &u, &C, &ih, K * K);
+        if (s < 0 || s >= g.S) continue;
+        eval_values<KC>(C, u, K, v);
+        if (dF != nullptr) eval_derivs<KC>(C, u, K, dv);
+        for (int64_t q = 0; q < K; ++q) {
+            const int64_t mb = s - g.k + q;
+            if (mb < 0 || mb >= P) continue;
+            F[(1 + mb) * kRows + r] = v[q];
+            if (dF != nullptr) dF[(1 + mb) * kRows + r] = dv[q] * ih;
+        }
+    }
+}
+
+// phi (R) = sum_j W[i, j, o] F[j] for one output o.
+inline void edge_block(const double* Wi, int64_t m, int64_t o, int64_t W1, const double* F,
+                       int64_t R, double* phi) {
+    for (int64_t r = 0; r < R; ++r) phi[r] = 0.0;
+    for (int64_t j = 0; j < W1; ++j) {
+        const double w = Wi[j * m + o];
+        if (w == 0.0) continue;
+        const double* f = F + j * kRows;
+        for (int64_t r = 0; r < R; ++r) phi[r] += w * f[r];
+    }
+}
+
+// Forward of one layer over rows [b0, b1) (column-major a (n, B) -> z (m, B)); with stats,
+// per-edge sums of (phi - ref) and their squares into this thread's accumulators.
+template <int KC>
+void layer_forward(LayerWork& L, const double* a, int64_t B, int64_t b0, int64_t b1, double* z,
+                   double* sum, double* sumsq) {
+    const int64_t n = L.d.n, m = L.d.m, W1 = L.d.P + 1;
+    std::vector<double> F(W1 * kRows), phi(kRows);
+    for (int64_t o = 0; o < m; ++o)
+        for (int64_t b = b0; b < b1; ++b) z[o * B + b] = L.bias[o];
+    for (int64_t i = 0; i < n; ++i) {
+        const double* Wi = L.W.data() + i * W1 * m;
+        for (int64_t c0 = b0; c0 < b1; c0 += kRows) {
+            const int64_t R = b1 - c0 < kRows ? b1 - c0 : kRows;
+            const double* ai = a + i * B + c0;
+            double* be = L.beta.data() + i * B + c0;
+            double* dbe = L.dbeta.data() + i * B + c0;
+            for (int64_t r = 0; r < R; ++r) be[r] = base_value(L.d.base_kind, ai[r], &dbe[r]);
+            block_features<KC>(L.g, i, ai, R, be, dbe, F.data(), nullptr);
+            for (int64_t o = 0; o < m; ++o) {
+                edge_block(Wi, m, o, W1, F.data(), R, phi.data());
+                double* zo = z + o * B + c0;
+                for (int64_t r = 0; r < R; ++r) zo[r] += phi[r];
+                if (sum != nullptr) {
+                    const double rf = L.ref[i * m + o];
+                    double s1 = 0.0, s2 = 0.0;
+#pragma omp simd reduction(+ : s1, s2)
+                    for (int64_t r = 0; r < R; ++r) {
+                        const double e = phi[r] - rf;
+                        s1 += e;
+                        s2 += e * e;
+                    }
+                    sum[i * m + o] += s1;
+                    sumsq[i * m + o] += s2;
+                }
+            }
+            for (int64_t r = 0; r < R; ++r)  // NaN inputs: NaN outputs, whatever b is
+                if (ai[r] != ai[r])
+                    for (int64_t o = 0; o < m; ++o) z[o * B + c0 + r] = ai[r];
+        }
+    }
+}
+
+// Backward of one layer over rows [b0, b1): gW into this thread's accumulator and, if ga,
+// the gradient of the layer's input (column-major (n, B)).
+template <int KC>
+void layer_backward(const LayerWork& L, const double* a, const double* gz, int64_t B, int64_t b0,
+                    int64_t b1, bool stats, double* gW, double* ga) {
+    const int64_t n = L.d.n, m = L.d.m, W1 = L.d.P + 1;
+    const double inv_b1 = B > 1 ? 1.0 / (double)(B - 1) : 0.0;
+    std::vector<double> F(W1 * kRows), dF(W1 * kRows), gphi(m * kRows), phi(kRows), gf(kRows),
+        gx(kRows);
+    for (int64_t i = 0; i < n; ++i) {
+        const double* Wi = L.W.data() + i * W1 * m;
+        double* gWi = gW + i * W1 * m;
+        for (int64_t c0 = b0; c0 < b1; c0 += kRows) {
+            const int64_t R = b1 - c0 < kRows ? b1 - c0 : kRows;
+            const double* ai = a + i * B + c0;
+            block_features<KC>(L.g, i, ai, R, L.beta.data() + i * B + c0,
+                               L.dbeta.data() + i * B + c0, F.data(),
+                               ga != nullptr ? dF.data() : nullptr);
+            for (int64_t o = 0; o < m; ++o) {
+                double* go = gphi.data() + o * kRows;
+                const double* gzo = gz + o * B + c0;
+                if (stats && L.gvar[i * m + o] != 0.0) {
+                    edge_block(Wi, m, o, W1, F.data(), R, phi.data());
+                    const double c = L.gvar[i * m + o] * 2.0 * inv_b1, mu = L.mean[i * m + o];
+                    for (int64_t r = 0; r < R; ++r) go[r] = gzo[r] + c * (phi[r] - mu);
+                } else {
+                    for (int64_t r = 0; r < R; ++r) go[r] = gzo[r];
+                }
+            }
+            // gW[j, o] += F[j] . gphi[o]
+            for (int64_t j = 0; j < W1; ++j) {
+                const double* f = F.data() + j * kRows;
+                for (int64_t o = 0; o < m; ++o) {
+                    const double* go = gphi.data() + o * kRows;
+                    double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+                    for (int64_t r = 0; r < R; ++r) acc += f[r] * go[r];
+                    gWi[j * m + o] += acc;
+                }
+            }
+            if (ga == nullptr) continue;
+            // ga = sum_j dF[j] * (sum_o W[j, o] gphi[o])
+            for (int64_t r = 0; r < R; ++r) gx[r] = 0.0;
+            for (int64_t j = 0; j < W1; ++j) {
+                for (int64_t r = 0; r < R; ++r) gf[r] = 0.0;
+                for (int64_t o = 0; o < m; ++o) {
+                    const double w = Wi[j * m + o];
+                    if (w == 0.0) continue;
+                    const double* go = gphi.data() + o * kRows;
+                    for (int64_t r = 0; r < R; ++r) gf[r] += w * go[r];
+                }
+                const double* df = dF.data() + j * kRows;
+                for (int64_t r = 0; r < R; ++r) gx[r] += gf[r] * df[r];
+            }
+            double* gai = ga + i * B + c0;
+            const double cs = (stats && L.xstd[i] > 0.0) ? L.gxstd[i] * inv_b1 / L.xstd[i] : 0.0;
+            const double mu = stats ? L.xmean[i] : 0.0;
+            for (int64_t r = 0; r < R; ++r)
+                gai[r] = ai[r] != ai[r] ? ai[r] : gx[r] + cs * (ai[r] - mu);
+        }
+    }
+}
+
+// Runs fn(b0, b1, tid) over chunks of the batch, one per thread (OpenMP when it pays).
+template <typename F>
+void parallel_chunks(int64_t batch, int64_t work, int threads, F&& fn) {
+#ifdef _OPENMP
+    if (threads > 1 && work >= 65536) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (int64_t c = 0; c < threads; ++c) fn(batch * c / threads, batch * (c + 1) / threads, c);
+        return;
+    }
+#else
+    (void)work;
+#endif
+    (void)threads;
+    fn(0, batch, 0);
+}
+
+// pykan's sparsity term of one layer (kanlab/regularize.py), and its gradient wrt var and xstd.
+double sparsity_layer(LayerWork& L, double l1, double ent, bool normalized, double tiny,
+                      double scale) {
+    const int64_t n = L.d.n, m = L.d.m;
+    const double eps = 1e-4, ln2 = std::log(2.0);
+    std::vector<double> sd(n * m), A(n * m), cout_(m, 1.0), cin_(n, 1.0);
+    for (int64_t i = 0; i < n; ++i) {
+        const double d = L.xstd[i] + 0.1;
+        for (int64_t o = 0; o < m; ++o) {
+            const double v = L.var[i * m + o];
+            sd[i * m + o] = v > tiny ? std::sqrt(v) : 0.0;
+            A[i * m + o] = normalized ? sd[i * m + o] / d : sd[i * m + o];
+            cout_[o] += A[i * m + o];
+            cin_[i] += A[i * m + o];
+        }
+    }
+    double total = 0.0, h_out = 0.0, h_in = 0.0;
+    std::vector<double> dp(n * m), dq(n * m), sdp(m, 0.0), sdq(n, 0.0);
+    for (int64_t i = 0; i < n; ++i)
+        for (int64_t o = 0; o < m; ++o) {
+            const double a = A[i * m + o], p = a / cout_[o], q = a / cin_[i];
+            total += a;
+            h_out += p * std::log2(p + eps);
+            h_in += q * std::log2(q + eps);
+            dp[i * m + o] = std::log2(p + eps) + p / ((p + eps) * ln2);
+            dq[i * m + o] = std::log2(q + eps) + q / ((q + eps) * ln2);
+            sdp[o] += dp[i * m + o] * p;
+            sdq[i] += dq[i * m + o] * q;
+        }
+    const double value = l1 * total + ent * (-h_out / (double)m - h_in / (double)n);
+    L.gvar.assign(n * m, 0.0);
+    L.gxstd.assign(n, 0.0);
+    for (int64_t i = 0; i < n; ++i) {
+        const double d = L.xstd[i] + 0.1;
+        double gx = 0.0;
+        for (int64_t o = 0; o < m; ++o) {
+            const double d_out = -(dp[i * m + o] - sdp[o]) / (cout_[o] * (double)m);
+            const double d_in = -(dq[i * m + o] - sdq[i]) / (cin_[i] * (double)n);
+            const double ga = scale * (l1 + ent * (d_out + d_in));
+            double gs = ga;
+            if (normalized) {
+                gs = ga / d;
+                gx -= ga * sd[i * m + o] / (d * d);
+            }
+            if (sd[i * m + o] > 0.0) L.gvar[i * m + o] = gs * 0.5 / sd[i * m + o];
+        }
+        L.gxstd[i] = normalized ? gx : 0.0;
+    }
+    return value;
+}
+
+template <typename T>
+int kan_objective(int64_t n_layers, const int64_t* meta, const void* const* ptrs, const T* x,
+                  const T* y, int64_t batch, const double* hyper, double* out, T* pred,
+                  int want_grad, int threads) {
+    const double lamb = hyper[0], l1 = hyper[1], ent = hyper[2], lcoef = hyper[3],
+                 lcdiff = hyper[4];
+    const bool normalized = hyper[5] != 0.0;
+    const bool stats = want_grad >= 0 && lamb > 0.0 && (l1 != 0.0 || ent != 0.0);
+    const double tiny = (double)std::numeric_limits<T>::epsilon() *
+                        (double)std::numeric_limits<T>::epsilon();
+    const int64_t B = batch;
+    if (threads < 1) threads = 1;
+    std::vector<LayerWork> Ls(n_layers);
+    for (int64_t l = 0; l < n_layers; ++l) {
+        const int64_t* mt = meta + 8 * l;
+        const void* const* pp = ptrs + 13 * l;
+        LayerDesc& d = Ls[l].d;
+        d = LayerDesc{mt[0], mt[1], mt[2], mt[3], mt[4], mt[5], mt[6], mt[7],
+                      (const double*)pp[0], (const double*)pp[1], (const double*)pp[2],
+                      (const double*)pp[3], pp[4], pp[5], pp[6], pp[7], pp[8],
+                      const_cast<void*>(pp[9]), const_cast<void*>(pp[10]),
+                      const_cast<void*>(pp[11]), const_cast<void*>(pp[12])};
+        if (d.k < 1 || d.k >= kMaxK || (l > 0 && d.n != Ls[l - 1].d.m)) return 1;
+        prepare<T>(Ls[l]);
+        Ls[l].beta.resize(d.n * B);
+        Ls[l].dbeta.resize(d.n * B);
+    }
+    // activations, column-major: acts[l] is layer l's input (n_l, B); acts[L] the output
+    std::vector<std::vector<double>> acts(n_layers + 1);
+    const int64_t n0 = Ls[0].d.n;
+    acts[0].resize(n0 * B);
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t i = 0; i < n0; ++i) acts[0][i * B + b] = (double)x[b * n0 + i];
+    for (int64_t l = 0; l < n_layers; ++l) {
+        LayerWork& L = Ls[l];
+        const int64_t n = L.d.n, m = L.d.m, W1 = L.d.P + 1;
+        const double* a = acts[l].data();
+        acts[l + 1].assign(m * B, 0.0);
+        double* z = acts[l + 1].data();
+        if (stats) {
+            // shift for the variance sums: the edge values of row 0 (avoids cancellation)
+            L.ref.assign(n * m, 0.0);
+            dispatch_k(L.d.k, [&](auto kc) {
+                std::vector<double> F(W1 * kRows);
+                for (int64_t i = 0; i < n; ++i) {
+                    double be, dbe;
+                    be = base_value(L.d.base_kind, a[i * B], &dbe);
+                    block_features<decltype(kc)::value>(L.g, i, a + i * B, 1, &be, &dbe, F.data(),
+                                                        nullptr);
+                    for (int64_t o = 0; o < m; ++o) {
+                        double phi;
+                        edge_block(L.W.data() + i * W1 * m, m, o, W1, F.data(), 1, &phi);
+                        L.ref[i * m + o] = phi == phi ? phi : 0.0;
+                    }
+                }
+            });
+        }
+        const int64_t nt = (threads > 1 && B * n * m * W1 >= 262144) ? threads : 1;
+        std::vector<double> sums(stats ? 2 * nt * n * m : 0, 0.0);
+        parallel_chunks(B, nt > 1 ? 1 << 30 : 0, (int)nt, [&](int64_t b0, int64_t b1, int64_t c) {
+            double* su = stats ? sums.data() + 2 * c * n * m : nullptr;
+            dispatch_k(L.d.k, [&](auto kc) {
+                layer_forward<decltype(kc)::value>(L, a, B, b0, b1, z, su,
+                                                   su ? su + n * m : nullptr);
+            });
+        });
+        if (stats) {
+            L.sum.assign(n * m, 0.0);
+            L.sumsq.assign(n * m, 0.0);
+            for (int64_t c = 0; c < nt; ++c)
+                for (int64_t q = 0; q < n * m; ++q) {
+                    L.sum[q] += sums[2 * c * n * m + q];
+                    L.sumsq[q] += sums[(2 * c + 1) * n * m + q];
+                }
+            L.var.assign(n * m, 0.0);
+            L.mean.assign(n * m, 0.0);
+            for (int64_t q = 0; q < n * m; ++q) {
+                const double mu = L.sum[q] / (double)B;
+                L.mean[q] = L.ref[q] + mu;
+                const double v = B > 1 ? (L.sumsq[q] - L.sum[q] * mu) / (double)(B - 1) : 0.0;
+                L.var[q] = v > 0.0 ? v : 0.0;
+            }
+            L.xmean.assign(n, 0.0);
+            L.xstd.assign(n, 0.0);
+            for (int64_t i = 0; i < n; ++i) {
+                const double* ai = a + i * B;
+                double mu = 0.0;
+                for (int64_t b = 0; b < B; ++b) mu += ai[b];
+                mu /= (double)B;
+                double ss = 0.0;
+                for (int64_t b = 0; b < B; ++b) ss += (ai[b] - mu) * (ai[b] - mu);
+                L.xmean[i] = mu;
+                L.xstd[i] = B > 1 ? std::sqrt(ss / (double)(B - 1)) : 0.0;
+            }
+        }
+    }
+    const int64_t m_out = Ls[n_layers - 1].d.m;
+    const double* zL = acts[n_layers].data();  // (m_out, B)
+    if (pred != nullptr)
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t o = 0; o < m_out; ++o) pred[b * m_out + o] = (T)zL[o * B + b];
+    double mse = 0.0;
+    if (y != nullptr) {
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t o = 0; o < m_out; ++o) {
+                const double e = zL[o * B + b] - (double)y[b * m_out + o];
+                mse += e * e;
+            }
+        mse /= (double)(B * m_out);
+    }
+    double reg = 0.0;
+    if (stats)
+        for (int64_t l = 0; l < n_layers; ++l)
+            reg += sparsity_layer(Ls[l], l1, ent, normalized, tiny, lamb);
+    if (lamb > 0.0 && (lcoef != 0.0 || lcdiff != 0.0)) {
+        for (int64_t l = 0; l < n_layers; ++l) {
+            const LayerDesc& d = Ls[l].d;
+            const int64_t n = d.n, m = d.m, P = d.P;
+            for (int64_t i = 0; i < n; ++i)
+                for (int64_t o = 0; o < m; ++o)
+                    for (int64_t q = 0; q < P; ++q) {
+                        const double c = ld<T>(d.coef, (i * m + o) * P + q);
+                        reg += lcoef * std::fabs(c) / (double)m;
+                        if (q + 1 < P)
+                            reg += lcdiff * std::fabs(ld<T>(d.coef, (i * m + o) * P + q + 1) - c) /
+                                   (double)m;
+                    }
+        }
+    }
+    out[0] = mse + lamb * reg;
+    out[1] = mse;
+    out[2] = reg;
+    if (want_grad <= 0) return 0;
+    if (y == nullptr) return 2;
+    // backward; gz column-major (m, B)
+    std::vector<double> gz(m_out * B);
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t o = 0; o < m_out; ++o)
+            gz[o * B + b] = 2.0 * (zL[o * B + b] - (double)y[b * m_out + o]) / (double)(B * m_out);
+    for (int64_t l = n_layers - 1; l >= 0; --l) {
+        LayerWork& L = Ls[l];
+        const int64_t n = L.d.n, m = L.d.m, P = L.d.P, W1 = P + 1;
+        std::vector<double> ga(l > 0 ? n * B : 0);
+        const int64_t nt = (threads > 1 && B * n * m * W1 >= 131072) ? threads : 1;
+        std::vector<double> acc(nt * n * W1 * m, 0.0);
+        const double* a = acts[l].data();
+        parallel_chunks(B, nt > 1 ? 1 << 30 : 0, (int)nt, [&](int64_t b0, int64_t b1, int64_t c) {
+            dispatch_k(L.d.k, [&](auto kc) {
+                layer_backward<decltype(kc)::value>(L, a, gz.data(), B, b0, b1, stats,
+                                                    acc.data() + c * n * W1 * m,
+                                                    l > 0 ? ga.data() : nullptr);
+            });
+        });
+        L.gW.assign(n * W1 * m, 0.0);
+        for (int64_t c = 0; c < nt; ++c)
+            for (int64_t q = 0; q < n * W1 * m; ++q) L.gW[q] += acc[c * n * W1 * m + q];
+        // chain to the parameters
+        const LayerDesc& d = L.d;
+        for (int64_t i = 0; i < n; ++i)
+            for (int64_t o = 0; o < m; ++o) {
+                const double mk = ld<T>(d.mask, i * m + o);
+                if (d.g_sb) static_cast<T*>(d.g_sb)[i * m + o] = (T)(L.gW[(i * W1) * m + o] * mk);
+                double gsp = 0.0;
+                const double spm = ld<T>(d.sp, i * m + o) * mk;
+                for (int64_t q = 0; q < P; ++q) {
+                    const double gw = L.gW[(i * W1 + 1 + q) * m + o];
+                    const double c = ld<T>(d.coef, (i * m + o) * P + q);
+                    gsp += gw * c;
+                    if (d.g_coef) {
+                        double gc = gw * spm;
+                        if (lamb > 0.0 && lcoef != 0.0)
+                            gc += lamb * lcoef * (double)((c > 0) - (c < 0)) / (double)m;
+                        if (lamb > 0.0 && lcdiff != 0.0) {
+                            if (q + 1 < P) {
+                                const double df = ld<T>(d.coef, (i * m + o) * P + q + 1) - c;
+                                gc -= lamb * lcdiff * (double)((df > 0) - (df < 0)) / (double)m;
+                            }
+                            if (q > 0) {
+                                const double df = c - ld<T>(d.coef, (i * m + o) * P + q - 1);
+                                gc += lamb * lcdiff * (double)((df > 0) - (df < 0)) / (double)m;
+                            }
+                        }
+                        static_cast<T*>(d.g_coef)[(i * m + o) * P + q] = (T)gc;
+                    }
+                }
+                if (d.g_sp) static_cast<T*>(d.g_sp)[i * m + o] = (T)(gsp * mk);
+            }
+        if (d.has_bias && d.g_bias) {
+            for (int64_t o = 0; o < m; ++o) {
+                double gb = 0.0;
+                for (int64_t b = 0; b < B; ++b) gb += gz[o * B + b];
+                static_cast<T*>(d.g_bias)[o] = (T)gb;
+            }
+        }
+        if (l > 0) gz.swap(ga);
+    }
+    return 0;
+}
+
+}  // namespace
+
 extern "C" {
 
-int kanlab_native_abi(void) { return 2; }
+int kanlab_native_abi(void) { return 3; }
 
 int kanlab_max_k(void) { return kMaxK - 1; }
 
@@ -382,6 +916,26 @@ int kanlab_max_k(void) { return kMaxK - 1; }
 
 KANLAB_DEFINE(f32, float)
 KANLAB_DEFINE(f64, double)
+
+// meta: 8 int64 per layer (in, out, S, P, k, uniform, base kind 0 silu / 1 identity / 2 zero,
+// has bias); ptrs: 13 per layer (t0, inv_h, knots, poly; scale_base, scale_sp, coef, mask, bias;
+// their gradients, each may be null); hyper: lamb, lamb_l1, lamb_entropy, lamb_coef,
+// lamb_coefdiff, normalized. out: objective, mse, regularizer (without lamb). want_grad: 1
+// gradients, 0 values only, -1 outputs only (no regularizer statistics). Returns 0 on success.
+int kanlab_kan_objective_f32(int64_t n_layers, const int64_t* meta, const void* const* ptrs,
+                             const float* x, const float* y, int64_t batch, const double* hyper,
+                             double* out, float* pred, int want_grad, int threads) {
+    return kan_objective<float>(n_layers, meta, ptrs, x, y, batch, hyper, out, pred, want_grad,
+                                threads);
+}
+
+int kanlab_kan_objective_f64(int64_t n_layers, const int64_t* meta, const void* const* ptrs,
+                             const double* x, const double* y, int64_t batch,
+                             const double* hyper, double* out, double* pred, int want_grad,
+                             int threads) {
+    return kan_objective<double>(n_layers, meta, ptrs, x, y, batch, hyper, out, pred, want_grad,
+                                 threads);
+}
 
 #undef KANLAB_DEFINE
 

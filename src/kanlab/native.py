@@ -44,7 +44,7 @@ def _load():
         return None
     try:
         lib = ctypes.CDLL(str(path))
-        if lib.kanlab_native_abi() != 2:
+        if lib.kanlab_native_abi() != 3:
             raise OSError("ABI version mismatch: reinstall kanlab")
     except (OSError, AttributeError) as e:
         _load_error = f"could not load {path.name}: {e}"
@@ -58,6 +58,10 @@ def _load():
         fn = getattr(lib, f"kanlab_gather_{suffix}")
         fn.argtypes = [p, p, p, i64, i64, i64, i64, i64, p, p, c_int]
         fn.restype = None
+    for suffix in ("f32", "f64"):
+        fn = getattr(lib, f"kanlab_kan_objective_{suffix}")
+        fn.argtypes = [i64, p, p, p, p, i64, p, p, p, c_int, c_int]
+        fn.restype = c_int
     lib.kanlab_max_k.restype = c_int
     _lib = lib
     return lib
@@ -170,3 +174,132 @@ def gather(gfeat: torch.Tensor, der: torch.Tensor | None, spans: torch.Tensor | 
                                tables.P, tables.k, gx.data_ptr() if want_gx else None,
                                gbase.data_ptr() if want_gbase else None, torch.get_num_threads())
     return gx, gbase
+
+
+_BASE_KINDS = {"silu": 0, "identity": 1, "zero": 2}
+_NORMALIZED = {"edge_forward_spline_n": True, "edge_forward_sum": True, "edge_forward_spline_u": False}
+
+
+def objective_unsupported(model, x: torch.Tensor) -> str | None:
+    """Why :class:`KANObjective` cannot evaluate ``model`` on ``x`` (None when it can)."""
+    if not enabled():
+        return "the native library is not available or switched off"
+    layers = list(getattr(model, "act_fun", ()))
+    if not layers or not hasattr(model, "symbolic_fun"):
+        return "not a KAN"
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return "not a float32/float64 CPU model"
+    if torch.is_autocast_enabled("cpu"):
+        return "autocast is on"
+    if any(a for a in getattr(model, "_arity", [])):
+        return "multiplication nodes"
+    for l, layer in enumerate(layers):
+        if model.symbolic_fun[l].is_active():
+            return "symbolic edges are on"
+        if layer.base_fun_name not in _BASE_KINDS:
+            return f"base function {layer.base_fun_name!r}"
+        if layer.k > max_k():
+            return "spline order too high"
+        if layer.coef.dtype != x.dtype or layer.grid.device.type != "cpu":
+            return "dtype or device mismatch"
+        if l > 0 and layer.in_dim != layers[l - 1].out_dim:
+            return "layer widths do not chain"
+    return None
+
+
+class KANObjective:
+    """The training objective of a numeric KAN on fixed data, evaluated natively.
+
+    ``objective()`` returns ``mse + lamb * (sparsity + coefficient penalties)`` (pykan's
+    regularizer, as :func:`kanlab.train.regularization` computes it) and writes the gradient of
+    every trainable parameter into its ``.grad``, which must exist. Values match the autograd
+    path to rounding (the kernel accumulates in float64). Check
+    :func:`objective_unsupported` first.
+    """
+
+    def __init__(self, model, x: torch.Tensor, y: torch.Tensor | None, lamb=0.0, lamb_l1=1.0,
+                 lamb_entropy=2.0, lamb_coef=0.0, lamb_coefdiff=0.0,
+                 reg_metric="edge_forward_spline_n"):
+        if _load() is None:
+            raise RuntimeError(f"kanlab's native library is not available: {_load_error}")
+        self.model = model
+        self.layers = list(model.act_fun)
+        self.x = x.detach().contiguous()
+        self.y = y.detach().to(x.dtype).contiguous() if y is not None else None
+        self.dtype = x.dtype
+        self.hyper = (ctypes.c_double * 6)(float(lamb), float(lamb_l1), float(lamb_entropy),
+                                           float(lamb_coef), float(lamb_coefdiff),
+                                           float(_NORMALIZED[reg_metric]))
+        self.out = (ctypes.c_double * 3)()
+        self._key = None
+        self._fn = getattr(_lib, f"kanlab_kan_objective_{'f32' if x.dtype == torch.float32 else 'f64'}")
+        self.mse = self.reg = float("nan")
+
+    def _descriptor(self):
+        plans = [layer.plan() for layer in self.layers]
+        params = []
+        for layer in self.layers:
+            for t in (layer.scale_base, layer.scale_sp, layer.coef, layer.mask, layer.bias):
+                params.append(t)
+        grads = []
+        for layer in self.layers:
+            for t in (layer.scale_base, layer.scale_sp, layer.coef, layer.bias):
+                grads.append(t.grad if t is not None and t.requires_grad else None)
+        # the plans are held below, so their ids cannot be reused while this key lives
+        key = tuple(id(p) for p in plans) + tuple(
+            (t.data_ptr() if t is not None else 0) for t in params + grads)
+        if key == self._key:
+            return
+        L = len(self.layers)
+        meta = (ctypes.c_int64 * (8 * L))()
+        ptrs = (ctypes.c_void_p * (13 * L))()
+        keep = []
+        for l, (layer, plan) in enumerate(zip(self.layers, plans)):
+            tab = plan.native_tables()
+            if tab is None:
+                raise RuntimeError("native tables unavailable")
+            meta[8 * l: 8 * l + 8] = [layer.in_dim, layer.out_dim, tab.S, tab.P, tab.k,
+                                      int(tab.uniform), _BASE_KINDS[layer.base_fun_name],
+                                      int(layer.bias is not None)]
+            ts = [layer.scale_base, layer.scale_sp, layer.coef, layer.mask, layer.bias]
+            for t in ts:
+                if t is not None and not t.is_contiguous():
+                    raise RuntimeError("non-contiguous parameter")
+            gs = [t.grad if t is not None and t.requires_grad else None
+                  for t in (layer.scale_base, layer.scale_sp, layer.coef, layer.bias)]
+            for g in gs:
+                if g is not None and (not g.is_contiguous() or g.dtype != self.dtype):
+                    raise RuntimeError("gradient buffers must be contiguous and of the model's dtype")
+            vals = [tab.t0.data_ptr(), tab.inv_h.data_ptr(), tab.knots.data_ptr(),
+                    tab.poly.data_ptr()]
+            vals += [t.data_ptr() if t is not None else None for t in ts]
+            vals += [g.data_ptr() if g is not None else None for g in gs]
+            ptrs[13 * l: 13 * l + 13] = vals
+            keep += [plan, tab]
+        self._meta, self._ptrs, self._keep, self._key = meta, ptrs, keep, key
+
+    def _call(self, x, y, pred, want_grad):
+        self._descriptor()
+        rc = self._fn(len(self.layers), self._meta, self._ptrs, x.data_ptr(),
+                      y.data_ptr() if y is not None else None, x.shape[0], self.hyper, self.out,
+                      pred.data_ptr() if pred is not None else None, want_grad,
+                      torch.get_num_threads())
+        if rc != 0:
+            raise RuntimeError(f"native KAN objective failed (code {rc})")
+
+    def objective(self) -> float:
+        """Objective at the current parameters; gradients written into the parameters' .grad."""
+        for layer in self.layers:
+            for t in (layer.scale_base, layer.scale_sp, layer.coef, layer.bias):
+                if t is not None and t.requires_grad and t.grad is None:
+                    t.grad = torch.zeros_like(t)
+        self._call(self.x, self.y, None, 1)
+        self.mse, self.reg = self.out[1], self.out[2]
+        return self.out[0]
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's output on ``x`` (no gradients)."""
+        x = x.detach().contiguous()
+        pred = torch.empty(x.shape[0], self.layers[-1].out_dim, dtype=self.dtype)
+        self._call(x, None, pred, -1)
+        return pred

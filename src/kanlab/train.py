@@ -17,6 +17,9 @@ __all__ = ["fit", "regularization", "edge_scores", "prepare_dataset", "check_fin
 logger = logging.getLogger("kanlab")
 
 _REG_METRICS = ("edge_forward_spline_n", "edge_forward_sum", "edge_forward_spline_u")
+# fit's native objective runs up to this batch*sum(in*out) (larger networks: autograd, whose
+# matrix products win there)
+NATIVE_OBJECTIVE_MAX_WORK = 1 << 18
 
 
 def check_finite(t: torch.Tensor, name: str) -> None:
@@ -138,6 +141,7 @@ def fit(
     spline_share_warning: float = 0.1,
     save_fig: bool = False,
     shard_data: bool = True,
+    use_native_objective: bool | None = None,
     **pykan_only,
 ) -> dict:
     """Train ``model`` on a pykan-style dataset dict; pykan's arguments and meaning.
@@ -165,6 +169,13 @@ def fit(
             step in ``history['spline_share']`` (one list per step), measured on up to 1024
             training samples, and log a warning the first time a layer's share falls below
             ``spline_share_warning`` (the base path dominating: the layer acts like an MLP).
+        use_native_objective: None (default) evaluates the objective and its gradient in one
+            native call (:class:`kanlab.native.KANObjective`) when it applies: the native
+            library is built, a single process trains a CPU float32/float64 KAN of numeric
+            layers (no symbolic edges on, no multiplication nodes, base silu/identity/zero)
+            on the full batch with the default loss, and batch*sum(in*out) is at most
+            ``NATIVE_OBJECTIVE_MAX_WORK``; otherwise autograd. False: always autograd.
+            True: the native call, or a ValueError saying why it cannot run.
         shard_data: under torch.distributed (torchrun) with several processes, every rank gets
             the whole dataset and trains on its contiguous block of rows (default); False when
             each rank already passes its own shard. See :mod:`kanlab.distributed`.
@@ -267,6 +278,30 @@ def fit(
         bar = tqdm(total=steps, ncols=100)
 
     state = {}
+    # small numeric KANs, full batch, mean squared error: the whole objective and its gradient
+    # in one native call (kanlab.native.KANObjective) instead of an autograd graph
+    fast = None
+    if (use_native_objective is not False and dctx is None and full and mse
+            and getattr(model, "act_fun", None)
+            and x_train.shape[0] * sum(l.in_dim * l.out_dim for l in getattr(model, "act_fun", ()))
+            <= NATIVE_OBJECTIVE_MAX_WORK):
+        from . import native
+
+        why = native.objective_unsupported(model, x_train)
+        if why is None:
+            fast = native.KANObjective(model, x_train, y_train, lamb if use_reg else 0.0, lamb_l1,
+                                       lamb_entropy, lamb_coef, lamb_coefdiff, reg_metric)
+        elif use_native_objective:
+            raise ValueError(f"use_native_objective=True, but the native objective cannot run: {why}")
+    elif use_native_objective:
+        raise ValueError("use_native_objective=True needs a single-process, full-batch fit with the "
+                         "default loss of a KAN whose batch*sum(in*out) is at most "
+                         f"{NATIVE_OBJECTIVE_MAX_WORK}")
+
+    def native_objective():
+        value = fast.objective()
+        state["train_loss"], state["reg"] = fast.mse, (fast.reg if use_reg else None)
+        return value
 
     def objective(xb, yb):
         if use_reg:
@@ -325,7 +360,9 @@ def fit(
                     dctx.check_same([t for layer in layers for t in (layer.grid, layer.coef)],
                                     "grids or spline coefficients")
 
-            if opt == "LBFGS":
+            if opt == "LBFGS" and fast is not None:
+                optimizer.step(native_objective)
+            elif opt == "LBFGS":
                 def closure():
                     obj = objective(xb, yb)
                     obj.backward()
@@ -334,17 +371,20 @@ def fit(
                 optimizer.step(closure)
             else:
                 optimizer.zero_grad(set_to_none=False)
-                obj = objective(xb, yb)
-                obj.backward()
-                reduced(obj)
+                if fast is not None:
+                    native_objective()
+                else:
+                    obj = objective(xb, yb)
+                    obj.backward()
+                    reduced(obj)
                 optimizer.step()
 
             with torch.no_grad():
-                test_loss = loss_fn(_plain_forward(model, xt), yt)
+                test_loss = loss_fn(fast.predict(xt) if fast is not None else _plain_forward(model, xt), yt)
             if dctx is None:
-                train_loss = float(state["train_loss"].detach())
+                train_loss = _scalar(state["train_loss"])
                 test_loss = float(test_loss)
-                reg_val = float(state["reg"].detach()) if state.get("reg") is not None else 0.0
+                reg_val = _scalar(state["reg"]) if state.get("reg") is not None else 0.0
             else:
                 reg_t = state["reg"].detach() if state.get("reg") is not None else \
                     test_loss.new_zeros(())
@@ -413,6 +453,11 @@ def fit(
         logger.info("fit: %d steps in %.2fs, train %.3e, test %.3e", len(history["test_loss"]),
                     time.perf_counter() - t0, history["train_loss"][-1], history["test_loss"][-1])
     return history
+
+
+def _scalar(v) -> float:
+    """A Python float from a loss (a tensor on the autograd path, a float on the native one)."""
+    return float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
 
 
 def _plain_forward(model, x):
