@@ -29,6 +29,15 @@
 #include <omp.h>
 #endif
 
+// The hot loops are compiled twice on x86-64 with GCC, for the baseline and for AVX2 + FMA
+// (x86-64-v3), and the loader picks the version the CPU runs (ifunc); elsewhere once.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define KANLAB_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define KANLAB_CLONES
+#endif
+#define KANLAB_INLINE inline __attribute__((always_inline))
+
 namespace {
 
 constexpr int kMaxK = 16;  // spline orders above this take the PyTorch path
@@ -43,7 +52,7 @@ struct Grid {
 };
 
 // Span of x on input i (-1 or S when outside the grid), its local coordinate, 1/h and the table.
-inline int64_t locate(const Grid& g, int64_t i, double x, double* u, const double** C,
+KANLAB_INLINE int64_t locate(const Grid& g, int64_t i, double x, double* u, const double** C,
                       double* inv_h, int64_t KK) {
     if (g.uniform) {
         const double s = (x - g.t0[i]) * g.inv_h[i];
@@ -81,7 +90,7 @@ inline int64_t locate(const Grid& g, int64_t i, double x, double* u, const doubl
 
 // The K values sum_p C[p][r] u^p (K a compile-time constant >= 1, or 0 for "runtime k + 1").
 template <int KC>
-inline void eval_values(const double* C, double u, int64_t Kr, double* v) {
+KANLAB_INLINE void eval_values(const double* C, double u, int64_t Kr, double* v) {
     const int64_t K = KC > 0 ? KC : Kr;
     for (int64_t r = 0; r < K; ++r) v[r] = C[(K - 1) * K + r];
     for (int64_t p = K - 2; p >= 0; --p)
@@ -90,7 +99,7 @@ inline void eval_values(const double* C, double u, int64_t Kr, double* v) {
 
 // d/du of the same polynomials.
 template <int KC>
-inline void eval_derivs(const double* C, double u, int64_t Kr, double* d) {
+KANLAB_INLINE void eval_derivs(const double* C, double u, int64_t Kr, double* d) {
     const int64_t K = KC > 0 ? KC : Kr;
     for (int64_t r = 0; r < K; ++r) d[r] = (double)(K - 1) * C[(K - 1) * K + r];
     for (int64_t p = K - 2; p >= 1; --p)
@@ -126,7 +135,7 @@ struct UniformBlock {
     }
 
     // span (-1 or S outside) and u of L consecutive pairs; true if some input is NaN
-    bool locate(const T* xq, int64_t L) {
+    KANLAB_INLINE bool locate(const T* xq, int64_t L) {
         const T hi = (T)g.S;
         int nan = 0;
         T* __restrict uu = u.data();
@@ -149,7 +158,7 @@ struct UniformBlock {
     }
 
     // the K polynomials at the first L u's (row stride L in v), and with `deriv` their d/dx
-    void evaluate(int64_t L, bool deriv) {
+    KANLAB_INLINE void evaluate(int64_t L, bool deriv) {
         const T* __restrict uu = u.data();
         for (int64_t r = 0; r < K; ++r) {
             T* __restrict vr = v.data() + r * L;
@@ -178,7 +187,7 @@ struct UniformBlock {
 // Writes the K values of input i (span s) into its row segment; with `der`, its K derivatives
 // (zero for functions that do not exist) and span.
 template <typename T>
-inline void put(const Grid& g, int64_t K, int64_t s, const T* vals, int64_t vstride, T* seg) {
+KANLAB_INLINE void put(const Grid& g, int64_t K, int64_t s, const T* vals, int64_t vstride, T* seg) {
     T* dst = seg + 1 + (s - g.k);  // column of B_{s-k}
     if (s >= g.k && s - g.k + K <= g.P) {  // interior span: all K functions exist
         for (int64_t r = 0; r < K; ++r) dst[r] = vals[r * vstride];
@@ -191,7 +200,7 @@ inline void put(const Grid& g, int64_t K, int64_t s, const T* vals, int64_t vstr
 }
 
 template <typename T, int KC>
-void features_rows_uniform(const Grid& g, const T* x, const T* base, int64_t b0, int64_t b1,
+KANLAB_CLONES void features_rows_uniform(const Grid& g, const T* x, const T* base, int64_t b0, int64_t b1,
                            T* feat, T* der, int32_t* spans) {
     UniformBlock<T, KC> st(g);
     const int64_t K = st.K, n = g.n_in, W = g.P + 1, ld = n * W + 1;
@@ -229,7 +238,7 @@ void features_rows_uniform(const Grid& g, const T* x, const T* base, int64_t b0,
 }
 
 template <typename T, int KC>
-void features_rows(const Grid& g, const T* x, const T* base, int64_t b0, int64_t b1, T* feat,
+KANLAB_CLONES void features_rows(const Grid& g, const T* x, const T* base, int64_t b0, int64_t b1, T* feat,
                    T* der, int32_t* spans) {
     const int64_t K = KC > 0 ? KC : g.k + 1;
     const int64_t W = g.P + 1, ld = g.n_in * W + 1, KK = K * K;
@@ -275,7 +284,7 @@ void features_rows(const Grid& g, const T* x, const T* base, int64_t b0, int64_t
 // gx[b, i] = sum_m gfeat[b, i*W + 1 + m] dB_m/dx(x[b, i]) from the derivatives and spans that
 // features_rows stored; gbase[b, i] = gfeat[b, i*W] (contiguous) when requested.
 template <typename T, int KC>
-void gather_rows(const Grid& g, const T* gfeat, const T* der, const int32_t* spans, int64_t b0,
+KANLAB_CLONES void gather_rows(const Grid& g, const T* gfeat, const T* der, const int32_t* spans, int64_t b0,
                  int64_t b1, T* gx, T* gbase) {
     const int64_t K = KC > 0 ? KC : g.k + 1;
     const int64_t n = g.n_in, W = g.P + 1, ld = n * W + 1;
@@ -372,7 +381,7 @@ struct LayerDesc {
     void *g_sb, *g_sp, *g_coef, *g_bias;
 };
 
-inline double base_value(int64_t kind, double a, double* deriv) {
+KANLAB_INLINE double base_value(int64_t kind, double a, double* deriv) {
     if (kind == 0) {  // silu
         const double sg = 1.0 / (1.0 + std::exp(-a));
         *deriv = sg * (1.0 + a * (1.0 - sg));
@@ -422,7 +431,7 @@ constexpr int64_t kRows = 64;  // rows per block: the inner loops run over a blo
 // The dense features F (1+P, R) of input i on rows a[0..R) of a block, column-major by feature:
 // F[0] = b(a) (given), F[1+m] = B_m(a); with dF, the same for d/da (dF[0] = b'(a)).
 template <int KC>
-void block_features(const Grid& g, int64_t i, const double* a, int64_t R, const double* beta,
+KANLAB_INLINE void block_features(const Grid& g, int64_t i, const double* a, int64_t R, const double* beta,
                     const double* dbeta, double* F, double* dF) {
     const int64_t P = g.P, K = KC > 0 ? KC : g.k + 1;
     std::memset(F, 0, sizeof(double) * (P + 1) * kRows);
@@ -496,7 +505,7 @@ void block_features(const Grid& g, int64_t i, const double* a, int64_t R, const 
 }
 
 // phi (R) = sum_j W[i, j, o] F[j] for one output o.
-inline void edge_block(const double* Wi, int64_t m, int64_t o, int64_t W1, const double* F,
+KANLAB_INLINE void edge_block(const double* Wi, int64_t m, int64_t o, int64_t W1, const double* F,
                        int64_t R, double* phi) {
     for (int64_t r = 0; r < R; ++r) phi[r] = 0.0;
     for (int64_t j = 0; j < W1; ++j) {
@@ -510,7 +519,7 @@ inline void edge_block(const double* Wi, int64_t m, int64_t o, int64_t W1, const
 // Forward of one layer over rows [b0, b1) (column-major a (n, B) -> z (m, B)); with stats,
 // per-edge sums of (phi - ref) and their squares into this thread's accumulators.
 template <int KC>
-void layer_forward(LayerWork& L, const double* a, int64_t B, int64_t b0, int64_t b1, double* z,
+KANLAB_CLONES void layer_forward(LayerWork& L, const double* a, int64_t B, int64_t b0, int64_t b1, double* z,
                    double* sum, double* sumsq) {
     const int64_t n = L.d.n, m = L.d.m, W1 = L.d.P + 1;
     std::vector<double> F(W1 * kRows), phi(kRows);
@@ -552,7 +561,7 @@ void layer_forward(LayerWork& L, const double* a, int64_t B, int64_t b0, int64_t
 // Backward of one layer over rows [b0, b1): gW into this thread's accumulator and, if ga,
 // the gradient of the layer's input (column-major (n, B)).
 template <int KC>
-void layer_backward(const LayerWork& L, const double* a, const double* gz, int64_t B, int64_t b0,
+KANLAB_CLONES void layer_backward(const LayerWork& L, const double* a, const double* gz, int64_t B, int64_t b0,
                     int64_t b1, bool stats, double* gW, double* ga) {
     const int64_t n = L.d.n, m = L.d.m, W1 = L.d.P + 1;
     const double inv_b1 = B > 1 ? 1.0 / (double)(B - 1) : 0.0;
