@@ -891,7 +891,7 @@ int kan_objective(int64_t n_layers, const int64_t* meta, const void* const* ptrs
 
 extern "C" {
 
-int kanlab_native_abi(void) { return 3; }
+int kanlab_native_abi(void) { return 4; }
 
 int kanlab_max_k(void) { return kMaxK - 1; }
 
@@ -925,6 +925,43 @@ int kanlab_max_k(void) { return kMaxK - 1; }
 
 KANLAB_DEFINE(f32, float)
 KANLAB_DEFINE(f64, double)
+
+// L-BFGS search direction d = -H g by the two-loop recursion (Nocedal & Wright, alg. 7.4) over
+// the `count` curvature pairs S[j], Y[j] (oldest first), H0 = (s.y)/(y.y) of the newest pair.
+void kanlab_lbfgs_direction(int64_t n, int64_t count, const double* const* S,
+                            const double* const* Y, const double* g, double* d) {
+    std::vector<double> alpha(count), rho(count);
+    for (int64_t q = 0; q < n; ++q) d[q] = g[q];
+    for (int64_t j = count - 1; j >= 0; --j) {
+        const double *s = S[j], *y = Y[j];
+        double ys = 0.0, sq = 0.0;
+        for (int64_t q = 0; q < n; ++q) {
+            ys += y[q] * s[q];
+            sq += s[q] * d[q];
+        }
+        rho[j] = 1.0 / ys;
+        alpha[j] = rho[j] * sq;
+        for (int64_t q = 0; q < n; ++q) d[q] -= alpha[j] * y[q];
+    }
+    if (count > 0) {
+        const double *s = S[count - 1], *y = Y[count - 1];
+        double ys = 0.0, yy = 0.0;
+        for (int64_t q = 0; q < n; ++q) {
+            ys += y[q] * s[q];
+            yy += y[q] * y[q];
+        }
+        const double gamma = ys / yy;
+        for (int64_t q = 0; q < n; ++q) d[q] *= gamma;
+    }
+    for (int64_t j = 0; j < count; ++j) {
+        const double *s = S[j], *y = Y[j];
+        double yr = 0.0;
+        for (int64_t q = 0; q < n; ++q) yr += y[q] * d[q];
+        const double beta = rho[j] * yr;
+        for (int64_t q = 0; q < n; ++q) d[q] += (alpha[j] - beta) * s[q];
+    }
+    for (int64_t q = 0; q < n; ++q) d[q] = -d[q];
+}
 
 // meta: 8 int64 per layer (in, out, S, P, k, uniform, base kind 0 silu / 1 identity / 2 zero,
 // has bias); ptrs: 13 per layer (t0, inv_h, knots, poly; scale_base, scale_sp, coef, mask, bias;

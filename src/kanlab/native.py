@@ -44,7 +44,7 @@ def _load():
         return None
     try:
         lib = ctypes.CDLL(str(path))
-        if lib.kanlab_native_abi() != 3:
+        if lib.kanlab_native_abi() != 4:
             raise OSError("ABI version mismatch: reinstall kanlab")
     except (OSError, AttributeError) as e:
         _load_error = f"could not load {path.name}: {e}"
@@ -62,6 +62,8 @@ def _load():
         fn = getattr(lib, f"kanlab_kan_objective_{suffix}")
         fn.argtypes = [i64, p, p, p, p, i64, p, p, p, c_int, c_int]
         fn.restype = c_int
+    lib.kanlab_lbfgs_direction.argtypes = [i64, i64, p, p, p, p]
+    lib.kanlab_lbfgs_direction.restype = None
     lib.kanlab_max_k.restype = c_int
     _lib = lib
     return lib
@@ -174,6 +176,18 @@ def gather(gfeat: torch.Tensor, der: torch.Tensor | None, spans: torch.Tensor | 
                                tables.P, tables.k, gx.data_ptr() if want_gx else None,
                                gbase.data_ptr() if want_gbase else None, torch.get_num_threads())
     return gx, gbase
+
+
+def lbfgs_direction(g: torch.Tensor, S: list, Y: list) -> torch.Tensor:
+    """-H g of L-BFGS by the two-loop recursion, natively: ``g`` (n,) CPU, ``S``/``Y`` lists of
+    contiguous float64 CPU curvature pairs (oldest first). Returns float64 (n,)."""
+    g64 = g.detach().to(torch.float64).contiguous()
+    d = torch.empty_like(g64)
+    m = len(S)
+    arr = (ctypes.c_void_p * (2 * m))(*[t.data_ptr() for t in S], *[t.data_ptr() for t in Y])
+    _lib.kanlab_lbfgs_direction(g64.shape[0], m, arr, ctypes.byref(arr, m * ctypes.sizeof(ctypes.c_void_p)),
+                                g64.data_ptr(), d.data_ptr())
+    return d
 
 
 _BASE_KINDS = {"silu": 0, "identity": 1, "zero": 2}
