@@ -392,12 +392,15 @@ KANLAB_INLINE double base_value(int64_t kind, double a, double* deriv) {
     return 0.0;
 }
 
+// CT: the compute type of the sweeps over the batch (float for float32 models, as on the
+// PyTorch path, so twice the SIMD lanes); statistics, reductions and the loss are float64.
+template <typename CT>
 struct LayerWork {
     LayerDesc d;
     Grid g;
-    std::vector<double> W;      // (n, 1+P, m): row 0 of input i is wb_i., rows 1.. are wc_i.m
-    std::vector<double> bias;   // (m)
-    std::vector<double> beta, dbeta;  // b(a) and b'(a), column-major (n, batch)
+    std::vector<CT> W;      // (n, 1+P, m): row 0 of input i is wb_i., rows 1.. are wc_i.m
+    std::vector<CT> bias;   // (m)
+    std::vector<CT> beta, dbeta;  // b(a) and b'(a), column-major (n, batch)
     std::vector<double> ref, sum, sumsq, var, mean;  // per edge (n, m)
     std::vector<double> xmean, xstd;                 // per input (n)
     std::vector<double> gvar, gxstd;                 // from the regularizer
@@ -407,8 +410,8 @@ struct LayerWork {
 template <typename T>
 inline double ld(const void* p, int64_t j) { return (double)static_cast<const T*>(p)[j]; }
 
-template <typename T>
-void prepare(LayerWork& L) {
+template <typename T, typename CT>
+void prepare(LayerWork<CT>& L) {
     const LayerDesc& d = L.d;
     const int64_t n = d.n, m = d.m, P = d.P, W1 = P + 1;
     L.g = make_grid(n, d.S, P, d.k, (int)d.uniform, d.t0, d.inv_h, d.knots, d.poly);
@@ -416,60 +419,60 @@ void prepare(LayerWork& L) {
     for (int64_t i = 0; i < n; ++i)
         for (int64_t o = 0; o < m; ++o) {
             const double mk = ld<T>(d.mask, i * m + o);
-            L.W[(i * W1) * m + o] = ld<T>(d.sb, i * m + o) * mk;
+            L.W[(i * W1) * m + o] = (CT)(ld<T>(d.sb, i * m + o) * mk);
             const double sc = ld<T>(d.sp, i * m + o) * mk;
             for (int64_t q = 0; q < P; ++q)
-                L.W[(i * W1 + 1 + q) * m + o] = sc * ld<T>(d.coef, (i * m + o) * P + q);
+                L.W[(i * W1 + 1 + q) * m + o] = (CT)(sc * ld<T>(d.coef, (i * m + o) * P + q));
         }
     L.bias.assign(m, 0.0);
     if (d.has_bias)
-        for (int64_t o = 0; o < m; ++o) L.bias[o] = ld<T>(d.bias, o);
+        for (int64_t o = 0; o < m; ++o) L.bias[o] = (CT)ld<T>(d.bias, o);
 }
 
 constexpr int64_t kRows = 64;  // rows per block: the inner loops run over a block's rows
 
 // The dense features F (1+P, R) of input i on rows a[0..R) of a block, column-major by feature:
 // F[0] = b(a) (given), F[1+m] = B_m(a); with dF, the same for d/da (dF[0] = b'(a)).
-template <int KC>
-KANLAB_INLINE void block_features(const Grid& g, int64_t i, const double* a, int64_t R, const double* beta,
-                    const double* dbeta, double* F, double* dF) {
+template <int KC, typename CT>
+KANLAB_INLINE void block_features(const Grid& g, int64_t i, const CT* a, int64_t R, const CT* beta,
+                                  const CT* dbeta, CT* F, CT* dF) {
     const int64_t P = g.P, K = KC > 0 ? KC : g.k + 1;
-    std::memset(F, 0, sizeof(double) * (P + 1) * kRows);
-    std::memcpy(F, beta, sizeof(double) * R);
+    std::memset(F, 0, sizeof(CT) * (P + 1) * kRows);
+    std::memcpy(F, beta, sizeof(CT) * R);
     if (dF != nullptr) {
-        std::memset(dF, 0, sizeof(double) * (P + 1) * kRows);
-        std::memcpy(dF, dbeta, sizeof(double) * R);
+        std::memset(dF, 0, sizeof(CT) * (P + 1) * kRows);
+        std::memcpy(dF, dbeta, sizeof(CT) * R);
     }
     if (g.uniform) {
         // passes over the block's rows that vectorize: span and u, the K polynomials, stores
-        double uu[kRows], vv[kMaxK * kRows], dd[kMaxK * kRows];
+        CT uu[kRows], vv[kMaxK * kRows], dd[kMaxK * kRows];
         int32_t sp[kRows];
-        const double t0 = g.t0[i], ih = g.inv_h[i], hi = (double)g.S;
+        const CT t0 = (CT)g.t0[i], ih = (CT)g.inv_h[i], hi = (CT)g.S;
         for (int64_t r = 0; r < R; ++r) {
-            double sv = (a[r] - t0) * ih;
-            sv = sv < -1.0 ? -1.0 : sv;  // NaN stays NaN here, becomes -1 next
+            CT sv = (a[r] - t0) * ih;
+            sv = sv < (CT)-1 ? (CT)-1 : sv;  // NaN stays NaN here, becomes -1 next
             sv = sv < hi ? sv : hi;
-            sv = sv >= -1.0 ? sv : -1.0;
+            sv = sv >= (CT)-1 ? sv : (CT)-1;
             int32_t j = (int32_t)sv;
-            j -= ((double)j > sv);
+            j -= ((CT)j > sv);
             sp[r] = j;
-            uu[r] = sv - (double)j;
+            uu[r] = sv - (CT)j;
         }
         const double* C = g.poly;
         for (int64_t q = 0; q < K; ++q) {
-            double* vq = vv + q * kRows;
-            const double top = C[(K - 1) * K + q];
+            CT* vq = vv + q * kRows;
+            const CT top = (CT)C[(K - 1) * K + q];
             for (int64_t r = 0; r < R; ++r) vq[r] = top;
             for (int64_t p = K - 2; p >= 0; --p) {
-                const double c = C[p * K + q];
+                const CT c = (CT)C[p * K + q];
                 for (int64_t r = 0; r < R; ++r) vq[r] = vq[r] * uu[r] + c;
             }
             if (dF == nullptr) continue;
-            double* dq = dd + q * kRows;
-            const double dtop = (double)(K - 1) * C[(K - 1) * K + q] * ih;
+            CT* dq = dd + q * kRows;
+            const CT dtop = (CT)((double)(K - 1) * C[(K - 1) * K + q] * g.inv_h[i]);
             for (int64_t r = 0; r < R; ++r) dq[r] = dtop;
             for (int64_t p = K - 2; p >= 1; --p) {
-                const double c = (double)p * C[p * K + q] * ih;
+                const CT c = (CT)((double)p * C[p * K + q] * g.inv_h[i]);
                 for (int64_t r = 0; r < R; ++r) dq[r] = dq[r] * uu[r] + c;
             }
         }
@@ -487,7 +490,7 @@ KANLAB_INLINE void block_features(const Grid& g, int64_t i, const double* a, int
     }
     double v[kMaxK] = {}, dv[kMaxK] = {};
     for (int64_t r = 0; r < R; ++r) {
-        const double x = a[r];
+        const double x = (double)a[r];
         if (x != x) continue;
         double u = 0.0, ih = 0.0;
         const double* C = g.poly;
@@ -498,52 +501,57 @@ KANLAB_INLINE void block_features(const Grid& g, int64_t i, const double* a, int
         for (int64_t q = 0; q < K; ++q) {
             const int64_t mb = s - g.k + q;
             if (mb < 0 || mb >= P) continue;
-            F[(1 + mb) * kRows + r] = v[q];
-            if (dF != nullptr) dF[(1 + mb) * kRows + r] = dv[q] * ih;
+            F[(1 + mb) * kRows + r] = (CT)v[q];
+            if (dF != nullptr) dF[(1 + mb) * kRows + r] = (CT)(dv[q] * ih);
         }
     }
 }
 
 // phi (R) = sum_j W[i, j, o] F[j] for one output o.
-KANLAB_INLINE void edge_block(const double* Wi, int64_t m, int64_t o, int64_t W1, const double* F,
-                       int64_t R, double* phi) {
-    for (int64_t r = 0; r < R; ++r) phi[r] = 0.0;
+template <typename CT>
+KANLAB_INLINE void edge_block(const CT* Wi, int64_t m, int64_t o, int64_t W1, const CT* F,
+                              int64_t R, CT* phi) {
+    for (int64_t r = 0; r < R; ++r) phi[r] = 0;
     for (int64_t j = 0; j < W1; ++j) {
-        const double w = Wi[j * m + o];
-        if (w == 0.0) continue;
-        const double* f = F + j * kRows;
+        const CT w = Wi[j * m + o];
+        if (w == 0) continue;
+        const CT* f = F + j * kRows;
         for (int64_t r = 0; r < R; ++r) phi[r] += w * f[r];
     }
 }
 
 // Forward of one layer over rows [b0, b1) (column-major a (n, B) -> z (m, B)); with stats,
 // per-edge sums of (phi - ref) and their squares into this thread's accumulators.
-template <int KC>
-KANLAB_CLONES void layer_forward(LayerWork& L, const double* a, int64_t B, int64_t b0, int64_t b1, double* z,
-                   double* sum, double* sumsq) {
+template <int KC, typename CT>
+KANLAB_CLONES void layer_forward(LayerWork<CT>& L, const CT* a, int64_t B, int64_t b0, int64_t b1,
+                                 CT* z, double* sum, double* sumsq) {
     const int64_t n = L.d.n, m = L.d.m, W1 = L.d.P + 1;
-    std::vector<double> F(W1 * kRows), phi(kRows);
+    std::vector<CT> F(W1 * kRows), phi(kRows);
     for (int64_t o = 0; o < m; ++o)
         for (int64_t b = b0; b < b1; ++b) z[o * B + b] = L.bias[o];
     for (int64_t i = 0; i < n; ++i) {
-        const double* Wi = L.W.data() + i * W1 * m;
+        const CT* Wi = L.W.data() + i * W1 * m;
         for (int64_t c0 = b0; c0 < b1; c0 += kRows) {
             const int64_t R = b1 - c0 < kRows ? b1 - c0 : kRows;
-            const double* ai = a + i * B + c0;
-            double* be = L.beta.data() + i * B + c0;
-            double* dbe = L.dbeta.data() + i * B + c0;
-            for (int64_t r = 0; r < R; ++r) be[r] = base_value(L.d.base_kind, ai[r], &dbe[r]);
-            block_features<KC>(L.g, i, ai, R, be, dbe, F.data(), nullptr);
+            const CT* ai = a + i * B + c0;
+            CT* be = L.beta.data() + i * B + c0;
+            CT* dbe = L.dbeta.data() + i * B + c0;
+            for (int64_t r = 0; r < R; ++r) {
+                double db;
+                be[r] = (CT)base_value(L.d.base_kind, (double)ai[r], &db);
+                dbe[r] = (CT)db;
+            }
+            block_features<KC, CT>(L.g, i, ai, R, be, dbe, F.data(), nullptr);
             for (int64_t o = 0; o < m; ++o) {
                 edge_block(Wi, m, o, W1, F.data(), R, phi.data());
-                double* zo = z + o * B + c0;
+                CT* zo = z + o * B + c0;
                 for (int64_t r = 0; r < R; ++r) zo[r] += phi[r];
                 if (sum != nullptr) {
-                    const double rf = L.ref[i * m + o];
-                    double s1 = 0.0, s2 = 0.0;
+                    const CT rf = (CT)L.ref[i * m + o];
+                    CT s1 = 0, s2 = 0;
 #pragma omp simd reduction(+ : s1, s2)
                     for (int64_t r = 0; r < R; ++r) {
-                        const double e = phi[r] - rf;
+                        const CT e = phi[r] - rf;
                         s1 += e;
                         s2 += e * e;
                     }
@@ -560,28 +568,28 @@ KANLAB_CLONES void layer_forward(LayerWork& L, const double* a, int64_t B, int64
 
 // Backward of one layer over rows [b0, b1): gW into this thread's accumulator and, if ga,
 // the gradient of the layer's input (column-major (n, B)).
-template <int KC>
-KANLAB_CLONES void layer_backward(const LayerWork& L, const double* a, const double* gz, int64_t B, int64_t b0,
-                    int64_t b1, bool stats, double* gW, double* ga) {
+template <int KC, typename CT>
+KANLAB_CLONES void layer_backward(const LayerWork<CT>& L, const CT* a, const CT* gz, int64_t B,
+                                  int64_t b0, int64_t b1, bool stats, double* gW, CT* ga) {
     const int64_t n = L.d.n, m = L.d.m, W1 = L.d.P + 1;
     const double inv_b1 = B > 1 ? 1.0 / (double)(B - 1) : 0.0;
-    std::vector<double> F(W1 * kRows), dF(W1 * kRows), gphi(m * kRows), phi(kRows), gf(kRows),
+    std::vector<CT> F(W1 * kRows), dF(W1 * kRows), gphi(m * kRows), phi(kRows), gf(kRows),
         gx(kRows);
     for (int64_t i = 0; i < n; ++i) {
-        const double* Wi = L.W.data() + i * W1 * m;
+        const CT* Wi = L.W.data() + i * W1 * m;
         double* gWi = gW + i * W1 * m;
         for (int64_t c0 = b0; c0 < b1; c0 += kRows) {
             const int64_t R = b1 - c0 < kRows ? b1 - c0 : kRows;
-            const double* ai = a + i * B + c0;
-            block_features<KC>(L.g, i, ai, R, L.beta.data() + i * B + c0,
+            const CT* ai = a + i * B + c0;
+            block_features<KC, CT>(L.g, i, ai, R, L.beta.data() + i * B + c0,
                                L.dbeta.data() + i * B + c0, F.data(),
                                ga != nullptr ? dF.data() : nullptr);
             for (int64_t o = 0; o < m; ++o) {
-                double* go = gphi.data() + o * kRows;
-                const double* gzo = gz + o * B + c0;
+                CT* go = gphi.data() + o * kRows;
+                const CT* gzo = gz + o * B + c0;
                 if (stats && L.gvar[i * m + o] != 0.0) {
                     edge_block(Wi, m, o, W1, F.data(), R, phi.data());
-                    const double c = L.gvar[i * m + o] * 2.0 * inv_b1, mu = L.mean[i * m + o];
+                    const CT c = (CT)(L.gvar[i * m + o] * 2.0 * inv_b1), mu = (CT)L.mean[i * m + o];
                     for (int64_t r = 0; r < R; ++r) go[r] = gzo[r] + c * (phi[r] - mu);
                 } else {
                     for (int64_t r = 0; r < R; ++r) go[r] = gzo[r];
@@ -589,32 +597,32 @@ KANLAB_CLONES void layer_backward(const LayerWork& L, const double* a, const dou
             }
             // gW[j, o] += F[j] . gphi[o]
             for (int64_t j = 0; j < W1; ++j) {
-                const double* f = F.data() + j * kRows;
+                const CT* f = F.data() + j * kRows;
                 for (int64_t o = 0; o < m; ++o) {
-                    const double* go = gphi.data() + o * kRows;
-                    double acc = 0.0;
+                    const CT* go = gphi.data() + o * kRows;
+                    CT acc = 0;
 #pragma omp simd reduction(+ : acc)
                     for (int64_t r = 0; r < R; ++r) acc += f[r] * go[r];
-                    gWi[j * m + o] += acc;
+                    gWi[j * m + o] += (double)acc;
                 }
             }
             if (ga == nullptr) continue;
             // ga = sum_j dF[j] * (sum_o W[j, o] gphi[o])
-            for (int64_t r = 0; r < R; ++r) gx[r] = 0.0;
+            for (int64_t r = 0; r < R; ++r) gx[r] = 0;
             for (int64_t j = 0; j < W1; ++j) {
-                for (int64_t r = 0; r < R; ++r) gf[r] = 0.0;
+                for (int64_t r = 0; r < R; ++r) gf[r] = 0;
                 for (int64_t o = 0; o < m; ++o) {
-                    const double w = Wi[j * m + o];
-                    if (w == 0.0) continue;
-                    const double* go = gphi.data() + o * kRows;
+                    const CT w = Wi[j * m + o];
+                    if (w == 0) continue;
+                    const CT* go = gphi.data() + o * kRows;
                     for (int64_t r = 0; r < R; ++r) gf[r] += w * go[r];
                 }
-                const double* df = dF.data() + j * kRows;
+                const CT* df = dF.data() + j * kRows;
                 for (int64_t r = 0; r < R; ++r) gx[r] += gf[r] * df[r];
             }
-            double* gai = ga + i * B + c0;
-            const double cs = (stats && L.xstd[i] > 0.0) ? L.gxstd[i] * inv_b1 / L.xstd[i] : 0.0;
-            const double mu = stats ? L.xmean[i] : 0.0;
+            CT* gai = ga + i * B + c0;
+            const CT cs = (CT)((stats && L.xstd[i] > 0.0) ? L.gxstd[i] * inv_b1 / L.xstd[i] : 0.0);
+            const CT mu = (CT)(stats ? L.xmean[i] : 0.0);
             for (int64_t r = 0; r < R; ++r)
                 gai[r] = ai[r] != ai[r] ? ai[r] : gx[r] + cs * (ai[r] - mu);
         }
@@ -638,7 +646,8 @@ void parallel_chunks(int64_t batch, int64_t work, int threads, F&& fn) {
 }
 
 // pykan's sparsity term of one layer (kanlab/regularize.py), and its gradient wrt var and xstd.
-double sparsity_layer(LayerWork& L, double l1, double ent, bool normalized, double tiny,
+template <typename CT>
+double sparsity_layer(LayerWork<CT>& L, double l1, double ent, bool normalized, double tiny,
                       double scale) {
     const int64_t n = L.d.n, m = L.d.m;
     const double eps = 1e-4, ln2 = std::log(2.0);
@@ -688,7 +697,7 @@ double sparsity_layer(LayerWork& L, double l1, double ent, bool normalized, doub
     return value;
 }
 
-template <typename T>
+template <typename T, typename CT = T>
 int kan_objective(int64_t n_layers, const int64_t* meta, const void* const* ptrs, const T* x,
                   const T* y, int64_t batch, const double* hyper, double* out, T* pred,
                   int want_grad, int threads) {
@@ -700,7 +709,7 @@ int kan_objective(int64_t n_layers, const int64_t* meta, const void* const* ptrs
                         (double)std::numeric_limits<T>::epsilon();
     const int64_t B = batch;
     if (threads < 1) threads = 1;
-    std::vector<LayerWork> Ls(n_layers);
+    std::vector<LayerWork<CT>> Ls(n_layers);
     for (int64_t l = 0; l < n_layers; ++l) {
         const int64_t* mt = meta + 8 * l;
         const void* const* pp = ptrs + 13 * l;
@@ -711,34 +720,35 @@ int kan_objective(int64_t n_layers, const int64_t* meta, const void* const* ptrs
                       const_cast<void*>(pp[9]), const_cast<void*>(pp[10]),
                       const_cast<void*>(pp[11]), const_cast<void*>(pp[12])};
         if (d.k < 1 || d.k >= kMaxK || (l > 0 && d.n != Ls[l - 1].d.m)) return 1;
-        prepare<T>(Ls[l]);
+        prepare<T, CT>(Ls[l]);
         Ls[l].beta.resize(d.n * B);
         Ls[l].dbeta.resize(d.n * B);
     }
     // activations, column-major: acts[l] is layer l's input (n_l, B); acts[L] the output
-    std::vector<std::vector<double>> acts(n_layers + 1);
+    std::vector<std::vector<CT>> acts(n_layers + 1);
     const int64_t n0 = Ls[0].d.n;
     acts[0].resize(n0 * B);
     for (int64_t b = 0; b < B; ++b)
-        for (int64_t i = 0; i < n0; ++i) acts[0][i * B + b] = (double)x[b * n0 + i];
+        for (int64_t i = 0; i < n0; ++i) acts[0][i * B + b] = (CT)x[b * n0 + i];
     for (int64_t l = 0; l < n_layers; ++l) {
-        LayerWork& L = Ls[l];
+        LayerWork<CT>& L = Ls[l];
         const int64_t n = L.d.n, m = L.d.m, W1 = L.d.P + 1;
-        const double* a = acts[l].data();
-        acts[l + 1].assign(m * B, 0.0);
-        double* z = acts[l + 1].data();
+        const CT* a = acts[l].data();
+        acts[l + 1].assign(m * B, (CT)0);
+        CT* z = acts[l + 1].data();
         if (stats) {
             // shift for the variance sums: the edge values of row 0 (avoids cancellation)
             L.ref.assign(n * m, 0.0);
             dispatch_k(L.d.k, [&](auto kc) {
-                std::vector<double> F(W1 * kRows);
+                std::vector<CT> F(W1 * kRows);
                 for (int64_t i = 0; i < n; ++i) {
-                    double be, dbe;
-                    be = base_value(L.d.base_kind, a[i * B], &dbe);
-                    block_features<decltype(kc)::value>(L.g, i, a + i * B, 1, &be, &dbe, F.data(),
-                                                        nullptr);
+                    double dbd;
+                    const CT be = (CT)base_value(L.d.base_kind, (double)a[i * B], &dbd);
+                    const CT dbe = (CT)dbd;
+                    block_features<decltype(kc)::value, CT>(L.g, i, a + i * B, 1, &be, &dbe,
+                                                            F.data(), nullptr);
                     for (int64_t o = 0; o < m; ++o) {
-                        double phi;
+                        CT phi;
                         edge_block(L.W.data() + i * W1 * m, m, o, W1, F.data(), 1, &phi);
                         L.ref[i * m + o] = phi == phi ? phi : 0.0;
                     }
@@ -750,7 +760,7 @@ int kan_objective(int64_t n_layers, const int64_t* meta, const void* const* ptrs
         parallel_chunks(B, nt > 1 ? 1 << 30 : 0, (int)nt, [&](int64_t b0, int64_t b1, int64_t c) {
             double* su = stats ? sums.data() + 2 * c * n * m : nullptr;
             dispatch_k(L.d.k, [&](auto kc) {
-                layer_forward<decltype(kc)::value>(L, a, B, b0, b1, z, su,
+                layer_forward<decltype(kc)::value, CT>(L, a, B, b0, b1, z, su,
                                                    su ? su + n * m : nullptr);
             });
         });
@@ -773,7 +783,7 @@ int kan_objective(int64_t n_layers, const int64_t* meta, const void* const* ptrs
             L.xmean.assign(n, 0.0);
             L.xstd.assign(n, 0.0);
             for (int64_t i = 0; i < n; ++i) {
-                const double* ai = a + i * B;
+                const CT* ai = a + i * B;
                 double mu = 0.0;
                 for (int64_t b = 0; b < B; ++b) mu += ai[b];
                 mu /= (double)B;
@@ -785,7 +795,7 @@ int kan_objective(int64_t n_layers, const int64_t* meta, const void* const* ptrs
         }
     }
     const int64_t m_out = Ls[n_layers - 1].d.m;
-    const double* zL = acts[n_layers].data();  // (m_out, B)
+    const CT* zL = acts[n_layers].data();  // (m_out, B)
     if (pred != nullptr)
         for (int64_t b = 0; b < B; ++b)
             for (int64_t o = 0; o < m_out; ++o) pred[b * m_out + o] = (T)zL[o * B + b];
@@ -793,7 +803,7 @@ int kan_objective(int64_t n_layers, const int64_t* meta, const void* const* ptrs
     if (y != nullptr) {
         for (int64_t b = 0; b < B; ++b)
             for (int64_t o = 0; o < m_out; ++o) {
-                const double e = zL[o * B + b] - (double)y[b * m_out + o];
+                const double e = (double)zL[o * B + b] - (double)y[b * m_out + o];
                 mse += e * e;
             }
         mse /= (double)(B * m_out);
@@ -823,20 +833,21 @@ int kan_objective(int64_t n_layers, const int64_t* meta, const void* const* ptrs
     if (want_grad <= 0) return 0;
     if (y == nullptr) return 2;
     // backward; gz column-major (m, B)
-    std::vector<double> gz(m_out * B);
+    std::vector<CT> gz(m_out * B);
     for (int64_t b = 0; b < B; ++b)
         for (int64_t o = 0; o < m_out; ++o)
-            gz[o * B + b] = 2.0 * (zL[o * B + b] - (double)y[b * m_out + o]) / (double)(B * m_out);
+            gz[o * B + b] = (CT)(2.0 * ((double)zL[o * B + b] - (double)y[b * m_out + o]) /
+                                 (double)(B * m_out));
     for (int64_t l = n_layers - 1; l >= 0; --l) {
-        LayerWork& L = Ls[l];
+        LayerWork<CT>& L = Ls[l];
         const int64_t n = L.d.n, m = L.d.m, P = L.d.P, W1 = P + 1;
-        std::vector<double> ga(l > 0 ? n * B : 0);
+        std::vector<CT> ga(l > 0 ? n * B : 0);
         const int64_t nt = (threads > 1 && B * n * m * W1 >= 131072) ? threads : 1;
         std::vector<double> acc(nt * n * W1 * m, 0.0);
-        const double* a = acts[l].data();
+        const CT* a = acts[l].data();
         parallel_chunks(B, nt > 1 ? 1 << 30 : 0, (int)nt, [&](int64_t b0, int64_t b1, int64_t c) {
             dispatch_k(L.d.k, [&](auto kc) {
-                layer_backward<decltype(kc)::value>(L, a, gz.data(), B, b0, b1, stats,
+                layer_backward<decltype(kc)::value, CT>(L, a, gz.data(), B, b0, b1, stats,
                                                     acc.data() + c * n * W1 * m,
                                                     l > 0 ? ga.data() : nullptr);
             });
@@ -878,7 +889,7 @@ int kan_objective(int64_t n_layers, const int64_t* meta, const void* const* ptrs
         if (d.has_bias && d.g_bias) {
             for (int64_t o = 0; o < m; ++o) {
                 double gb = 0.0;
-                for (int64_t b = 0; b < B; ++b) gb += gz[o * B + b];
+                for (int64_t b = 0; b < B; ++b) gb += (double)gz[o * B + b];
                 static_cast<T*>(d.g_bias)[o] = (T)gb;
             }
         }
