@@ -76,44 +76,48 @@ def extend_grid(grid: torch.Tensor, k_extend: int) -> torch.Tensor:
 
 
 def _span_polys(grid64: torch.Tensor, k: int) -> torch.Tensor:
-    """Polynomial pieces (in, spans, k+1 powers, k+1 functions) of every span, in float64."""
-    n_in, n_knots = grid64.shape
+    """Polynomial pieces (in, spans, k+1 powers, k+1 functions) of every span, in float64.
+
+    Computed in NumPy (a few dozen operations on small arrays, where PyTorch's per-operation
+    cost would dominate), returned on the grid's device.
+    """
+    g = grid64.detach().cpu().numpy()
+    n_in, n_knots = g.shape
     S = n_knots - 1
     K = k + 1
-    pad = extend_grid(grid64, k)  # t_q at column q + k
-    dev = grid64.device
-    j = torch.arange(S, device=dev)
+    steps = np.arange(1, k + 1, dtype=np.float64)
+    h_mean = (g[:, -1:] - g[:, :1]) / (n_knots - 1)
+    pad = np.concatenate([g[:, :1] - h_mean * steps[::-1], g, g[:, -1:] + h_mean * steps], 1)
+    j = np.arange(S)
     t_j = pad[:, j + k]
     h = pad[:, j + k + 1] - t_j  # (in, S)
-    N = torch.zeros(n_in, S, 1, K, dtype=torch.float64, device=dev)
+    N = np.zeros((n_in, S, 1, K))
     N[..., 0, 0] = 1.0  # order 0: the indicator of the span
 
     def mul_lin(poly, c0, c1):  # poly * (c0 + c1 u), truncated to degree k
-        out = poly * c0.unsqueeze(-1)
-        out[..., 1:] += poly[..., :-1] * c1.unsqueeze(-1)
+        out = poly * c0[..., None]
+        out[..., 1:] += poly[..., :-1] * c1[..., None]
         return out
 
     def safe_div(a, b):
-        return torch.where(b != 0, a / torch.where(b != 0, b, torch.ones_like(b)), torch.zeros_like(a))
+        ok = b != 0
+        return np.where(ok, a / np.where(ok, b, 1.0), 0.0)
 
     for d in range(1, k + 1):
-        r = torch.arange(d + 1, device=dev)
+        r = np.arange(d + 1)
         m = j[:, None] - d + r[None, :]  # (S, d+1) basis indices
-        t_m = pad[:, m + k]
-        t_md = pad[:, m + d + k]
-        t_m1 = pad[:, m + 1 + k]
-        t_md1 = pad[:, m + d + 1 + k]
-        hh = h.unsqueeze(-1)
-        tj = t_j.unsqueeze(-1)
+        t_m, t_md = pad[:, m + k], pad[:, m + d + k]
+        t_m1, t_md1 = pad[:, m + 1 + k], pad[:, m + d + 1 + k]
+        hh, tj = h[..., None], t_j[..., None]
         den1, den2 = t_md - t_m, t_md1 - t_m1
-        zero = torch.zeros_like(N[..., :1, :])
-        left = torch.cat([zero, N], dim=2)  # N_{m, d-1}
-        right = torch.cat([N, zero], dim=2)  # N_{m+1, d-1}
+        zero = np.zeros_like(N[..., :1, :])
+        left = np.concatenate([zero, N], 2)  # N_{m, d-1}
+        right = np.concatenate([N, zero], 2)  # N_{m+1, d-1}
         N = mul_lin(left, safe_div(tj - t_m, den1), safe_div(hh, den1)) + mul_lin(
-            right, safe_div(t_md1 - tj, den2), safe_div(-hh, den2)
-        )
-    N = torch.where((h > 0)[..., None, None], N, torch.zeros_like(N))
-    return N.transpose(2, 3).contiguous()  # (in, S, powers, functions)
+            right, safe_div(t_md1 - tj, den2), safe_div(-hh, den2))
+    N = np.where((h > 0)[..., None, None], N, 0.0)
+    out = np.ascontiguousarray(N.transpose(0, 1, 3, 2))  # (in, S, powers, functions)
+    return torch.from_numpy(out).to(grid64.device)
 
 
 class BasisPlan:
