@@ -246,6 +246,7 @@ class KANObjective:
                                            float(_NORMALIZED[reg_metric]))
         self.out = (ctypes.c_double * 3)()
         self._key = None
+        self._probe = None
         self._fn = getattr(_lib, f"kanlab_kan_objective_{'f32' if x.dtype == torch.float32 else 'f64'}")
         self.mse = self.reg = float("nan")
 
@@ -292,8 +293,23 @@ class KANObjective:
             keep += [plan, tab]
         self._meta, self._ptrs, self._keep, self._key = meta, ptrs, keep, key
 
+    def _fresh(self) -> bool:
+        """Whether the cached descriptor still describes the model: same grids (version and
+        storage), parameter and gradient storage (checked on the first layer's tensors; the
+        optimizer moves all parameters at once). Cheaper than rebuilding the key."""
+        if self._key is None:
+            return False
+        l0 = self.layers[0]
+        probe = (tuple((layer.grid._version, layer.grid.data_ptr()) for layer in self.layers),
+                 l0.coef.data_ptr(), l0.coef.grad.data_ptr() if l0.coef.grad is not None else 0)
+        return probe == self._probe
+
     def _call(self, x, y, pred, want_grad):
-        self._descriptor()
+        if not self._fresh():
+            self._descriptor()
+            l0 = self.layers[0]
+            self._probe = (tuple((layer.grid._version, layer.grid.data_ptr()) for layer in self.layers),
+                           l0.coef.data_ptr(), l0.coef.grad.data_ptr() if l0.coef.grad is not None else 0)
         rc = self._fn(len(self.layers), self._meta, self._ptrs, x.data_ptr(),
                       y.data_ptr() if y is not None else None, x.shape[0], self.hyper, self.out,
                       pred.data_ptr() if pred is not None else None, want_grad,
