@@ -135,13 +135,38 @@ class BasisPlan:
         self.k = k
         n_in, n_knots = grid.shape
         self.n_in = n_in
-        self.n_spans = S = n_knots - 1
+        self.n_spans = n_knots - 1
         self.n_basis = P = n_knots - k - 1
         self.width = K1 = 1 + P  # columns per input in the fused layout
         self.dummy = n_in * K1
+        self.uniform = grid_is_uniform(grid)
+        # the tables are built on first use: the native kernels need only the span
+        # polynomials, the PyTorch path its own gather tables (a grid update builds plans often)
+        self._native = None
+        self._polys = None
+        self._torch_ready = False
+
+    @property
+    def _polys64(self) -> torch.Tensor:
+        """(in, S, powers, functions) span polynomials of a non-uniform grid, float64."""
+        if self._polys is None:
+            self._polys = _span_polys(self.grid.to(torch.float64), self.k)
+        return self._polys
+
+    @property
+    def _inv_h64(self) -> torch.Tensor:
+        """1/h per input of a uniform grid, float64 (h the mean spacing, exact to rounding)."""
+        g64 = self.grid.to(torch.float64)
+        return 1.0 / ((g64[:, -1] - g64[:, 0]) / (g64.shape[1] - 1))
+
+    def _torch_tables(self) -> None:
+        """Build the gather tables of the PyTorch path (once)."""
+        if self._torch_ready:
+            return
+        grid, k = self.grid, self.k
+        n_in, S, P, K1 = self.n_in, self.n_spans, self.n_basis, self.width
         K = k + 1
         dev, dt = grid.device, grid.dtype
-        self.uniform = grid_is_uniform(grid)
         # column of each local value, per (input, span) with spans -1 and S meaning "outside"
         s = torch.arange(-1, S + 1, device=dev)
         m = s[:, None] - k + torch.arange(K, device=dev)[None, :]  # (S+2, K)
@@ -150,20 +175,15 @@ class BasisPlan:
         cols = torch.where(ok[None], i * K1 + 1 + m[None], torch.full_like(m[None], self.dummy))
         self.cols = cols.reshape(n_in * (S + 2), K).contiguous()
         self.row_off = (torch.arange(n_in, device=dev) * (S + 2)).contiguous()
-        self._native = None  # tables of the native CPU kernels, built on first use
-        self._polys64 = None
         if self.uniform:
-            g64 = grid.to(torch.float64)
-            h = (g64[:, -1] - g64[:, 0]) / (n_knots - 1)  # mean spacing: exact to rounding
-            self._inv_h64 = 1.0 / h
-            self.inv_h = (1.0 / h).to(dt)
+            self.inv_h = self._inv_h64.to(dt)
             self.t0 = grid[:, 0].contiguous()
             M = torch.tensor(uniform_poly(k), dtype=dt, device=dev)  # (powers, functions)
             # coefficient columns (K, 1): Horner runs on (K, batch*in) tensors
             self.M = [M[p].unsqueeze(-1).contiguous() for p in range(K)]
             self.D = [(M[p + 1] * (p + 1)).unsqueeze(-1).contiguous() for p in range(k)]
         else:
-            polys = self._polys64 = _span_polys(grid.to(torch.float64), k)  # (in, S, K, K)
+            polys = self._polys64  # (in, S, K, K)
             t_j = grid[:, :-1].to(torch.float64)
             inv_h = 1.0 / (grid[:, 1:] - grid[:, :-1]).to(torch.float64)
             inv_h = torch.where(torch.isfinite(inv_h), inv_h, torch.zeros_like(inv_h))
@@ -177,6 +197,7 @@ class BasisPlan:
             self.packed = self.packed.to(dt).contiguous()
             self.packed_der = torch.cat([zero_d, der.reshape(n_in, S, k * K), zero_d], 1).reshape(
                 n_in * (S + 2), -1).t().to(dt).contiguous()
+        self._torch_ready = True
 
     def native_tables(self):
         """Tables of the native CPU kernels (:mod:`kanlab.native`), or None where they don't apply
@@ -203,6 +224,7 @@ class BasisPlan:
 
     def locate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Span row (batch*in,) of the plan's tables and local coordinate u (1, batch*in)."""
+        self._torch_tables()
         if self.uniform:
             s = (x - self.t0) * self.inv_h
             jf = torch.floor(s)
@@ -221,6 +243,7 @@ class BasisPlan:
         The polynomials are evaluated on (k+1, batch*in) tensors, so every elementwise op runs
         over a long contiguous row, then transposed once.
         """
+        self._torch_tables()
         k = self.k
         K = k + 1
         n_in = self.n_in

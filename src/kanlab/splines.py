@@ -104,6 +104,16 @@ def bspline_basis(
     Built from the span-local values; for analysis, refits and tests, not for training loops.
     """
     b, n = x.shape
+    if not derivative and not (x.requires_grad and torch.is_grad_enabled()):
+        from . import native
+
+        # one native sweep (it carries no autograd: only for inputs that need no gradient)
+        if native.supports(x) and x.dtype == grid.dtype:
+            plan = BasisPlan(grid, k)
+            tables = plan.native_tables()
+            if tables is not None:
+                feat = native.features(x, torch.zeros_like(x), tables)
+                return feat[:, :-1].reshape(b, n, plan.width)[:, :, 1:]
     basis = local_basis(x, grid, k, need_deriv=derivative)
     plan = basis.plan
     src = basis.deriv if derivative else basis.values
