@@ -949,11 +949,243 @@ int kan_objective(int64_t n_layers, const int64_t* meta, const void* const* ptrs
     return 0;
 }
 
+// ---------------------------------------------------------------------------------------------
+// One L-BFGS step (kanlab/optim.py, LBFGS.step, line for line) whose objective is the native KAN
+// objective above: no Python between evaluations. Parameters and gradients are the optimizer's
+// flat buffers (the descriptor's pointers are views into them). History in float64.
+
+struct ObjectiveCall {
+    int64_t n_layers;
+    const int64_t* meta;
+    const void* const* ptrs;
+    const void* x;
+    const void* y;
+    int64_t batch;
+    const double* hyper;
+    double* out;
+    int threads;
+};
+
+inline double cubic_min(double t1, double f1, double g1, double t2, double f2, double g2,
+                        double lo, double hi) {
+    const double d1 = t1 != t2 ? g1 + g2 - 3.0 * (f1 - f2) / (t1 - t2)
+                               : std::numeric_limits<double>::quiet_NaN();
+    const double disc = d1 * d1 - g1 * g2;
+    if (std::isfinite(disc) && disc >= 0.0) {
+        const double d2 = std::sqrt(disc);
+        double t;
+        if (t1 <= t2) t = t2 - (t2 - t1) * ((g2 + d2 - d1) / (g2 - g1 + 2.0 * d2));
+        else t = t1 - (t1 - t2) * ((g1 + d2 - d1) / (g1 - g2 + 2.0 * d2));
+        if (std::isfinite(t)) return std::min(std::max(t, lo), hi);
+    }
+    return 0.5 * (lo + hi);
+}
+
+template <typename T>
+struct LbfgsRun {
+    const ObjectiveCall& oc;
+    int64_t n;
+    T *flat, *grad;
+    int64_t* func_evals;
+
+    double evaluate() {  // objective at flat; gradient into grad
+        for (int64_t q = 0; q < n; ++q) grad[q] = 0;
+        const int rc = kan_objective<T>(oc.n_layers, oc.meta, oc.ptrs, (const T*)oc.x,
+                                        (const T*)oc.y, oc.batch, oc.hyper, oc.out, nullptr, 1,
+                                        oc.threads);
+        ++*func_evals;
+        return rc == 0 ? oc.out[0] : std::numeric_limits<double>::quiet_NaN();
+    }
+    double dot(const T* a, const T* b) const {
+        double s = 0.0;
+        for (int64_t q = 0; q < n; ++q) s += (double)a[q] * (double)b[q];
+        return s;
+    }
+    double absmax(const T* a) const {
+        double m = 0.0;
+        for (int64_t q = 0; q < n; ++q) m = std::max(m, std::fabs((double)a[q]));
+        return m;
+    }
+    // flat = x0 + t d; evaluate; g = grad
+    double phi(const T* x0, const T* d, double t, std::vector<T>& g, double* gtd) {
+        for (int64_t q = 0; q < n; ++q) flat[q] = (T)((double)x0[q] + t * (double)d[q]);
+        const double f = evaluate();
+        std::copy(grad, grad + n, g.begin());
+        *gtd = dot(g.data(), d);
+        return f;
+    }
+    // strong Wolfe line search (optim.py _strong_wolfe): returns f, sets g, t, evaluations
+    double strong_wolfe(const T* x0, const T* d, double& t, double f0, const std::vector<T>& g0,
+                        double gtd0, std::vector<T>& g_out, int64_t& nev) {
+        const double c1 = 1e-4, c2 = 0.9, tol = 1e-9;
+        const int64_t max_ls = 25;
+        const double d_norm = absmax(d);
+        std::vector<T> g(n), g_prev(g0), g_lo(n);
+        double gtd;
+        double f = phi(x0, d, t, g, &gtd);
+        nev = 1;
+        double t_prev = 0.0, f_prev = f0, gtd_prev = gtd0;
+        bool bracketed = false;
+        double t_lo = 0, f_lo = 0, gtd_lo = 0, t_hi = 0, f_hi = 0, gtd_hi = 0;
+        while (nev <= max_ls) {
+            if (!std::isfinite(f) || f > f0 + c1 * t * gtd0 || (nev > 2 && f >= f_prev)) {
+                t_lo = t_prev; f_lo = f_prev; g_lo = g_prev; gtd_lo = gtd_prev;
+                t_hi = t; f_hi = f; gtd_hi = gtd;
+                bracketed = true;
+                break;
+            }
+            if (std::fabs(gtd) <= -c2 * gtd0) { g_out = g; return f; }
+            if (gtd >= 0) {
+                t_lo = t; f_lo = f; g_lo = g; gtd_lo = gtd;
+                t_hi = t_prev; f_hi = f_prev; gtd_hi = gtd_prev;
+                bracketed = true;
+                break;
+            }
+            const double lo = t + 0.01 * (t - t_prev), hi = t * 10.0;
+            const double t_next = cubic_min(t_prev, f_prev, gtd_prev, t, f, gtd, lo, hi);
+            t_prev = t; f_prev = f; g_prev = g; gtd_prev = gtd;
+            t = t_next;
+            f = phi(x0, d, t, g, &gtd);
+            ++nev;
+        }
+        if (!bracketed) { g_out = g; return f; }
+        bool insufficient = false;
+        while (nev <= max_ls) {
+            if (std::fabs(t_hi - t_lo) * d_norm < tol) break;
+            const double a = std::min(t_lo, t_hi), b = std::max(t_lo, t_hi);
+            if (std::isfinite(f_hi) && std::isfinite(gtd_hi))
+                t = cubic_min(t_lo, f_lo, gtd_lo, t_hi, f_hi, gtd_hi, a, b);
+            else
+                t = 0.5 * (a + b);
+            const double eps = 0.1 * (b - a);
+            if (std::min(b - t, t - a) < eps) {
+                if (insufficient || t >= b || t <= a) {
+                    t = std::fabs(t - b) < std::fabs(t - a) ? b - eps : a + eps;
+                    insufficient = false;
+                } else {
+                    insufficient = true;
+                }
+            } else {
+                insufficient = false;
+            }
+            f = phi(x0, d, t, g, &gtd);
+            ++nev;
+            if (!std::isfinite(f) || f > f0 + c1 * t * gtd0 || f >= f_lo) {
+                t_hi = t; f_hi = f; gtd_hi = gtd;
+            } else {
+                if (std::fabs(gtd) <= -c2 * gtd0) { g_out = g; return f; }
+                if (gtd * (t_hi - t_lo) >= 0) { t_hi = t_lo; f_hi = f_lo; gtd_hi = gtd_lo; }
+                t_lo = t; f_lo = f; g_lo = g; gtd_lo = gtd;
+            }
+        }
+        if (t_lo == 0.0) { t = 0.0; g_out = g0; return f0; }
+        t = t_lo;
+        g_out = g_lo;
+        return f_lo;
+    }
+};
+
+// istate: n_iter, history count, history start (ring), history size H, max_iter, max_eval,
+// func_evals. dstate: t, lr, tolerance_grad, tolerance_change, tolerance_ys; first loss (out).
+// S, Y: (H, n) float64 rings; d, prev_grad: (n) in T. Returns evaluations, or -1.
+template <typename T>
+int64_t lbfgs_step(const ObjectiveCall& oc, int64_t n, T* flat, T* grad, T* d, T* prev_grad,
+                   double* S, double* Y, int64_t* is, double* ds) {
+    int64_t& n_iter = is[0];
+    int64_t& count = is[1];
+    int64_t& start = is[2];
+    const int64_t H = is[3], max_iter = is[4], max_eval = is[5];
+    double& t = ds[0];
+    const double lr = ds[1], tol_grad = ds[2], tol_change = ds[3], tol_ys = ds[4];
+    LbfgsRun<T> run{oc, n, flat, grad, &is[6]};
+    int64_t evals = 0;
+    double loss = run.evaluate();
+    ++evals;
+    ds[5] = loss;
+    std::vector<T> g(grad, grad + n), x0(n);
+    if (!std::isfinite(loss) || run.absmax(g.data()) <= tol_grad) return evals;
+    std::vector<double> q(n), alpha(H), rho(H), snew(n), ynew(n);
+    for (int64_t it = 0; it < max_iter; ++it) {
+        ++n_iter;
+        if (n_iter == 1) {
+            for (int64_t k = 0; k < n; ++k) d[k] = -g[k];
+        } else {
+            // curvature pair from the last step
+            double ys = 0.0;
+            for (int64_t k = 0; k < n; ++k) {
+                ynew[k] = (double)g[k] - (double)prev_grad[k];
+                snew[k] = (double)d[k] * t;
+                ys += ynew[k] * snew[k];
+            }
+            if (ys > tol_ys) {  // keep the pair, dropping the oldest when full
+                const int64_t slot = count < H ? (start + count) % H : start;
+                std::copy(snew.begin(), snew.end(), S + slot * n);
+                std::copy(ynew.begin(), ynew.end(), Y + slot * n);
+                if (count < H) ++count;
+                else start = (start + 1) % H;
+            }
+            if (count == 0) {
+                for (int64_t k = 0; k < n; ++k) d[k] = -g[k];
+            } else {  // two-loop recursion
+                for (int64_t k = 0; k < n; ++k) q[k] = (double)g[k];
+                for (int64_t j = count - 1; j >= 0; --j) {
+                    const double* s = S + ((start + j) % H) * n;
+                    const double* y = Y + ((start + j) % H) * n;
+                    double yy = 0.0, sq = 0.0;
+                    for (int64_t k = 0; k < n; ++k) { yy += y[k] * s[k]; sq += s[k] * q[k]; }
+                    rho[j] = 1.0 / yy;
+                    alpha[j] = rho[j] * sq;
+                    for (int64_t k = 0; k < n; ++k) q[k] -= alpha[j] * y[k];
+                }
+                const double* sl = S + ((start + count - 1) % H) * n;
+                const double* yl = Y + ((start + count - 1) % H) * n;
+                double sy = 0.0, yy = 0.0;
+                for (int64_t k = 0; k < n; ++k) { sy += yl[k] * sl[k]; yy += yl[k] * yl[k]; }
+                const double gamma = sy / yy;
+                for (int64_t k = 0; k < n; ++k) q[k] *= gamma;
+                for (int64_t j = 0; j < count; ++j) {
+                    const double* s = S + ((start + j) % H) * n;
+                    const double* y = Y + ((start + j) % H) * n;
+                    double yr = 0.0;
+                    for (int64_t k = 0; k < n; ++k) yr += y[k] * q[k];
+                    const double beta = rho[j] * yr;
+                    for (int64_t k = 0; k < n; ++k) q[k] += (alpha[j] - beta) * s[k];
+                }
+                for (int64_t k = 0; k < n; ++k) d[k] = (T)(-q[k]);
+            }
+        }
+        std::copy(g.begin(), g.end(), prev_grad);
+        const double prev_loss = loss;
+        if (n_iter == 1) {
+            double sa = 0.0;
+            for (int64_t k = 0; k < n; ++k) sa += std::fabs((double)g[k]);
+            t = std::min(1.0, 1.0 / sa) * lr;
+        } else {
+            t = lr;
+        }
+        const double gtd = run.dot(g.data(), d);
+        if (gtd > -tol_change) break;
+        std::copy(flat, flat + n, x0.begin());
+        int64_t nev = 0;
+        std::vector<T> g_new(n);
+        loss = run.strong_wolfe(x0.data(), d, t, loss, g, gtd, g_new, nev);
+        for (int64_t k = 0; k < n; ++k) flat[k] = (T)((double)x0[k] + t * (double)d[k]);
+        g.swap(g_new);
+        evals += nev;
+        if (!std::isfinite(loss)) break;
+        if (it == max_iter - 1 || evals >= max_eval) break;
+        if (run.absmax(g.data()) <= tol_grad) break;
+        if (run.absmax(d) * std::fabs(t) <= tol_change) break;
+        if (std::fabs(loss - prev_loss) < tol_change) break;
+    }
+    return evals;
+}
+
 }  // namespace
 
 extern "C" {
 
-int kanlab_native_abi(void) { return 4; }
+int kanlab_native_abi(void) { return 5; }
 
 int kanlab_max_k(void) { return kMaxK - 1; }
 
@@ -1023,6 +1255,24 @@ void kanlab_lbfgs_direction(int64_t n, int64_t count, const double* const* S,
         for (int64_t q = 0; q < n; ++q) d[q] += (alpha[j] - beta) * s[q];
     }
     for (int64_t q = 0; q < n; ++q) d[q] = -d[q];
+}
+
+int64_t kanlab_lbfgs_step_f32(int64_t n_layers, const int64_t* meta, const void* const* ptrs,
+                              const void* x, const void* y, int64_t batch, const double* hyper,
+                              double* out, int threads, int64_t n, float* flat, float* grad,
+                              float* d, float* prev_grad, double* S, double* Y, int64_t* is,
+                              double* ds) {
+    const ObjectiveCall oc{n_layers, meta, ptrs, x, y, batch, hyper, out, threads};
+    return lbfgs_step<float>(oc, n, flat, grad, d, prev_grad, S, Y, is, ds);
+}
+
+int64_t kanlab_lbfgs_step_f64(int64_t n_layers, const int64_t* meta, const void* const* ptrs,
+                              const void* x, const void* y, int64_t batch, const double* hyper,
+                              double* out, int threads, int64_t n, double* flat, double* grad,
+                              double* d, double* prev_grad, double* S, double* Y, int64_t* is,
+                              double* ds) {
+    const ObjectiveCall oc{n_layers, meta, ptrs, x, y, batch, hyper, out, threads};
+    return lbfgs_step<double>(oc, n, flat, grad, d, prev_grad, S, Y, is, ds);
 }
 
 // meta: 8 int64 per layer (in, out, S, P, k, uniform, base kind 0 silu / 1 identity / 2 zero,

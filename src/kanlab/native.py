@@ -44,7 +44,7 @@ def _load():
         return None
     try:
         lib = ctypes.CDLL(str(path))
-        if lib.kanlab_native_abi() != 4:
+        if lib.kanlab_native_abi() != 5:
             raise OSError("ABI version mismatch: reinstall kanlab")
     except (OSError, AttributeError) as e:
         _load_error = f"could not load {path.name}: {e}"
@@ -62,6 +62,10 @@ def _load():
         fn = getattr(lib, f"kanlab_kan_objective_{suffix}")
         fn.argtypes = [i64, p, p, p, p, i64, p, p, p, c_int, c_int]
         fn.restype = c_int
+    for suffix in ("f32", "f64"):
+        fn = getattr(lib, f"kanlab_lbfgs_step_{suffix}")
+        fn.argtypes = [i64, p, p, p, p, i64, p, p, c_int, i64, p, p, p, p, p, p, p, p]
+        fn.restype = i64
     lib.kanlab_lbfgs_direction.argtypes = [i64, i64, p, p, p, p]
     lib.kanlab_lbfgs_direction.restype = None
     lib.kanlab_max_k.restype = c_int
@@ -326,6 +330,34 @@ class KANObjective:
         self._call(self.x, self.y, None, 1)
         self.mse, self.reg = self.out[1], self.out[2]
         return self.out[0]
+
+    def lbfgs_step(self, opt) -> float:
+        """One step of :class:`kanlab.optim.LBFGS` ``opt`` (over this model's parameters) run
+        natively: the same algorithm and settings as ``opt.step``, with every evaluation of
+        the objective inside the library. Returns the loss at the start of the step, like
+        ``opt.step``; the optimizer's counters and state are updated."""
+        st = opt.native_state()
+        for layer in self.layers:  # the optimizer's flat buffers back every .grad
+            for t in (layer.scale_base, layer.scale_sp, layer.coef, layer.bias):
+                if t is not None and t.requires_grad and t.grad is None:
+                    raise RuntimeError("lbfgs_step needs the optimizer's gradient views")
+        if not self._fresh():
+            self._descriptor()
+            l0 = self.layers[0]
+            self._probe = (tuple((layer.grid._version, layer.grid.data_ptr()) for layer in self.layers),
+                           l0.coef.data_ptr(), l0.coef.grad.data_ptr() if l0.coef.grad is not None else 0)
+        fn = getattr(_lib, f"kanlab_lbfgs_step_{'f32' if self.dtype == torch.float32 else 'f64'}")
+        n = opt.flat.numel()
+        evals = fn(len(self.layers), self._meta, self._ptrs, self.x.data_ptr(), self.y.data_ptr(),
+                   self.x.shape[0], self.hyper, self.out, torch.get_num_threads(), n,
+                   opt.flat.data_ptr(), opt.grad.data_ptr(), st["d"].data_ptr(),
+                   st["prev"].data_ptr(), st["S"].data_ptr(), st["Y"].data_ptr(),
+                   st["istate"].data_ptr(), st["dstate"].data_ptr())
+        if evals < 0:
+            raise RuntimeError("native L-BFGS step failed")
+        opt.sync_native_state()
+        self.mse, self.reg = self.out[1], self.out[2]
+        return float(st["dstate"][5])
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """The model's output on ``x`` (no gradients)."""

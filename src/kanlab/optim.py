@@ -80,6 +80,36 @@ class LBFGS:
         self.n_iter = 0
         self.func_evals = 0
 
+    # ------------------------------------------------------------------ native steps
+    def native_state(self) -> dict:
+        """Buffers of :meth:`kanlab.native.KANObjective.lbfgs_step` (the same algorithm, run
+        in the native library): history rings, direction, counters. Created on first use;
+        a step run natively continues the state of earlier native steps."""
+        st = getattr(self, "_nstate", None)
+        if st is None:
+            n, H = self.flat.numel(), self.history_size
+            st = self._nstate = {
+                "S": torch.zeros(H, n, dtype=torch.float64),
+                "Y": torch.zeros(H, n, dtype=torch.float64),
+                "d": torch.zeros(n, dtype=self.dtype),
+                "prev": torch.zeros(n, dtype=self.dtype),
+                # n_iter, history count, ring start, H, max_iter, max_eval, func_evals
+                "istate": torch.tensor([self.n_iter, 0, 0, H, self.max_iter, self.max_eval,
+                                        self.func_evals], dtype=torch.int64),
+                # t, lr, tolerance_grad, tolerance_change, tolerance_ys, first loss
+                "dstate": torch.tensor([self.t, self.lr, self.tolerance_grad,
+                                        self.tolerance_change, self.tolerance_ys, 0.0],
+                                       dtype=torch.float64),
+            }
+        return st
+
+    def sync_native_state(self) -> None:
+        """Counters and step length after a native step."""
+        st = self._nstate
+        self.n_iter = int(st["istate"][0])
+        self.func_evals = int(st["istate"][6])
+        self.t = float(st["dstate"][0])
+
     # ------------------------------------------------------------------ plumbing
     def zero_grad(self, set_to_none: bool = False) -> None:
         """Zero the flat gradient (gradients stay views into it)."""

@@ -298,6 +298,9 @@ def fit(
                          "default loss of a KAN whose batch*sum(in*out) is at most "
                          f"{NATIVE_OBJECTIVE_MAX_WORK}")
 
+    # L-BFGS steps themselves run natively with the native objective (CPU flat buffers)
+    native_steps = fast is not None and opt == "LBFGS" and optimizer.device.type == "cpu"
+
     def native_objective():
         value = fast.objective()
         state["train_loss"], state["reg"] = fast.mse, (fast.reg if use_reg else None)
@@ -360,7 +363,10 @@ def fit(
                     dctx.check_same([t for layer in layers for t in (layer.grid, layer.coef)],
                                     "grids or spline coefficients")
 
-            if opt == "LBFGS" and fast is not None:
+            if opt == "LBFGS" and fast is not None and native_steps:
+                fast.lbfgs_step(optimizer)  # the whole step in the native library
+                state["train_loss"], state["reg"] = fast.mse, (fast.reg if use_reg else None)
+            elif opt == "LBFGS" and fast is not None:
                 optimizer.step(native_objective)
             elif opt == "LBFGS":
                 def closure():
