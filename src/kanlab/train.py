@@ -182,7 +182,8 @@ def fit(
 
     Returns:
         History dict of per-step lists: ``train_loss`` and ``test_loss`` (RMSE with the default
-        loss, else sqrt of ``loss_fn``), ``reg``, ``time`` (seconds since start) and metrics.
+        loss, else sqrt of ``loss_fn``), ``reg``, ``time`` (seconds since start), ``evals``
+        (loss and gradient evaluations of the step: an L-BFGS step runs up to 25) and metrics.
         If the loss turns NaN/Inf the parameters of the last finite step are restored, training
         stops and ``history['stopped']`` says why.
     """
@@ -253,7 +254,7 @@ def fit(
     use_reg = lamb > 0
     grid_update_freq = max(int(stop_grid_update_step / max(grid_update_num, 1)), 1)
 
-    history: dict = {"train_loss": [], "test_loss": [], "reg": [], "time": []}
+    history: dict = {"train_loss": [], "test_loss": [], "reg": [], "time": [], "evals": []}
     if track_shares:
         from .inspect import layer_spline_shares
 
@@ -363,6 +364,7 @@ def fit(
                     dctx.check_same([t for layer in layers for t in (layer.grid, layer.coef)],
                                     "grids or spline coefficients")
 
+            evals_before = getattr(optimizer, "func_evals", 0)
             if opt == "LBFGS" and fast is not None and native_steps:
                 fast.lbfgs_step(optimizer)  # the whole step in the native library
                 state["train_loss"], state["reg"] = fast.mse, (fast.reg if use_reg else None)
@@ -415,6 +417,7 @@ def fit(
             history["test_loss"].append(math.sqrt(max(test_loss, 0.0)) if mse else math.sqrt(abs(test_loss)))
             history["reg"].append(reg_val)
             history["time"].append(time.perf_counter() - t0)
+            history["evals"].append(optimizer.func_evals - evals_before if opt == "LBFGS" else 1)
             if track_shares:
                 shares = layer_spline_shares(model, share_x)
                 history["spline_share"].append(shares)
