@@ -19,6 +19,7 @@ the ends of the extended grid) and of inputs outside the grid. Its weight is alw
 """
 from __future__ import annotations
 
+import collections
 import functools
 
 import numpy as np
@@ -75,13 +76,32 @@ def extend_grid(grid: torch.Tensor, k_extend: int) -> torch.Tensor:
     return torch.cat([grid[:, :1] - h * steps.flip(0), grid, grid[:, -1:] + h * steps], dim=1)
 
 
+_POLY_CACHE: "collections.OrderedDict" = collections.OrderedDict()
+_POLY_CACHE_SIZE = 32
+
+
 def _span_polys(grid64: torch.Tensor, k: int) -> torch.Tensor:
     """Polynomial pieces (in, spans, k+1 powers, k+1 functions) of every span, in float64.
 
     Computed in NumPy (a few dozen operations on small arrays, where PyTorch's per-operation
-    cost would dominate), returned on the grid's device.
+    cost would dominate), returned on the grid's device. The last few results are kept by
+    knot values: a grid update evaluates the old grid, refits on the new one in float64 and
+    then runs the layer on it, three plans of two grids.
     """
-    g = grid64.detach().cpu().numpy()
+    g = grid64.detach().cpu().to(torch.float64).numpy()
+    key = (k, g.shape, g.tobytes())
+    hit = _POLY_CACHE.get(key)
+    if hit is not None:
+        _POLY_CACHE.move_to_end(key)
+        return hit.to(grid64.device)
+    out = _span_polys_np(g, k)
+    _POLY_CACHE[key] = out
+    if len(_POLY_CACHE) > _POLY_CACHE_SIZE:
+        _POLY_CACHE.popitem(last=False)
+    return out.to(grid64.device)
+
+
+def _span_polys_np(g: np.ndarray, k: int) -> torch.Tensor:
     n_in, n_knots = g.shape
     S = n_knots - 1
     K = k + 1
@@ -117,7 +137,7 @@ def _span_polys(grid64: torch.Tensor, k: int) -> torch.Tensor:
             right, safe_div(t_md1 - tj, den2), safe_div(-hh, den2))
     N = np.where((h > 0)[..., None, None], N, 0.0)
     out = np.ascontiguousarray(N.transpose(0, 1, 3, 2))  # (in, S, powers, functions)
-    return torch.from_numpy(out).to(grid64.device)
+    return torch.from_numpy(out)
 
 
 class BasisPlan:
