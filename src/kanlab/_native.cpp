@@ -18,6 +18,7 @@
 // float64 and results are rounded to the tensor's dtype once.
 #include <Python.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -414,12 +415,10 @@ KANLAB_INLINE void silu_block(const float* a, float* be, float* dbe, int64_t R) 
     for (int64_t r = 0; r < R; ++r) {
         const float x = a[r];
         float t = -x * 1.44269504088896341f;
-        t = t < -126.0f ? -126.0f : t;  // NaN stays NaN; the result is NaN through x below
-        t = t > 126.0f ? 126.0f : t;
-        const float tr = t + 0.5f;
-        int32_t n = (int32_t)tr;
-        n -= ((float)n > tr);  // floor(t + 1/2)
-        const float f = (t - (float)n) * 0.693147180559945309f;  // in [-ln2/2, ln2/2]
+        t = std::min(std::max(t, -126.0f), 126.0f);  // NaN stays NaN: the result is NaN via x
+        const float fl = std::floor(t + 0.5f);
+        const int32_t n = (int32_t)fl;
+        const float f = (t - fl) * 0.693147180559945309f;  // in [-ln2/2, ln2/2]
         float p = 1.0f / 5040.0f;
         p = p * f + 1.0f / 720.0f;
         p = p * f + 1.0f / 120.0f;
@@ -525,8 +524,8 @@ KANLAB_INLINE void block_features(const Grid& g, int64_t i, const CT* a, int64_t
     if (g.S < 64) {  // spans by counting knots <= x, one vectorized pass per knot
         for (int64_t r = 0; r < R; ++r) sp[r] = -1;
         for (int64_t j = 0; j <= g.S; ++j) {
-            const double tj = t[j];
-            for (int64_t r = 0; r < R; ++r) sp[r] += ((double)a[r] >= tj);
+            const CT tj = (CT)t[j];  // knots of a CT grid: exact in CT
+            for (int64_t r = 0; r < R; ++r) sp[r] += (a[r] >= tj);
         }
     } else {
         for (int64_t r = 0; r < R; ++r) {
@@ -535,20 +534,59 @@ KANLAB_INLINE void block_features(const Grid& g, int64_t i, const CT* a, int64_t
             sp[r] = (int32_t)locate(g, i, (double)a[r], &u0, &C0, &ih0, K * K);
         }
     }
+    // rows grouped by span (a counting sort of the block): each group shares one polynomial
+    // table, so the Horner steps run over the group's rows with broadcast coefficients
+    (void)v;
+    (void)dv;
+    const int64_t S = g.S;
+    int32_t cnt_buf[258];
+    std::vector<int32_t> cnt_vec;
+    int32_t* cnt = cnt_buf;
+    if (S + 2 > 258) { cnt_vec.assign(S + 2, 0); cnt = cnt_vec.data(); }
+    else std::fill(cnt_buf, cnt_buf + S + 2, 0);
+    int32_t order[kRows];
     for (int64_t r = 0; r < R; ++r) {
-        const double x = (double)a[r];
-        const int64_t s = sp[r];
-        if (x != x || s < 0 || s >= g.S) continue;
-        const double ih = g.inv_h[i * g.S + s];
-        const double u = (x - t[s]) * ih;
-        const double* C = g.poly + (i * g.S + s) * K * K;
-        eval_values<KC>(C, u, K, v);
-        if (dF != nullptr) eval_derivs<KC>(C, u, K, dv);
-        for (int64_t q = 0; q < K; ++q) {
-            const int64_t mb = s - g.k + q;
+        const bool ok = a[r] == a[r] && sp[r] >= 0 && sp[r] < S;
+        if (!ok) sp[r] = (int32_t)S;  // NaN and outside rows: the last bucket, skipped
+        ++cnt[sp[r] + 1];
+    }
+    for (int64_t s = 1; s < S + 2; ++s) cnt[s] += cnt[s - 1];  // cnt[s] = start of bucket s
+    {
+        int32_t pos[258];
+        std::vector<int32_t> pos_vec;
+        int32_t* ps = pos;
+        if (S + 2 > 258) { pos_vec.assign(cnt, cnt + S + 2); ps = pos_vec.data(); }
+        else std::copy(cnt, cnt + S + 2, pos);
+        for (int64_t r = 0; r < R; ++r) order[ps[sp[r]]++] = (int32_t)r;
+    }
+    CT uu[kRows], vq[kRows];
+    for (int64_t s = 0; s < S; ++s) {
+        const int64_t r0 = cnt[s], r1 = cnt[s + 1], nr = r1 - r0;
+        if (nr == 0) continue;
+        const double ihd = g.inv_h[i * S + s];
+        const CT ih = (CT)ihd, ts = (CT)t[s];
+        const double* C = g.poly + (i * S + s) * K * K;
+        for (int64_t q = 0; q < nr; ++q) uu[q] = (a[order[r0 + q]] - ts) * ih;
+        for (int64_t qq = 0; qq < K; ++qq) {
+            const int64_t mb = s - g.k + qq;
             if (mb < 0 || mb >= P) continue;
-            F[(1 + mb) * kRows + r] = (CT)v[q];
-            if (dF != nullptr) dF[(1 + mb) * kRows + r] = (CT)(dv[q] * ih);
+            const CT top = (CT)C[(K - 1) * K + qq];
+            for (int64_t q = 0; q < nr; ++q) vq[q] = top;
+            for (int64_t p = K - 2; p >= 0; --p) {
+                const CT c = (CT)C[p * K + qq];
+                for (int64_t q = 0; q < nr; ++q) vq[q] = vq[q] * uu[q] + c;
+            }
+            CT* Fm = F + (1 + mb) * kRows;
+            for (int64_t q = 0; q < nr; ++q) Fm[order[r0 + q]] = vq[q];
+            if (dF == nullptr) continue;
+            const CT dtop = (CT)((double)(K - 1) * C[(K - 1) * K + qq] * ihd);
+            for (int64_t q = 0; q < nr; ++q) vq[q] = dtop;
+            for (int64_t p = K - 2; p >= 1; --p) {
+                const CT c = (CT)((double)p * C[p * K + qq] * ihd);
+                for (int64_t q = 0; q < nr; ++q) vq[q] = vq[q] * uu[q] + c;
+            }
+            CT* dFm = dF + (1 + mb) * kRows;
+            for (int64_t q = 0; q < nr; ++q) dFm[order[r0 + q]] = vq[q];
         }
     }
 }
