@@ -1295,43 +1295,36 @@ void kanlab_lbfgs_direction(int64_t n, int64_t count, const double* const* S,
     for (int64_t q = 0; q < n; ++q) d[q] = -d[q];
 }
 
-int64_t kanlab_lbfgs_step_f32(int64_t n_layers, const int64_t* meta, const void* const* ptrs,
-                              const void* x, const void* y, int64_t batch, const double* hyper,
-                              double* out, int threads, int64_t n, float* flat, float* grad,
-                              float* d, float* prev_grad, double* S, double* Y, int64_t* is,
-                              double* ds) {
-    const ObjectiveCall oc{n_layers, meta, ptrs, x, y, batch, hyper, out, threads};
-    return lbfgs_step<float>(oc, n, flat, grad, d, prev_grad, S, Y, is, ds);
-}
-
-int64_t kanlab_lbfgs_step_f64(int64_t n_layers, const int64_t* meta, const void* const* ptrs,
-                              const void* x, const void* y, int64_t batch, const double* hyper,
-                              double* out, int threads, int64_t n, double* flat, double* grad,
-                              double* d, double* prev_grad, double* S, double* Y, int64_t* is,
-                              double* ds) {
-    const ObjectiveCall oc{n_layers, meta, ptrs, x, y, batch, hyper, out, threads};
-    return lbfgs_step<double>(oc, n, flat, grad, d, prev_grad, S, Y, is, ds);
-}
-
 // meta: 8 int64 per layer (in, out, S, P, k, uniform, base kind 0 silu / 1 identity / 2 zero,
 // has bias); ptrs: 13 per layer (t0, inv_h, knots, poly; scale_base, scale_sp, coef, mask, bias;
 // their gradients, each may be null); hyper: lamb, lamb_l1, lamb_entropy, lamb_coef,
 // lamb_coefdiff, normalized. out: objective, mse, regularizer (without lamb). want_grad: 1
 // gradients, 0 values only, -1 outputs only (no regularizer statistics). Returns 0 on success.
-int kanlab_kan_objective_f32(int64_t n_layers, const int64_t* meta, const void* const* ptrs,
-                             const float* x, const float* y, int64_t batch, const double* hyper,
-                             double* out, float* pred, int want_grad, int threads) {
-    return kan_objective<float>(n_layers, meta, ptrs, x, y, batch, hyper, out, pred, want_grad,
-                                threads);
-}
+// The whole-step L-BFGS (see lbfgs_step) takes the objective's arguments plus the optimizer's
+// buffers: flat parameters and gradients (n, T), direction and previous gradient (n, T), the
+// float64 history rings S, Y (H, n), and the integer and float state documented at lbfgs_step.
+#define KANLAB_DEFINE_FIT(SUFFIX, T)                                                             \
+    int kanlab_kan_objective_##SUFFIX(int64_t n_layers, const int64_t* meta,                    \
+                                      const void* const* ptrs, const T* x, const T* y,          \
+                                      int64_t batch, const double* hyper, double* out, T* pred, \
+                                      int want_grad, int threads) {                             \
+        return kan_objective<T>(n_layers, meta, ptrs, x, y, batch, hyper, out, pred,           \
+                                want_grad, threads);                                            \
+    }                                                                                           \
+    int64_t kanlab_lbfgs_step_##SUFFIX(int64_t n_layers, const int64_t* meta,                   \
+                                       const void* const* ptrs, const void* x, const void* y,   \
+                                       int64_t batch, const double* hyper, double* out,         \
+                                       int threads, int64_t n, T* flat, T* grad, T* d,          \
+                                       T* prev_grad, double* S, double* Y, int64_t* is,         \
+                                       double* ds) {                                            \
+        const ObjectiveCall oc{n_layers, meta, ptrs, x, y, batch, hyper, out, threads};        \
+        return lbfgs_step<T>(oc, n, flat, grad, d, prev_grad, S, Y, is, ds);                    \
+    }
 
-int kanlab_kan_objective_f64(int64_t n_layers, const int64_t* meta, const void* const* ptrs,
-                             const double* x, const double* y, int64_t batch,
-                             const double* hyper, double* out, double* pred, int want_grad,
-                             int threads) {
-    return kan_objective<double>(n_layers, meta, ptrs, x, y, batch, hyper, out, pred, want_grad,
-                                 threads);
-}
+KANLAB_DEFINE_FIT(f32, float)
+KANLAB_DEFINE_FIT(f64, double)
+
+#undef KANLAB_DEFINE_FIT
 
 #undef KANLAB_DEFINE
 
