@@ -346,3 +346,50 @@ def test_native_lbfgs_step_matches_python_step(lamb):
     else:
         assert abs(en - ep) <= 0.1 * ep
     assert ln[-1] < 0.2 * ln[0]
+
+
+@needs_native
+def test_native_objective_guards_and_stale_pointers():
+    """Review findings: inputs of another dtype/width, empty data, replaced or unfrozen
+    gradients between calls, and mixing Python and native L-BFGS steps."""
+    from kanlab.optim import LBFGS
+
+    m = KAN(width=[2, 3, 2], grid=4, k=3, seed=0, dtype=torch.float64)
+    x = torch.rand(50, 2, dtype=torch.float64) * 2 - 1
+    y = torch.cat([x[:, :1] * x[:, 1:], x[:, :1]], 1)
+    obj = native.KANObjective(m, x, y, lamb=0.01)
+    ref = m(x).detach()
+    torch.testing.assert_close(obj.predict(x.float()), ref, atol=1e-6, rtol=0)  # cast, not misread
+    with pytest.raises(ValueError, match="x must be"):
+        obj.predict(x[:, :1])
+    assert obj.predict(x[:0]).shape == (0, 2)
+    with pytest.raises(ValueError, match="batch >= 1"):
+        native.KANObjective(m, x[:0], y[:0], lamb=0.01)
+    with pytest.raises(ValueError, match="cannot evaluate"):
+        native.KANObjective(m, x.float(), y.float())
+    # gradients replaced between calls (zero_grad(set_to_none=True)) and a parameter unfrozen
+    m.act_fun[1].scale_base.requires_grad_(False)
+    obj.objective()
+    m.zero_grad(set_to_none=True)
+    m.act_fun[1].scale_base.requires_grad_(True)
+    obj.objective()
+    _, _, ref_grads = _autograd_objective(
+        m, x, y, dict(lamb=0.01, lamb_l1=1.0, lamb_entropy=2.0, lamb_coef=0.0, lamb_coefdiff=0.0))
+    m.zero_grad(set_to_none=True)
+    obj.objective()
+    for name, p in m.act_fun.named_parameters():
+        torch.testing.assert_close(p.grad, ref_grads["act_fun." + name], atol=1e-10, rtol=1e-8)
+    # one kind of step per optimizer
+    params = [p for p in m.parameters() if p.requires_grad]
+    opt = LBFGS(params, history_size=10)
+    obj.lbfgs_step(opt)
+    with pytest.raises(RuntimeError, match="native steps"):
+        opt.step(obj.objective)
+    opt.release()
+    opt = LBFGS(params, history_size=10)
+    opt.step(obj.objective)
+    with pytest.raises(RuntimeError, match="Python steps"):
+        obj.lbfgs_step(opt)
+    opt.release()
+    with pytest.raises(ValueError, match="history_size"):
+        LBFGS(params, history_size=0)

@@ -416,7 +416,8 @@ KANLAB_INLINE void silu_block(const float* a, float* be, float* dbe, int64_t R) 
         const float x = a[r];
         float t = -x * 1.44269504088896341f;
         t = std::min(std::max(t, -126.0f), 126.0f);  // NaN stays NaN: the result is NaN via x
-        const float fl = std::floor(t + 0.5f);
+        float fl = std::floor(t + 0.5f);
+        fl = fl == fl ? fl : 0.0f;  // NaN input: any finite n (the result is NaN through x)
         const int32_t n = (int32_t)fl;
         const float f = (t - fl) * 0.693147180559945309f;  // in [-ln2/2, ln2/2]
         float p = 1.0f / 5040.0f;

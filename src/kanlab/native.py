@@ -242,6 +242,13 @@ class KANObjective:
             raise RuntimeError(f"kanlab's native library is not available: {_load_error}")
         self.model = model
         self.layers = list(model.act_fun)
+        why = objective_unsupported(model, x)
+        if why is not None:
+            raise ValueError(f"KANObjective cannot evaluate this model: {why}")
+        if x.dim() != 2 or x.shape[0] == 0 or x.shape[1] != self.layers[0].in_dim:
+            raise ValueError(f"x must be (batch >= 1, {self.layers[0].in_dim}), got {tuple(x.shape)}")
+        if y is not None and (y.dim() != 2 or tuple(y.shape) != (x.shape[0], self.layers[-1].out_dim)):
+            raise ValueError(f"y must be ({x.shape[0]}, {self.layers[-1].out_dim}), got {tuple(y.shape)}")
         self.x = x.detach().contiguous()
         self.y = y.detach().to(x.dtype).contiguous() if y is not None else None
         self.dtype = x.dtype
@@ -297,23 +304,38 @@ class KANObjective:
             keep += [plan, tab]
         self._meta, self._ptrs, self._keep, self._key = meta, ptrs, keep, key
 
+    def _tensors(self):
+        """Every tensor whose storage the descriptor points into, with what decides its use."""
+        out = []
+        for layer in self.layers:
+            out.append((layer.grid, layer.grid._version))
+            for t in (layer.scale_base, layer.scale_sp, layer.coef, layer.mask, layer.bias):
+                if t is not None:
+                    g = t.grad if t.requires_grad else None
+                    out.append((t, t.requires_grad))
+                    if g is not None:
+                        out.append((g, 0))
+        return out
+
     def _fresh(self) -> bool:
-        """Whether the cached descriptor still describes the model: same grids (version and
-        storage), parameter and gradient storage (checked on the first layer's tensors; the
-        optimizer moves all parameters at once). Cheaper than rebuilding the key."""
+        """Whether the cached descriptor still describes the model: the same tensors (held by
+        the descriptor, so their addresses cannot be reused), storage, grid versions and
+        trainable flags."""
         if self._key is None:
             return False
-        l0 = self.layers[0]
-        probe = (tuple((layer.grid._version, layer.grid.data_ptr()) for layer in self.layers),
-                 l0.coef.data_ptr(), l0.coef.grad.data_ptr() if l0.coef.grad is not None else 0)
-        return probe == self._probe
+        cur = self._tensors()
+        if len(cur) != len(self._probe):
+            return False
+        return all(a is b and a.data_ptr() == p and f == g
+                   for (a, f), (b, g, p) in zip(cur, self._probe))
 
-    def _call(self, x, y, pred, want_grad):
+    def _refresh(self) -> None:
         if not self._fresh():
             self._descriptor()
-            l0 = self.layers[0]
-            self._probe = (tuple((layer.grid._version, layer.grid.data_ptr()) for layer in self.layers),
-                           l0.coef.data_ptr(), l0.coef.grad.data_ptr() if l0.coef.grad is not None else 0)
+            self._probe = [(t, f, t.data_ptr()) for t, f in self._tensors()]
+
+    def _call(self, x, y, pred, want_grad):
+        self._refresh()
         rc = self._fn(len(self.layers), self._meta, self._ptrs, x.data_ptr(),
                       y.data_ptr() if y is not None else None, x.shape[0], self.hyper, self.out,
                       pred.data_ptr() if pred is not None else None, want_grad,
@@ -341,11 +363,7 @@ class KANObjective:
             for t in (layer.scale_base, layer.scale_sp, layer.coef, layer.bias):
                 if t is not None and t.requires_grad and t.grad is None:
                     raise RuntimeError("lbfgs_step needs the optimizer's gradient views")
-        if not self._fresh():
-            self._descriptor()
-            l0 = self.layers[0]
-            self._probe = (tuple((layer.grid._version, layer.grid.data_ptr()) for layer in self.layers),
-                           l0.coef.data_ptr(), l0.coef.grad.data_ptr() if l0.coef.grad is not None else 0)
+        self._refresh()
         fn = getattr(_lib, f"kanlab_lbfgs_step_{'f32' if self.dtype == torch.float32 else 'f64'}")
         n = opt.flat.numel()
         evals = fn(len(self.layers), self._meta, self._ptrs, self.x.data_ptr(), self.y.data_ptr(),
@@ -361,7 +379,11 @@ class KANObjective:
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """The model's output on ``x`` (no gradients)."""
-        x = x.detach().contiguous()
+        if x.dim() != 2 or x.shape[1] != self.layers[0].in_dim:
+            raise ValueError(f"x must be (batch, {self.layers[0].in_dim}), got {tuple(x.shape)}")
+        x = x.detach().to("cpu", self.dtype).contiguous()
         pred = torch.empty(x.shape[0], self.layers[-1].out_dim, dtype=self.dtype)
+        if x.shape[0] == 0:
+            return pred
         self._call(x, None, pred, -1)
         return pred

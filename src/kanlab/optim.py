@@ -54,6 +54,9 @@ class LBFGS:
         self.tolerance_change = tolerance_change
         self.tolerance_ys = tolerance_ys
         self.history_size = int(history_size)
+        if self.history_size < 1 or self.max_iter < 1:
+            raise ValueError(f"history_size and max_iter must be >= 1, got {history_size!r} and "
+                             f"{max_iter!r}")
         self.line_search = line_search_fn
         p0 = self.params[0]
         with torch.no_grad():
@@ -87,6 +90,9 @@ class LBFGS:
         a step run natively continues the state of earlier native steps."""
         st = getattr(self, "_nstate", None)
         if st is None:
+            if self.n_iter > 0:
+                raise RuntimeError("this L-BFGS already ran Python steps; its state cannot "
+                                   "continue natively (use one kind of step per optimizer)")
             n, H = self.flat.numel(), self.history_size
             st = self._nstate = {
                 "S": torch.zeros(H, n, dtype=torch.float64),
@@ -175,6 +181,9 @@ class LBFGS:
     def step(self, closure: Callable[[], torch.Tensor]) -> float:
         """Run up to ``max_iter`` iterations; ``closure`` zeroes nothing, computes the loss and
         calls backward. Returns the loss at the start of the step."""
+        if getattr(self, "_nstate", None) is not None:
+            raise RuntimeError("this L-BFGS already ran native steps; its state cannot continue "
+                               "in Python (use one kind of step per optimizer)")
         evals = 0
         loss = self._evaluate(closure)
         evals += 1
