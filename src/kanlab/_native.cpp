@@ -416,9 +416,10 @@ KANLAB_INLINE void silu_block(const float* a, float* be, float* dbe, int64_t R) 
         const float x = a[r];
         float t = -x * 1.44269504088896341f;
         t = std::min(std::max(t, -126.0f), 126.0f);  // NaN stays NaN: the result is NaN via x
-        float fl = std::floor(t + 0.5f);
-        fl = fl == fl ? fl : 0.0f;  // NaN input: any finite n (the result is NaN through x)
-        const int32_t n = (int32_t)fl;
+        const float fl = std::floor(t + 0.5f);
+        // NaN input: n = -126 (operand order: max/min give their first argument for NaN), so the
+        // conversion and the shift stay defined; the result is NaN through x
+        const int32_t n = (int32_t)std::min(126.0f, std::max(-126.0f, fl));
         const float f = (t - fl) * 0.693147180559945309f;  // in [-ln2/2, ln2/2]
         float p = 1.0f / 5040.0f;
         p = p * f + 1.0f / 720.0f;
