@@ -329,24 +329,27 @@ void dispatch_k(int64_t k, F&& fn) {
     }
 }
 
+// Runs fn(b0, b1, c) over `chunks` equal slices of the batch, one per OpenMP thread (the caller
+// decides how many: 1 runs on the calling thread).
 template <typename F>
-void parallel_rows(int64_t batch, int64_t work_per_row, int threads, F&& fn) {
+void parallel_chunks(int64_t batch, int chunks, F&& fn) {
 #ifdef _OPENMP
-    // small problems stay on the calling thread: waking a pool costs more than they do
-    if (threads > 1 && batch * work_per_row >= 32768) {
-        const int64_t chunks = threads;
-#pragma omp parallel for num_threads(threads) schedule(static)
-        for (int64_t c = 0; c < chunks; ++c) {
-            const int64_t b0 = batch * c / chunks, b1 = batch * (c + 1) / chunks;
-            fn(b0, b1);
-        }
+    if (chunks > 1) {
+#pragma omp parallel for num_threads(chunks) schedule(static)
+        for (int64_t c = 0; c < chunks; ++c) fn(batch * c / chunks, batch * (c + 1) / chunks, c);
         return;
     }
-#else
-    (void)work_per_row;
-    (void)threads;
 #endif
-    fn(0, batch);
+    (void)chunks;
+    fn(0, batch, 0);
+}
+
+// fn(b0, b1) over the batch; small problems stay on the calling thread: waking a pool costs
+// more than they do.
+template <typename F>
+void parallel_rows(int64_t batch, int64_t work_per_row, int threads, F&& fn) {
+    const int chunks = threads > 1 && batch * work_per_row >= 32768 ? threads : 1;
+    parallel_chunks(batch, chunks, [&](int64_t b0, int64_t b1, int64_t) { fn(b0, b1); });
 }
 
 Grid make_grid(int64_t n_in, int64_t S, int64_t P, int64_t k, int uniform, const double* t0,
@@ -720,21 +723,6 @@ KANLAB_CLONES void layer_backward(const LayerWork<CT>& L, const CT* a, const CT*
     }
 }
 
-// Runs fn(b0, b1, tid) over chunks of the batch, one per thread (OpenMP when it pays).
-template <typename F>
-void parallel_chunks(int64_t batch, int64_t work, int threads, F&& fn) {
-#ifdef _OPENMP
-    if (threads > 1 && work >= 65536) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-        for (int64_t c = 0; c < threads; ++c) fn(batch * c / threads, batch * (c + 1) / threads, c);
-        return;
-    }
-#else
-    (void)work;
-#endif
-    (void)threads;
-    fn(0, batch, 0);
-}
 
 // pykan's sparsity term of one layer (kanlab/regularize.py), and its gradient wrt var and xstd.
 template <typename CT>
@@ -848,7 +836,7 @@ int kan_objective(int64_t n_layers, const int64_t* meta, const void* const* ptrs
         }
         const int64_t nt = threads > 1 && B >= 256 * threads ? threads : 1;  // 1000 rows: 1.5x on 2
         std::vector<double> sums(stats ? 2 * nt * n * m : 0, 0.0);
-        parallel_chunks(B, nt > 1 ? 1 << 30 : 0, (int)nt, [&](int64_t b0, int64_t b1, int64_t c) {
+        parallel_chunks(B, (int)nt, [&](int64_t b0, int64_t b1, int64_t c) {
             double* su = stats ? sums.data() + 2 * c * n * m : nullptr;
             dispatch_k(L.d.k, [&](auto kc) {
                 layer_forward<decltype(kc)::value, CT>(L, a, B, b0, b1, z, su,
@@ -936,7 +924,7 @@ int kan_objective(int64_t n_layers, const int64_t* meta, const void* const* ptrs
         const int64_t nt = threads > 1 && B >= 256 * threads ? threads : 1;
         std::vector<double> acc(nt * n * W1 * m, 0.0);
         const CT* a = acts[l].data();
-        parallel_chunks(B, nt > 1 ? 1 << 30 : 0, (int)nt, [&](int64_t b0, int64_t b1, int64_t c) {
+        parallel_chunks(B, (int)nt, [&](int64_t b0, int64_t b1, int64_t c) {
             dispatch_k(L.d.k, [&](auto kc) {
                 layer_backward<decltype(kc)::value, CT>(L, a, gz.data(), B, b0, b1, stats,
                                                     acc.data() + c * n * W1 * m,

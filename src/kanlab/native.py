@@ -256,26 +256,13 @@ class KANObjective:
                                            float(lamb_coef), float(lamb_coefdiff),
                                            float(_NORMALIZED[reg_metric]))
         self.out = (ctypes.c_double * 3)()
-        self._key = None
         self._probe = None
         self._fn = getattr(_lib, f"kanlab_kan_objective_{'f32' if x.dtype == torch.float32 else 'f64'}")
         self.mse = self.reg = float("nan")
 
     def _descriptor(self):
+        """Build the pointer tables the library reads (see :meth:`_refresh` for when)."""
         plans = [layer.plan() for layer in self.layers]
-        params = []
-        for layer in self.layers:
-            for t in (layer.scale_base, layer.scale_sp, layer.coef, layer.mask, layer.bias):
-                params.append(t)
-        grads = []
-        for layer in self.layers:
-            for t in (layer.scale_base, layer.scale_sp, layer.coef, layer.bias):
-                grads.append(t.grad if t is not None and t.requires_grad else None)
-        # the plans are held below, so their ids cannot be reused while this key lives
-        key = tuple(id(p) for p in plans) + tuple(
-            (t.data_ptr() if t is not None else 0) for t in params + grads)
-        if key == self._key:
-            return
         L = len(self.layers)
         meta = (ctypes.c_int64 * (8 * L))()
         ptrs = (ctypes.c_void_p * (13 * L))()
@@ -302,7 +289,7 @@ class KANObjective:
             vals += [g.data_ptr() if g is not None else None for g in gs]
             ptrs[13 * l: 13 * l + 13] = vals
             keep += [plan, tab]
-        self._meta, self._ptrs, self._keep, self._key = meta, ptrs, keep, key
+        self._meta, self._ptrs, self._keep = meta, ptrs, keep
 
     def _tensors(self):
         """Every tensor whose storage the descriptor points into, with what decides its use."""
@@ -321,7 +308,7 @@ class KANObjective:
         """Whether the cached descriptor still describes the model: the same tensors (held by
         the descriptor, so their addresses cannot be reused), storage, grid versions and
         trainable flags."""
-        if self._key is None:
+        if self._probe is None:
             return False
         cur = self._tensors()
         if len(cur) != len(self._probe):

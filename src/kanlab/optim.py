@@ -17,6 +17,8 @@ from typing import Callable
 
 import torch
 
+from . import native
+
 __all__ = ["LBFGS"]
 
 
@@ -71,8 +73,6 @@ class LBFGS:
             self._grad_views.append(p.grad)
             off += n
         self.dtype, self.device = p0.dtype, p0.device
-        from . import native
-
         self._native = self.device.type == "cpu" and native.enabled()
         # state carried across steps
         self.S: list[torch.Tensor] = []
@@ -155,8 +155,6 @@ class LBFGS:
         if m == 0:
             return -g
         if self._native:  # the two-loop recursion in one native call (same direction)
-            from . import native
-
             return native.lbfgs_direction(g, self.S, self.Y).to(self.dtype)
         SY = torch.stack(self.S + self.Y)  # (2m, n), float64
         g64 = g.double()

@@ -308,11 +308,6 @@ def fit(
     # L-BFGS steps themselves run natively with the native objective (CPU flat buffers)
     native_steps = fast is not None and opt == "LBFGS" and optimizer.device.type == "cpu"
 
-    def native_objective():
-        value = fast.objective()
-        state["train_loss"], state["reg"] = fast.mse, (fast.reg if use_reg else None)
-        return value
-
     def objective(xb, yb):
         if use_reg:
             pred, acts, variances = model.forward_with_stats(xb)
@@ -373,9 +368,8 @@ def fit(
             evals_before = getattr(optimizer, "func_evals", 0)
             if opt == "LBFGS" and fast is not None and native_steps:
                 fast.lbfgs_step(optimizer)  # the whole step in the native library
-                state["train_loss"], state["reg"] = fast.mse, (fast.reg if use_reg else None)
             elif opt == "LBFGS" and fast is not None:
-                optimizer.step(native_objective)
+                optimizer.step(fast.objective)
             elif opt == "LBFGS":
                 def closure():
                     obj = objective(xb, yb)
@@ -386,12 +380,14 @@ def fit(
             else:
                 optimizer.zero_grad(set_to_none=False)
                 if fast is not None:
-                    native_objective()
+                    fast.objective()
                 else:
                     obj = objective(xb, yb)
                     obj.backward()
                     reduced(obj)
                 optimizer.step()
+            if fast is not None:  # the losses of the step's last evaluation, as the closure keeps
+                state["train_loss"], state["reg"] = fast.mse, (fast.reg if use_reg else None)
 
             with torch.no_grad():
                 test_loss = loss_fn(fast.predict(xt) if fast is not None else _plain_forward(model, xt), yt)
