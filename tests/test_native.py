@@ -290,13 +290,15 @@ def test_fit_uses_native_objective_and_matches_autograd():
                            grid_update_num=3, stop_grid_update_step=10, use_native_objective=flag)
     for key in ("train_loss", "test_loss", "reg"):
         np.testing.assert_allclose(hist[True][key], hist[False][key], rtol=1e-8, err_msg=key)
-    # L-BFGS: the same run to the rounding the line search amplifies
+    # L-BFGS: the same run until the line search has amplified rounding (each step is 20
+    # iterations; from the fourth step on the two runs part, as any two summation orders do)
     m = KAN(width=[2, 5, 1], grid=5, k=3, seed=0, dtype=torch.float64)
     h = m.fit(ds, steps=10, lamb=0.001, use_native_objective=True)
     m2 = KAN(width=[2, 5, 1], grid=5, k=3, seed=0, dtype=torch.float64)
     h2 = m2.fit(ds, steps=10, lamb=0.001, use_native_objective=False)
-    assert h["train_loss"][-1] == pytest.approx(h2["train_loss"][-1], rel=0.1)
-    assert h["train_loss"][-1] < 0.5 * h["train_loss"][0]
+    np.testing.assert_allclose(h["train_loss"][:3], h2["train_loss"][:3], rtol=1e-7)
+    assert max(h["train_loss"][3:]) < 0.5 * h["train_loss"][0]
+    assert max(h2["train_loss"][3:]) < 0.5 * h2["train_loss"][0]
 
 
 @needs_native
@@ -314,9 +316,10 @@ def test_use_native_objective_true_says_why_not():
 
 
 @needs_native
-@pytest.mark.parametrize("lamb", [0.0, 0.01])
-def test_native_lbfgs_step_matches_python_step(lamb):
-    """LBFGS.step with the native objective as closure vs the whole step run natively."""
+@pytest.mark.parametrize("lamb,bias_scale", [(0.0, None), (0.01, None), (0.0, 0.1)])
+def test_native_lbfgs_step_matches_python_step(lamb, bias_scale):
+    """LBFGS.step with the native objective as closure vs the whole step run natively
+    (also with the biases preconditioned, as fit does)."""
     from kanlab.optim import LBFGS
 
     gen = torch.Generator().manual_seed(0)
@@ -326,8 +329,10 @@ def test_native_lbfgs_step_matches_python_step(lamb):
     for how in ("python", "native"):
         m = KAN(width=[2, 4, 1], grid=5, k=3, seed=0, dtype=torch.float64)
         params = [p for p in m.parameters() if p.requires_grad]
+        scales = {l.bias: bias_scale for l in m.act_fun} if bias_scale else None
         opt = LBFGS(params, lr=1.0, history_size=10, line_search_fn="strong_wolfe",
-                    tolerance_grad=1e-32, tolerance_change=1e-32, tolerance_ys=1e-32)
+                    tolerance_grad=1e-32, tolerance_change=1e-32, tolerance_ys=1e-32,
+                    scales=scales)
         obj = native.KANObjective(m, x, y, lamb=lamb)
         losses = []
         for _ in range(4):

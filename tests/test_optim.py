@@ -75,3 +75,83 @@ def test_fit_leaves_parameters_with_their_own_storage():
     ptrs = {p.data_ptr() for p in model.parameters()}
     assert len(ptrs) == len(list(model.parameters()))
     assert all(p.grad is None or p.grad.data_ptr() not in ptrs for p in model.parameters())
+
+
+def _rosenbrock_run(scale, use_scales, steps=3):
+    """Rosenbrock in (x, y) where y = scale * v: either L-BFGS on v, or L-BFGS on y with the
+    preconditioner factor ``scale`` (the same iterates in exact arithmetic)."""
+    if use_scales:
+        y0 = torch.tensor([2.0], dtype=torch.float64)
+        x = torch.nn.Parameter(torch.tensor([-1.5], dtype=torch.float64))
+        y = torch.nn.Parameter(y0.clone())
+        opt = LBFGS([x, y], lr=1, history_size=5, scales={y: scale})
+        param = lambda: torch.cat([x, y])  # noqa: E731
+    else:
+        x = torch.nn.Parameter(torch.tensor([-1.5], dtype=torch.float64))
+        v = torch.nn.Parameter(torch.tensor([2.0 / scale], dtype=torch.float64))
+        opt = LBFGS([x, v], lr=1, history_size=5)
+        param = lambda: torch.cat([x, v * scale])  # noqa: E731
+
+    def closure():
+        loss = rosenbrock(param())
+        loss.backward()
+        return loss
+
+    losses = [opt.step(closure) for _ in range(steps)]
+    opt.release()
+    return losses, param().detach(), opt.func_evals
+
+
+def test_scales_are_a_change_of_variables():
+    """scales={p: c} runs L-BFGS on p / c: the same losses, iterates and evaluation counts as
+    plain L-BFGS on the rescaled variable, and a different path from no scaling."""
+    for c in (0.1, 3.0):
+        l_scaled, p_scaled, e_scaled = _rosenbrock_run(c, use_scales=True)
+        l_var, p_var, e_var = _rosenbrock_run(c, use_scales=False)
+        # (the last loss is ~1e-7: rounding of the two parametrizations shows at 1e-12)
+        torch.testing.assert_close(torch.tensor(l_scaled), torch.tensor(l_var), rtol=1e-9,
+                                   atol=1e-10)
+        torch.testing.assert_close(p_scaled, p_var, rtol=0, atol=1e-6)
+        assert e_scaled == e_var
+        l_plain, _, _ = _rosenbrock_run(1.0, use_scales=True)
+        assert abs(l_plain[1] - l_scaled[1]) > 1e-6
+
+
+def test_scales_validation_and_frozen_parameters():
+    import pytest
+
+    p = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+    frozen = torch.zeros(2, dtype=torch.float64)  # not optimized: its factor is ignored
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="scales must be finite and > 0"):
+            LBFGS([p], scales={p: bad})
+    opt = LBFGS([p, frozen], scales={frozen: 0.5})
+    assert opt.scale is None  # every optimized factor is 1: no preconditioner at all
+    opt = LBFGS([p], scales={p: 0.5})
+    torch.testing.assert_close(opt.scale, torch.full((3,), 0.5, dtype=torch.float64))
+    opt.release()
+
+
+def test_fit_bias_scale_argument():
+    import pytest
+
+    from kanlab import KAN, create_dataset
+
+    ds = create_dataset(lambda x: x[:, [0]] * x[:, [1]], n_var=2, train_num=60, test_num=20)
+    for bad in (0, -0.1, float("nan"), "0.1", True):
+        with pytest.raises(ValueError, match="lbfgs_bias_scale"):
+            KAN([2, 2, 1], grid=3, seed=0).fit(ds, steps=1, progress=False, lbfgs_bias_scale=bad)
+    # 1 is plain L-BFGS; other factors take other paths; Adam ignores the argument
+    ends = {}
+    for c in (1.0, 0.1):
+        for native_obj in (False, None):
+            m = KAN([2, 2, 1], grid=3, seed=0, dtype=torch.float64)
+            h = m.fit(ds, steps=3, progress=False, lbfgs_bias_scale=c,
+                      use_native_objective=native_obj)
+            ends[c, native_obj] = h["train_loss"][-1]
+    assert abs(ends[1.0, False] - ends[0.1, False]) > 1e-9 * ends[1.0, False]
+    # the native whole-step L-BFGS applies the same preconditioner
+    assert ends[0.1, None] == pytest.approx(ends[0.1, False], rel=1e-6)
+    assert ends[1.0, None] == pytest.approx(ends[1.0, False], rel=1e-6)
+    m = KAN([2, 2, 1], grid=3, seed=0)
+    m.fit(ds, steps=2, opt="Adam", progress=False, lbfgs_bias_scale=5.0)

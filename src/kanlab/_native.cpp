@@ -1014,6 +1014,7 @@ struct LbfgsRun {
     const ObjectiveCall& oc;
     int64_t n;
     T *flat, *grad;
+    const T* scale;  // diagonal preconditioner (null: none); the run is on flat / scale
     int64_t* func_evals;
 
     double evaluate() {  // objective at flat; gradient into grad
@@ -1034,11 +1035,20 @@ struct LbfgsRun {
         for (int64_t q = 0; q < n; ++q) m = std::max(m, std::fabs((double)a[q]));
         return m;
     }
-    // flat = x0 + t d; evaluate; g = grad
+    // the gradient in the run's coordinates (flat / scale): scale * grad
+    void load_grad(T* g) const {
+        for (int64_t q = 0; q < n; ++q) g[q] = scale ? grad[q] * scale[q] : grad[q];
+    }
+    // flat = x0 + t d in the run's coordinates
+    void move(const T* x0, const T* d, double t) {
+        for (int64_t q = 0; q < n; ++q)
+            flat[q] = (T)((double)x0[q] + t * (double)d[q] * (scale ? (double)scale[q] : 1.0));
+    }
+    // flat = x0 + t d; evaluate; g = gradient
     double phi(const T* x0, const T* d, double t, std::vector<T>& g, double* gtd) {
-        for (int64_t q = 0; q < n; ++q) flat[q] = (T)((double)x0[q] + t * (double)d[q]);
+        move(x0, d, t);
         const double f = evaluate();
-        std::copy(grad, grad + n, g.begin());
+        load_grad(g.data());
         *gtd = dot(g.data(), d);
         return f;
     }
@@ -1115,22 +1125,24 @@ struct LbfgsRun {
 
 // istate: n_iter, history count, history start (ring), history size H, max_iter, max_eval,
 // func_evals. dstate: t, lr, tolerance_grad, tolerance_change, tolerance_ys; first loss (out).
-// S, Y: (H, n) float64 rings; d, prev_grad: (n) in T. Returns evaluations, or -1.
+// S, Y: (H, n) float64 rings; d, prev_grad: (n) in T; scale: (n) preconditioner or null.
+// Returns evaluations, or -1.
 template <typename T>
-int64_t lbfgs_step(const ObjectiveCall& oc, int64_t n, T* flat, T* grad, T* d, T* prev_grad,
-                   double* S, double* Y, int64_t* is, double* ds) {
+int64_t lbfgs_step(const ObjectiveCall& oc, int64_t n, T* flat, T* grad, const T* scale, T* d,
+                   T* prev_grad, double* S, double* Y, int64_t* is, double* ds) {
     int64_t& n_iter = is[0];
     int64_t& count = is[1];
     int64_t& start = is[2];
     const int64_t H = is[3], max_iter = is[4], max_eval = is[5];
     double& t = ds[0];
     const double lr = ds[1], tol_grad = ds[2], tol_change = ds[3], tol_ys = ds[4];
-    LbfgsRun<T> run{oc, n, flat, grad, &is[6]};
+    LbfgsRun<T> run{oc, n, flat, grad, scale, &is[6]};
     int64_t evals = 0;
     double loss = run.evaluate();
     ++evals;
     ds[5] = loss;
-    std::vector<T> g(grad, grad + n), x0(n);
+    std::vector<T> g(n), x0(n);
+    run.load_grad(g.data());
     if (!std::isfinite(loss) || run.absmax(g.data()) <= tol_grad) return evals;
     std::vector<double> q(n), alpha(H), rho(H), snew(n), ynew(n);
     for (int64_t it = 0; it < max_iter; ++it) {
@@ -1197,7 +1209,7 @@ int64_t lbfgs_step(const ObjectiveCall& oc, int64_t n, T* flat, T* grad, T* d, T
         int64_t nev = 0;
         std::vector<T> g_new(n);
         loss = run.strong_wolfe(x0.data(), d, t, loss, g, gtd, g_new, nev);
-        for (int64_t k = 0; k < n; ++k) flat[k] = (T)((double)x0[k] + t * (double)d[k]);
+        run.move(x0.data(), d, t);
         g.swap(g_new);
         evals += nev;
         if (!std::isfinite(loss)) break;
@@ -1213,7 +1225,7 @@ int64_t lbfgs_step(const ObjectiveCall& oc, int64_t n, T* flat, T* grad, T* d, T
 
 extern "C" {
 
-int kanlab_native_abi(void) { return 5; }
+int kanlab_native_abi(void) { return 6; }
 
 int kanlab_max_k(void) { return kMaxK - 1; }
 
@@ -1291,8 +1303,9 @@ void kanlab_lbfgs_direction(int64_t n, int64_t count, const double* const* S,
 // lamb_coefdiff, normalized. out: objective, mse, regularizer (without lamb). want_grad: 1
 // gradients, 0 values only, -1 outputs only (no regularizer statistics). Returns 0 on success.
 // The whole-step L-BFGS (see lbfgs_step) takes the objective's arguments plus the optimizer's
-// buffers: flat parameters and gradients (n, T), direction and previous gradient (n, T), the
-// float64 history rings S, Y (H, n), and the integer and float state documented at lbfgs_step.
+// buffers: flat parameters and gradients (n, T), the preconditioner (n, T, or null), direction
+// and previous gradient (n, T), the float64 history rings S, Y (H, n), and the integer and
+// float state documented at lbfgs_step.
 #define KANLAB_DEFINE_FIT(SUFFIX, T)                                                             \
     int kanlab_kan_objective_##SUFFIX(int64_t n_layers, const int64_t* meta,                    \
                                       const void* const* ptrs, const T* x, const T* y,          \
@@ -1304,11 +1317,11 @@ void kanlab_lbfgs_direction(int64_t n, int64_t count, const double* const* S,
     int64_t kanlab_lbfgs_step_##SUFFIX(int64_t n_layers, const int64_t* meta,                   \
                                        const void* const* ptrs, const void* x, const void* y,   \
                                        int64_t batch, const double* hyper, double* out,         \
-                                       int threads, int64_t n, T* flat, T* grad, T* d,          \
-                                       T* prev_grad, double* S, double* Y, int64_t* is,         \
-                                       double* ds) {                                            \
+                                       int threads, int64_t n, T* flat, T* grad,                \
+                                       const T* scale, T* d, T* prev_grad, double* S,           \
+                                       double* Y, int64_t* is, double* ds) {                    \
         const ObjectiveCall oc{n_layers, meta, ptrs, x, y, batch, hyper, out, threads};        \
-        return lbfgs_step<T>(oc, n, flat, grad, d, prev_grad, S, Y, is, ds);                    \
+        return lbfgs_step<T>(oc, n, flat, grad, scale, d, prev_grad, S, Y, is, ds);             \
     }
 
 KANLAB_DEFINE_FIT(f32, float)

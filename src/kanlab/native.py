@@ -44,7 +44,7 @@ def _load():
         return None
     try:
         lib = ctypes.CDLL(str(path))
-        if lib.kanlab_native_abi() != 5:
+        if lib.kanlab_native_abi() != 6:
             raise OSError("ABI version mismatch: reinstall kanlab")
     except (OSError, AttributeError) as e:
         _load_error = f"could not load {path.name}: {e}"
@@ -64,7 +64,7 @@ def _load():
         fn.restype = c_int
     for suffix in ("f32", "f64"):
         fn = getattr(lib, f"kanlab_lbfgs_step_{suffix}")
-        fn.argtypes = [i64, p, p, p, p, i64, p, p, c_int, i64, p, p, p, p, p, p, p, p]
+        fn.argtypes = [i64, p, p, p, p, i64, p, p, c_int, i64, p, p, p, p, p, p, p, p, p]
         fn.restype = i64
     lib.kanlab_lbfgs_direction.argtypes = [i64, i64, p, p, p, p]
     lib.kanlab_lbfgs_direction.restype = None
@@ -355,7 +355,8 @@ class KANObjective:
         n = opt.flat.numel()
         evals = fn(len(self.layers), self._meta, self._ptrs, self.x.data_ptr(), self.y.data_ptr(),
                    self.x.shape[0], self.hyper, self.out, torch.get_num_threads(), n,
-                   opt.flat.data_ptr(), opt.grad.data_ptr(), st["d"].data_ptr(),
+                   opt.flat.data_ptr(), opt.grad.data_ptr(),
+                   None if opt.scale is None else opt.scale.data_ptr(), st["d"].data_ptr(),
                    st["prev"].data_ptr(), st["S"].data_ptr(), st["Y"].data_ptr(),
                    st["istate"].data_ptr(), st["dstate"].data_ptr())
         if evals < 0:

@@ -35,6 +35,11 @@ class LBFGS:
         tolerance_ys: curvature pairs with ``s.y`` at or below it are skipped.
         history_size: number of curvature pairs kept.
         line_search_fn: ``"strong_wolfe"`` or None (fixed steps of ``lr``).
+        scales: optional ``{parameter: factor}``, a diagonal preconditioner: the optimizer runs
+            on the coordinates ``p / factor`` of those parameters (others keep factor 1). A
+            parameter whose loss curvature is ``c`` times that of the rest behaves as if it were
+            of the same curvature with a factor near ``1 / sqrt(c)``; the algorithm is otherwise
+            unchanged (it is L-BFGS with the initial inverse Hessian scaled by ``factor**2``).
 
     While the optimizer exists, each parameter's ``.data`` and ``.grad`` are views into the
     flat buffers; call :meth:`release` to give them their own storage again.
@@ -43,7 +48,7 @@ class LBFGS:
     def __init__(self, params, lr: float = 1.0, max_iter: int = 20, max_eval: int | None = None,
                  tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9,
                  tolerance_ys: float = 1e-32, history_size: int = 100,
-                 line_search_fn: str | None = "strong_wolfe"):
+                 line_search_fn: str | None = "strong_wolfe", scales: dict | None = None):
         if line_search_fn not in (None, "strong_wolfe"):
             raise ValueError(f"line_search_fn must be 'strong_wolfe' or None, got {line_search_fn!r}")
         self.params = [p for p in params if p.requires_grad]
@@ -73,6 +78,7 @@ class LBFGS:
             self._grad_views.append(p.grad)
             off += n
         self.dtype, self.device = p0.dtype, p0.device
+        self.scale = self._scale_vector(scales or {})
         self._native = self.device.type == "cpu" and native.enabled()
         # state carried across steps
         self.S: list[torch.Tensor] = []
@@ -115,6 +121,27 @@ class LBFGS:
         self.n_iter = int(st["istate"][0])
         self.func_evals = int(st["istate"][6])
         self.t = float(st["dstate"][0])
+
+    def _scale_vector(self, scales: dict) -> torch.Tensor | None:
+        """The flat preconditioner (None when every factor is 1)."""
+        ids = {id(p): i for i, p in enumerate(self.params)}
+        parts = [torch.ones(p.numel(), dtype=self.dtype, device=self.device) for p in self.params]
+        for p, factor in scales.items():
+            factor = float(factor)
+            if not (math.isfinite(factor) and factor > 0):
+                raise ValueError(f"LBFGS scales must be finite and > 0, got {factor!r}")
+            if id(p) in ids:  # parameters that are frozen are not optimized anyway
+                parts[ids[id(p)]].fill_(factor)
+        flat = torch.cat(parts)
+        return None if bool((flat == 1).all()) else flat
+
+    def _ugrad(self) -> torch.Tensor:
+        """The gradient in the optimizer's coordinates (p / scale): scale * dL/dp."""
+        return self.grad.clone() if self.scale is None else self.grad * self.scale
+
+    def _move_dir(self, d: torch.Tensor) -> torch.Tensor:
+        """How the parameters move for a direction ``d`` in the optimizer's coordinates."""
+        return d if self.scale is None else d * self.scale
 
     # ------------------------------------------------------------------ plumbing
     def zero_grad(self, set_to_none: bool = False) -> None:
@@ -186,7 +213,7 @@ class LBFGS:
         loss = self._evaluate(closure)
         evals += 1
         first_loss = loss
-        g = self.grad.clone()
+        g = self._ugrad()
         if not math.isfinite(loss) or g.abs().max() <= self.tolerance_grad:
             return first_loss
         for it in range(self.max_iter):
@@ -212,16 +239,17 @@ class LBFGS:
             if gtd > -self.tolerance_change:
                 self.d, self.t = d, t
                 break
+            dm = self._move_dir(d)
             if self.line_search == "strong_wolfe":
                 x0 = self.flat.clone()
-                loss, g, t, n = self._strong_wolfe(closure, x0, d, t, loss, g, gtd)
-                torch.add(x0, d, alpha=t, out=self.flat)
+                loss, g, t, n = self._strong_wolfe(closure, x0, d, dm, t, loss, g, gtd)
+                torch.add(x0, dm, alpha=t, out=self.flat)
             else:
-                self.flat.add_(d, alpha=t)
+                self.flat.add_(dm, alpha=t)
                 n = 0
                 if it != self.max_iter - 1:
                     loss = self._evaluate(closure)
-                    g = self.grad.clone()
+                    g = self._ugrad()
                     n = 1
             evals += n
             self.d, self.t = d, t
@@ -237,20 +265,21 @@ class LBFGS:
                 break
         return first_loss
 
-    def _phi(self, closure, x0, d, t):
-        torch.add(x0, d, alpha=t, out=self.flat)
+    def _phi(self, closure, x0, d, dm, t):
+        torch.add(x0, dm, alpha=t, out=self.flat)
         f = self._evaluate(closure)
-        g = self.grad.clone()
+        g = self._ugrad()
         return f, g, float(g @ d)
 
-    def _strong_wolfe(self, closure, x0, d, t, f0, g0, gtd0, c1=1e-4, c2=0.9, max_ls=25,
+    def _strong_wolfe(self, closure, x0, d, dm, t, f0, g0, gtd0, c1=1e-4, c2=0.9, max_ls=25,
                       tolerance_change=1e-9):
-        """Step length satisfying the strong Wolfe conditions (Nocedal & Wright, alg. 3.5/3.6).
+        """Step length satisfying the strong Wolfe conditions (Nocedal & Wright, alg. 3.5/3.6)
+        along ``d`` (optimizer coordinates; the parameters move along ``dm``).
 
         Returns (loss, gradient, t, number of evaluations) at the accepted step.
         """
         d_norm = float(d.abs().max())
-        f, g, gtd = self._phi(closure, x0, d, t)
+        f, g, gtd = self._phi(closure, x0, d, dm, t)
         n = 1
         t_prev, f_prev, g_prev, gtd_prev = 0.0, f0, g0, gtd0
         bracket = None
@@ -270,7 +299,7 @@ class LBFGS:
             t_next = _cubic_min(t_prev, f_prev, gtd_prev, t, f, gtd, lo, hi)
             t_prev, f_prev, g_prev, gtd_prev = t, f, g, gtd
             t = t_next
-            f, g, gtd = self._phi(closure, x0, d, t)
+            f, g, gtd = self._phi(closure, x0, d, dm, t)
             n += 1
         if bracket is None:  # ran out of evaluations while extrapolating
             return f, g, t, n
@@ -295,7 +324,7 @@ class LBFGS:
                     insufficient = True
             else:
                 insufficient = False
-            f, g, gtd = self._phi(closure, x0, d, t)
+            f, g, gtd = self._phi(closure, x0, d, dm, t)
             n += 1
             if not math.isfinite(f) or f > f0 + c1 * t * gtd0 or f >= f_lo:
                 t_hi, f_hi, gtd_hi = t, f, gtd
