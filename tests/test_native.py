@@ -260,28 +260,6 @@ def test_native_objective_matches_autograd(case):
 
 
 @needs_native
-@pytest.mark.parametrize("batch", [300, 3000])
-def test_native_objective_with_and_without_feature_cache(batch):
-    """The forward keeps its features for the backward while they fit in the cache (300 rows);
-    3000 rows of a [4, 32, 2] model with G=20 exceed it and the backward recomputes them. Both
-    match autograd."""
-    m = KAN(width=[4, 32, 2], grid=20, k=3, seed=2, dtype=torch.float64)
-    gen = torch.Generator().manual_seed(batch)
-    x = torch.rand(batch, 4, generator=gen, dtype=torch.float64) * 2 - 1
-    y = torch.cat([torch.sin(2 * x.sum(1, keepdim=True)), x[:, :1] * x[:, 1:2]], 1)
-    m.update_grid_from_samples(x)
-    hyp = dict(lamb=0.01, lamb_l1=1.0, lamb_entropy=2.0, lamb_coef=0.0, lamb_coefdiff=0.0)
-    ref_obj, _, ref_grads = _autograd_objective(m, x, y, hyp, "edge_forward_spline_n")
-    obj = native.KANObjective(m, x, y, **hyp)
-    m.zero_grad()
-    assert obj.objective() == pytest.approx(ref_obj, rel=1e-12)
-    for name, p in m.act_fun.named_parameters():
-        ref = ref_grads["act_fun." + name]
-        scale = float(ref.abs().max()) + 1e-12
-        torch.testing.assert_close(p.grad / scale, ref / scale, atol=1e-9, rtol=0, msg=name)
-
-
-@needs_native
 def test_native_objective_float32_and_nonfinite():
     m = KAN(width=[2, 3, 1], grid=5, k=3, seed=0)
     x = torch.rand(64, 2) * 2 - 1

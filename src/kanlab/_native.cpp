@@ -409,15 +409,6 @@ struct LayerWork {
     std::vector<double> xmean, xstd;                 // per input (n)
     std::vector<double> gvar, gxstd;                 // from the regularizer
     std::vector<double> gW;                          // (n, 1+P, m)
-    // features (and spline derivatives) of every row block, kept by the forward for the
-    // backward when they fit (FeatureCache); null: the backward recomputes them
-    CT *Fc = nullptr, *dFc = nullptr;
-    int64_t c_block = 0, c_chunk = 0, c_input = 0;  // strides: block, chunk, input
-    // the block buffers of input i, chunk c, block q (rows c0 = b0 + q kRows)
-    CT* cF(int64_t i, int64_t c, int64_t q) const { return Fc + i * c_input + c * c_chunk + q * c_block; }
-    CT* cdF(int64_t i, int64_t c, int64_t q) const {
-        return dFc ? dFc + i * c_input + c * c_chunk + q * c_block : nullptr;
-    }
 };
 
 // silu and its derivative over a block of float32 values, vectorizable: exp(-x) as 2^t with
@@ -474,7 +465,6 @@ void prepare(LayerWork<CT>& L) {
 }
 
 constexpr int64_t kRows = 256;  // rows per block: the inner loops run over a block's rows
-constexpr int64_t kFeatureCache = int64_t(1) << 22;  // elements kept from forward for backward
 
 // The dense features F (1+P, R) of input i on rows a[0..R) of a block, column-major by feature:
 // F[0] = b(a) (given), F[1+m] = B_m(a); with dF, the same for d/da (dF[0] = b'(a)).
@@ -623,9 +613,9 @@ KANLAB_INLINE void edge_block(const CT* Wi, int64_t m, int64_t o, int64_t W1, co
 // per-edge sums of (phi - ref) and their squares into this thread's accumulators.
 template <int KC, typename CT>
 KANLAB_CLONES void layer_forward(LayerWork<CT>& L, const CT* a, int64_t B, int64_t b0, int64_t b1,
-                                 int64_t chunk, CT* z, double* sum, double* sumsq) {
+                                 CT* z, double* sum, double* sumsq) {
     const int64_t n = L.d.n, m = L.d.m, W1 = L.d.P + 1;
-    std::vector<CT> Fown(L.Fc ? 0 : W1 * kRows), phi(kRows);
+    std::vector<CT> F(W1 * kRows), phi(kRows);
     for (int64_t o = 0; o < m; ++o)
         for (int64_t b = b0; b < b1; ++b) z[o * B + b] = L.bias[o];
     for (int64_t i = 0; i < n; ++i) {
@@ -645,11 +635,9 @@ KANLAB_CLONES void layer_forward(LayerWork<CT>& L, const CT* a, int64_t B, int64
                     dbe[r] = (CT)db;
                 }
             }
-            const int64_t q = (c0 - b0) / kRows;
-            CT* F = L.Fc ? L.cF(i, chunk, q) : Fown.data();
-            block_features<KC, CT>(L.g, i, ai, R, be, dbe, F, L.Fc ? L.cdF(i, chunk, q) : nullptr);
+            block_features<KC, CT>(L.g, i, ai, R, be, dbe, F.data(), nullptr);
             for (int64_t o = 0; o < m; ++o) {
-                edge_block(Wi, m, o, W1, F, R, phi.data());
+                edge_block(Wi, m, o, W1, F.data(), R, phi.data());
                 CT* zo = z + o * B + c0;
                 for (int64_t r = 0; r < R; ++r) zo[r] += phi[r];
                 if (sum != nullptr) {
@@ -676,31 +664,25 @@ KANLAB_CLONES void layer_forward(LayerWork<CT>& L, const CT* a, int64_t B, int64
 // the gradient of the layer's input (column-major (n, B)).
 template <int KC, typename CT>
 KANLAB_CLONES void layer_backward(const LayerWork<CT>& L, const CT* a, const CT* gz, int64_t B,
-                                  int64_t b0, int64_t b1, int64_t chunk, bool stats, double* gW,
-                                  CT* ga) {
+                                  int64_t b0, int64_t b1, bool stats, double* gW, CT* ga) {
     const int64_t n = L.d.n, m = L.d.m, W1 = L.d.P + 1;
     const double inv_b1 = B > 1 ? 1.0 / (double)(B - 1) : 0.0;
-    const bool cached = L.Fc != nullptr && (ga == nullptr || L.dFc != nullptr);
-    std::vector<CT> Fown(cached ? 0 : W1 * kRows), dFown(cached ? 0 : W1 * kRows),
-        gphi(m * kRows), phi(kRows), gf(kRows), gx(kRows);
+    std::vector<CT> F(W1 * kRows), dF(W1 * kRows), gphi(m * kRows), phi(kRows), gf(kRows),
+        gx(kRows);
     for (int64_t i = 0; i < n; ++i) {
         const CT* Wi = L.W.data() + i * W1 * m;
         double* gWi = gW + i * W1 * m;
         for (int64_t c0 = b0; c0 < b1; c0 += kRows) {
             const int64_t R = b1 - c0 < kRows ? b1 - c0 : kRows;
             const CT* ai = a + i * B + c0;
-            const int64_t q = (c0 - b0) / kRows;
-            const CT* F = cached ? L.cF(i, chunk, q) : Fown.data();
-            const CT* dF = cached ? L.cdF(i, chunk, q) : dFown.data();
-            if (!cached)
-                block_features<KC, CT>(L.g, i, ai, R, L.beta.data() + i * B + c0,
-                                       L.dbeta.data() + i * B + c0, Fown.data(),
-                                       ga != nullptr ? dFown.data() : nullptr);
+            block_features<KC, CT>(L.g, i, ai, R, L.beta.data() + i * B + c0,
+                               L.dbeta.data() + i * B + c0, F.data(),
+                               ga != nullptr ? dF.data() : nullptr);
             for (int64_t o = 0; o < m; ++o) {
                 CT* go = gphi.data() + o * kRows;
                 const CT* gzo = gz + o * B + c0;
                 if (stats && L.gvar[i * m + o] != 0.0) {
-                    edge_block(Wi, m, o, W1, F, R, phi.data());
+                    edge_block(Wi, m, o, W1, F.data(), R, phi.data());
                     const CT c = (CT)(L.gvar[i * m + o] * 2.0 * inv_b1), mu = (CT)L.mean[i * m + o];
                     for (int64_t r = 0; r < R; ++r) go[r] = gzo[r] + c * (phi[r] - mu);
                 } else {
@@ -709,7 +691,7 @@ KANLAB_CLONES void layer_backward(const LayerWork<CT>& L, const CT* a, const CT*
             }
             // gW[j, o] += F[j] . gphi[o]
             for (int64_t j = 0; j < W1; ++j) {
-                const CT* f = F + j * kRows;
+                const CT* f = F.data() + j * kRows;
                 for (int64_t o = 0; o < m; ++o) {
                     const CT* go = gphi.data() + o * kRows;
                     CT acc = 0;
@@ -729,7 +711,7 @@ KANLAB_CLONES void layer_backward(const LayerWork<CT>& L, const CT* a, const CT*
                     const CT* go = gphi.data() + o * kRows;
                     for (int64_t r = 0; r < R; ++r) gf[r] += w * go[r];
                 }
-                const CT* df = dF + j * kRows;
+                const CT* df = dF.data() + j * kRows;
                 for (int64_t r = 0; r < R; ++r) gx[r] += gf[r] * df[r];
             }
             CT* gai = ga + i * B + c0;
@@ -821,33 +803,6 @@ int kan_objective(int64_t n_layers, const int64_t* meta, const void* const* ptrs
         Ls[l].beta.resize(d.n * B);
         Ls[l].dbeta.resize(d.n * B);
     }
-    // the forward keeps every block's features (and, where the backward needs the input
-    // gradient, the spline derivatives) for the backward, unless they take more than
-    // kFeatureCache elements; the buffer stays with the thread between calls
-    const int64_t nt_rows = threads > 1 && B >= 256 * threads ? threads : 1;
-    if (want_grad > 0) {
-        const int64_t spc = ((B + nt_rows - 1) / nt_rows + kRows - 1) / kRows;  // blocks/chunk
-        int64_t total = 0;
-        for (int64_t l = 0; l < n_layers; ++l)
-            total += (l > 0 ? 2 : 1) * Ls[l].d.n * nt_rows * spc * (Ls[l].d.P + 1) * kRows;
-        if (total <= kFeatureCache) {
-            static thread_local std::vector<CT> buf;
-            if ((int64_t)buf.size() < total) buf.resize(total);
-            CT* p = buf.data();
-            for (int64_t l = 0; l < n_layers; ++l) {
-                LayerWork<CT>& L = Ls[l];
-                L.c_block = (L.d.P + 1) * kRows;
-                L.c_chunk = spc * L.c_block;
-                L.c_input = nt_rows * L.c_chunk;
-                L.Fc = p;
-                p += L.d.n * L.c_input;
-                if (l > 0) {
-                    L.dFc = p;
-                    p += L.d.n * L.c_input;
-                }
-            }
-        }
-    }
     // activations, column-major: acts[l] is layer l's input (n_l, B); acts[L] the output
     std::vector<std::vector<CT>> acts(n_layers + 1);
     const int64_t n0 = Ls[0].d.n;
@@ -879,12 +834,12 @@ int kan_objective(int64_t n_layers, const int64_t* meta, const void* const* ptrs
                 }
             });
         }
-        const int64_t nt = nt_rows;  // 1000 rows: 1.5x on 2
+        const int64_t nt = threads > 1 && B >= 256 * threads ? threads : 1;  // 1000 rows: 1.5x on 2
         std::vector<double> sums(stats ? 2 * nt * n * m : 0, 0.0);
         parallel_chunks(B, (int)nt, [&](int64_t b0, int64_t b1, int64_t c) {
             double* su = stats ? sums.data() + 2 * c * n * m : nullptr;
             dispatch_k(L.d.k, [&](auto kc) {
-                layer_forward<decltype(kc)::value, CT>(L, a, B, b0, b1, c, z, su,
+                layer_forward<decltype(kc)::value, CT>(L, a, B, b0, b1, z, su,
                                                    su ? su + n * m : nullptr);
             });
         });
@@ -966,12 +921,12 @@ int kan_objective(int64_t n_layers, const int64_t* meta, const void* const* ptrs
         LayerWork<CT>& L = Ls[l];
         const int64_t n = L.d.n, m = L.d.m, P = L.d.P, W1 = P + 1;
         std::vector<CT> ga(l > 0 ? n * B : 0);
-        const int64_t nt = nt_rows;  // the forward's chunks: its cached blocks
+        const int64_t nt = threads > 1 && B >= 256 * threads ? threads : 1;
         std::vector<double> acc(nt * n * W1 * m, 0.0);
         const CT* a = acts[l].data();
         parallel_chunks(B, (int)nt, [&](int64_t b0, int64_t b1, int64_t c) {
             dispatch_k(L.d.k, [&](auto kc) {
-                layer_backward<decltype(kc)::value, CT>(L, a, gz.data(), B, b0, b1, c, stats,
+                layer_backward<decltype(kc)::value, CT>(L, a, gz.data(), B, b0, b1, stats,
                                                     acc.data() + c * n * W1 * m,
                                                     l > 0 ? ga.data() : nullptr);
             });
