@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import os
 import platform
 import statistics
 
 import torch
+from _results import write_results
 
 
 def target_fn(x):
@@ -79,16 +79,12 @@ def main():
            "| --- | ---: | ---: | ---: |"]
     for name, _, _ in settings:
         v = rmse[name]
-        gm = math.exp(sum(map(math.log, v)) / len(v))
+        gm = statistics.geometric_mean(v)
         wins = "" if v is ref else f"{sum(a < b for a, b in zip(v, ref))} of {len(v)}"
         out.append(f"| {name} | {statistics.median(v):.2e} | {gm:.2e} | {wins} |")
     text = "\n".join(out) + "\n"
     print(text)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".md", "w") as fh:
-        fh.write(text)
-    with open(args.out + ".json", "w") as fh:
-        json.dump({"info": info, "rmse": rmse}, fh, indent=1)
+    write_results(args.out, text, {"info": info, "rmse": rmse})
 
 
 if __name__ == "__main__":

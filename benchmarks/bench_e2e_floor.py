@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import os
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+from _results import write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 try:
@@ -151,9 +151,8 @@ def main(argv=None):
         lines.append(f"| {name} | {t:.2f} | {rmse:.2e} | {n or '-'} | {per} | {ratio} |")
     text = "\n".join(lines) + "\n"
     print(text)
-    Path(args.out + ".md").write_text(text)
-    Path(args.out + ".json").write_text(json.dumps(
-        {k: {"total_s": v[0], "test_rmse": v[1], "evals": v[2]} for k, v in rows.items()}, indent=2))
+    write_results(args.out, text,
+                  {k: {"total_s": v[0], "test_rmse": v[1], "evals": v[2]} for k, v in rows.items()})
     print(f"wrote {args.out}.md and {args.out}.json")
 
 

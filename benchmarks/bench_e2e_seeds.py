@@ -18,7 +18,6 @@ import contextlib
 import datetime
 import io
 import json
-import math
 import os
 import platform
 import random
@@ -28,6 +27,7 @@ import tempfile
 import time
 
 import torch
+from _results import write_results
 
 
 def target_fn(x):
@@ -116,7 +116,7 @@ def main():
         out.append(line)
     k_med = statistics.median(r["kanlab_s"] for r in rows)
     def gmean(key):
-        return math.exp(statistics.fmean(math.log(r[key]) for r in rows))
+        return statistics.geometric_mean(r[key] for r in rows)
 
     summary = (f"\nMedian time: kanlab {k_med:.2f} s. Test RMSE, median (geometric mean): "
                f"kanlab {statistics.median(r['kanlab_rmse'] for r in rows):.2e} "
@@ -131,11 +131,7 @@ def main():
     out.append(summary + "\n")
     text = "\n".join(out)
     print(text)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".md", "w") as fh:
-        fh.write(text)
-    with open(args.out + ".json", "w") as fh:
-        json.dump({"info": info, "rows": rows}, fh, indent=1)
+    write_results(args.out, text, {"info": info, "rows": rows})
 
 
 if __name__ == "__main__":
