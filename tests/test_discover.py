@@ -152,7 +152,7 @@ def test_discover_parallel_attempts_equal_serial():
 
 
 def _standardized(X, y):
-    from kanlab.discover import minmax_scaling
+    from kanlab.discovery.result import minmax_scaling
 
     xc, xs, const = minmax_scaling(X)
     yc, ysd = float(y.mean()), float(y.std())
@@ -165,7 +165,7 @@ def _standardized(X, y):
 @pytest.mark.parametrize("case", ["partial", "none", "sum"])
 def test_product_groups(case):
     """The separability test finds the finest product grouping, and none in a non-product."""
-    from kanlab.discover import _product_groups
+    from kanlab.discovery.structure import _product_groups
 
     rng = np.random.default_rng(3)
     X = rng.uniform(1, 5, (700, 3))
@@ -188,7 +188,7 @@ def test_product_groups(case):
 @pytest.mark.parametrize("case", ["inverse_shifted_product", "inverse_square_sum"])
 def test_product_groups_under_transforms(case):
     """1/y = 1 - v/c is a constant plus a product; 1/y**2 = 1/v**2 - 1/c**2 is a sum."""
-    from kanlab.discover import _product_groups
+    from kanlab.discovery.structure import _product_groups
 
     rng = np.random.default_rng(5)
     X = np.column_stack([rng.uniform(1, 2, 700), rng.uniform(3, 10, 700)])
@@ -230,7 +230,7 @@ def test_discover_divides_and_conquers_a_sign_changing_product():
 
 
 def test_formulas_with_spikes_or_nan_between_the_data_are_flagged():
-    from kanlab.discover import _evaluate, _finite_between, _r2
+    from kanlab.discovery.result import _evaluate, _finite_between, _r2
 
     rng = np.random.default_rng(0)
     X = np.concatenate([rng.uniform(1, 2, 300), rng.uniform(3, 4, 300)])[:, None]

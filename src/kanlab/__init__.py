@@ -1,7 +1,7 @@
 """kanlab: fast, side-effect free Kolmogorov-Arnold Networks on PyTorch."""
 from .ablate import AblationResult, Task, ablate
 from .datasets import create_dataset
-from .discover import DiscoveryResult, discover
+from .discovery import DiscoveryResult, discover
 from .layer import KANLayer
 from .mlp import MLP
 from .model import KAN

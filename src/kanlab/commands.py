@@ -80,7 +80,7 @@ class _Progress(logging.Handler):
 
 
 def cmd_fit(args) -> int:
-    from .discover import discover
+    from .discovery import discover
     from .runs import RUN_FORMAT, write_json_atomic
     from .tabular import load_table, select_columns
 

@@ -197,7 +197,7 @@ class KANRegressor(_FormulaMixin, RegressorMixin, BaseEstimator):
 
     def fit(self, X, y):
         """Search formulas for ``y = f(X)``; returns self."""
-        from .discover import discover
+        from .discovery import discover
 
         _check_selection(self.model_selection)
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
@@ -282,7 +282,7 @@ class KANClassifier(_FormulaMixin, ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         """Train on X (n, d) and class labels y (n,); returns self."""
         from . import KAN
-        from .discover import minmax_scaling
+        from .discovery import minmax_scaling
 
         _check_selection(self.model_selection)
         if self.predict_with not in ("model", "formula"):

@@ -1,0 +1,127 @@
+"""What discover returns, and the numeric helpers every stage shares."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import sympy
+import torch
+from dataclasses import dataclass, field
+
+from ..model import KAN
+
+
+@dataclass
+class DiscoveryResult:
+    """What :func:`discover` found.
+
+    Attributes:
+        formula: sympy expression of the target in the given variables.
+        r2: R2 of ``formula`` on the held-out split.
+        complexity: number of nodes of the formula's expression tree.
+        model: the trained symbolic KAN (it works on standardized inputs; see ``x_center``...);
+            when the formula came from a divide-and-conquer attempt (``attempts[i]["hidden"]``
+            reads ``factors(...)`` or ``transform(...)``), the numeric surrogate network the
+            structure was read from, on the same standardized inputs and target.
+        stages: seconds spent per stage, summed over attempts.
+        variables: the sympy symbols of the inputs.
+        attempts: one dict per attempt: seed, hidden, width, r2, complexity, formula (str),
+            expr (sympy; absent for a failed attempt), between_ok (finite between the training
+            points, see ``_finite_between``), seconds.
+        x_center, x_scale, constant_columns: the input standardization the model works in
+            (:func:`minmax_scaling`; constant columns are fed as 0).
+        history: the fit histories of the chosen attempt's stages (train, pruning rounds,
+            refine, symbolic), on standardized data; with ``record_shares`` each also has
+            ``spline_share`` per step.
+    """
+
+    formula: sympy.Expr
+    r2: float
+    complexity: int
+    model: KAN
+    stages: dict
+    variables: list
+    attempts: list = field(default_factory=list)
+    x_center: np.ndarray | None = None
+    x_scale: np.ndarray | None = None
+    y_center: float = 0.0
+    y_scale: float = 1.0
+    history: list = field(default_factory=list)
+    constant_columns: np.ndarray | None = None
+
+    def predict(self, X) -> np.ndarray:
+        """Evaluate the formula on (n, d) inputs."""
+        X = np.asarray(X, dtype=np.float64)
+        fn = sympy.lambdify(self.variables, self.formula, modules="numpy")
+        with np.errstate(all="ignore"):
+            out = fn(*[X[:, i] for i in range(X.shape[1])])
+        return np.broadcast_to(np.asarray(out, dtype=np.float64), (X.shape[0],)).copy()
+
+    def __repr__(self) -> str:
+        return (f"DiscoveryResult(formula={self.formula}, r2={self.r2:.6g}, "
+                f"complexity={self.complexity}, attempts={len(self.attempts)})")
+
+
+def _as_array(a, name: str) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    try:
+        arr = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be numeric (an array or tensor of numbers)") from None
+    return arr
+
+
+def minmax_scaling(X: np.ndarray):
+    """Per column: center and half-range mapping the data to [-1, 1], and which columns are
+    constant (their scale is set to 1). Returns ``(center, scale, constant)``."""
+    lo, hi = X.min(0), X.max(0)
+    center = (lo + hi) / 2
+    half = (hi - lo) / 2
+    constant = half <= 1e-12 * np.maximum(np.abs(center), 1.0)
+    return center, np.where(constant, 1.0, half), constant
+
+
+def _r2(pred: np.ndarray, y: np.ndarray) -> float:
+    if not np.all(np.isfinite(pred)):
+        return -math.inf
+    sst = float(np.sum((y - y.mean()) ** 2))
+    sse = float(np.sum((pred - y) ** 2))
+    if sst <= 0:
+        return 1.0 if sse <= 1e-24 * max(1.0, float(np.sum(y * y))) else -math.inf
+    return 1.0 - sse / sst
+
+
+def _finite_between(expr, symbols, Xtr, ytr) -> bool:
+    """Whether the formula stays finite, and within 100 times the data's spread, between the
+    training points (2000 random points on segments joining random pairs of rows). A pole or
+    the root of a negative number inside the data's hull may miss the held-out rows but not new
+    data from the same range; such formulas rank below the others that miss ``r2_target``.
+    (Not a hard rule: a true pole can sit in a gap of the data, 1/x on [-2,-1] and [1,2].)"""
+    rng = np.random.default_rng(0)
+    i, j = rng.integers(0, len(Xtr), (2, 2000))
+    t = rng.random((2000, 1))
+    between = _evaluate(expr, symbols, Xtr[i] + t * (Xtr[j] - Xtr[i]))
+    centre, spread = float(np.mean(ytr)), float(np.max(np.abs(ytr - np.mean(ytr))))
+    return bool(np.all(np.isfinite(between)) and
+                float(np.max(np.abs(between - centre))) <= 100.0 * spread + 1e-12)
+
+
+def _evaluate(expr, symbols, X) -> np.ndarray:
+    fn = sympy.lambdify(symbols, expr, modules="numpy")
+    with np.errstate(all="ignore"):
+        out = fn(*[X[:, i] for i in range(X.shape[1])])
+    out = np.asarray(out)
+    if np.iscomplexobj(out):
+        out = np.where(np.abs(out.imag) < 1e-9 * (1 + np.abs(out.real)), out.real, np.nan)
+    return np.broadcast_to(out.astype(np.float64), (X.shape[0],))
+
+
+def _exact(v: float) -> sympy.Expr:
+    """A data statistic as a sympy number: exact when it is a short decimal."""
+    r = round(float(v), 10)
+    if abs(r - v) <= 1e-12 * max(1.0, abs(v)):
+        return sympy.nsimplify(r, rational=True) if abs(r) < 1e6 else sympy.Float(v, 15)
+    return sympy.Float(v, 15)
+
+

@@ -1,0 +1,285 @@
+"""One call from data to formula: ``kanlab.discover(X, y)``.
+
+Pipeline of one attempt (all on standardized data; the formula is mapped back at the end):
+
+1. train   a KAN [d, h, 1] (h = 2d first) with sparsity regularization (LBFGS, adaptive grid);
+2. prune   hidden nodes and edges whose output spread is negligible (:mod:`kanlab.prune`);
+3. refine  the grid and retrain the pruned network without regularization;
+4. symbolic  every edge snapped to its best library function (``auto_symbolic``), then all
+   a, b, c, d retrained by LBFGS;
+5. formula  the network as sympy in the caller's variables and units, constants refitted by
+   least squares and snapped to simple exact values where the loss allows (:mod:`.symbolic.snap`),
+   then simplified; scored on held-out data.
+
+Attempts with other seeds and hidden widths follow while the time budget lasts and no attempt has
+reached ``r2_target``; the result is the best attempt (held-out R2 first, then simplicity). The
+second attempt tests, on a quickly trained surrogate network, whether y is a product of
+functions of disjoint groups of inputs (``-m*B*cos(theta)``, ``m*(u**2 + v**2)/2``), or, failing
+that, whether T(y) is a constant plus such a product or a sum, for T among y, 1/y, 1/y**2,
+y**2 and sin y (``1/(1 - v/c)``, ``1/sqrt(1/v**2 - 1/c**2)``). If so, each factor is read off the
+surrogate and discovered on its own, recursively (divide and conquer, as in AI Feynman), or
+T(y) is discovered; T^-1 of the result is refitted and snapped on the data. This reaches
+products whose factors change sign (out of reach of the exp-of-logs route of sum nodes) and
+factors that are sums or nested products.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+import sympy
+import torch
+
+from ..model import KAN
+from ..symbolic.formula import expression_size, make_symbols
+from ..symbolic.snap import snap_constants
+from .result import DiscoveryResult, _as_array, _evaluate, _exact, _r2, minmax_scaling
+from .runner import _attempt_job, _run_parallel
+from .structure import _product_groups, _structure_name
+
+__all__ = ["discover", "DiscoveryResult"]
+
+log = logging.getLogger("kanlab")
+
+
+def discover(
+    X,
+    y,
+    var_names=None,
+    *,
+    time_budget: float = 60.0,
+    seed: int = 0,
+    lib=None,
+    test_size: float = 0.2,
+    hidden=None,
+    grid: int = 5,
+    refine_grid: int = 10,
+    lamb: float = 0.003,
+    steps: tuple = (30, 30, 30),
+    r2_target: float = 1 - 1e-9,
+    max_attempts: int | None = None,
+    snap: bool = True,
+    dtype=torch.float32,
+    workers: int = 1,
+    backend: str = "process",
+    record_shares: bool = False,
+) -> DiscoveryResult:
+    """Find a formula ``y = f(X)`` with a KAN.
+
+    Args:
+        X: (n, d) inputs (array, tensor or nested lists); any scale.
+        y: (n,) or (n, 1) target.
+        var_names: names of the d inputs (default ``x_1 ... x_d``).
+        time_budget: seconds. No new attempt starts once it would likely overrun, and the running
+            attempt cuts its training and constant snapping short at the deadline (the first
+            attempt still returns a formula, possibly a rougher one).
+        seed: first seed; attempts use seed, seed+1, ...
+        lib: candidate function names (default: the whole library).
+        test_size: held-out fraction for the reported R2.
+        hidden: hidden shapes to try in turn, cycling with a new seed each attempt: an int is a
+            layer of that many sum nodes, ``"mult"`` one node multiplying d sub-nodes (products
+            of one-variable factors, including factors that change sign, which the exp-of-logs
+            route of sum nodes cannot take; it trains less reliably, so it is not in the
+            default), ``"separable"`` divide and conquer: when the search first reaches this
+            entry, a quickly trained surrogate network is tested for y (or T(y), T = 1/y,
+            1/y**2, y**2, sin y, less a constant) being a product of functions of disjoint groups of
+            inputs, or T(y) a sum; if so, each factor is read off the surrogate and discovered
+            on its own (or T(y) is), and the result is refitted and snapped on the data (the
+            entry is dropped when no such structure shows). Default
+            ``[2d, "separable", 2d+1, d+2]``; sparsity training and pruning remove what is
+            not needed.
+        grid, refine_grid: grid intervals for training and after pruning.
+        lamb: sparsity regularization strength of the first training stage.
+        steps: LBFGS steps of the train, refine and symbolic stages.
+        r2_target: an attempt whose formula reaches this held-out R2 ends the search.
+        max_attempts: cap on attempts (default: as many as the budget allows).
+        snap: snap constants to simple exact values.
+        dtype: the network's dtype (float32 trains faster; the formula's constants are
+            refitted in float64 either way).
+        workers: attempts run at once, each in its own process on one thread (``forkserver``
+            or ``spawn`` workers: call discover from a script's ``if __name__ == "__main__":``
+            block). Outcomes are taken in attempt order and the search stops where the serial
+            search would, so for the same seeds the result is the serial one (bit for bit when
+            the serial run also uses one thread and no time limit cuts an attempt short).
+        backend: ``"process"`` (a local process pool) or ``"ray"`` (Ray tasks on a running Ray
+            cluster, or a local one; needs ``ray``).
+        record_shares: record every layer's spline share per step in ``history`` (for plots
+            and reports; costs a pass over up to 1024 rows per step).
+
+    Returns:
+        :class:`DiscoveryResult`.
+    """
+    t_start = time.perf_counter()
+    X = _as_array(X, "X")
+    y = _as_array(y, "y")
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-D array (n_samples, n_features), got shape {X.shape}")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"y must have shape (n,) or (n, 1), got {y.shape}")
+    n, d = X.shape
+    if n != y.shape[0]:
+        raise ValueError(f"X has {n} rows but y has {y.shape[0]}: they must match")
+    if n < 10:
+        raise ValueError(f"discover() needs at least 10 samples, got {n}")
+    if d < 1:
+        raise ValueError("X has no columns")
+    if not np.all(np.isfinite(X)) or not np.all(np.isfinite(y)):
+        raise ValueError("X and y must be finite: remove or impute rows with NaN/Inf first")
+    if not 0.0 < float(test_size) < 0.9:
+        raise ValueError(f"test_size must be in (0, 0.9), got {test_size}")
+    if not float(time_budget) > 0:
+        raise ValueError(f"time_budget must be positive, got {time_budget}")
+    from ..parallel import check_backend
+
+    check_backend(backend, workers)
+    if var_names is not None and (isinstance(var_names, str) or len(list(var_names)) != d):
+        raise ValueError(f"var_names needs {d} names (one per column of X), got {var_names!r}")
+    symbols = make_symbols(d, var_names)
+    if var_names is not None and len({s.name for s in symbols}) != d:
+        raise ValueError(f"var_names must be distinct, got {list(var_names)}")
+
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n)
+    n_test = max(1, int(round(n * test_size)))
+    te, tr = perm[:n_test], perm[n_test:]
+    Xtr, ytr, Xte, yte = X[tr], y[tr], X[te], y[te]
+
+    # standardize: inputs to about [-1, 1], target to zero mean and unit spread
+    xc, xs, const_cols = minmax_scaling(Xtr)
+    yc, ysd = float(ytr.mean()), float(ytr.std())
+    if not ysd > 0:
+        expr = sympy.Float(yc, 15)
+        expr = snap_constants(expr, symbols, Xtr, ytr) if snap else expr
+        r2 = _r2(_evaluate(expr, symbols, Xte), yte)
+        model = KAN(width=[d, 1], grid=grid, seed=seed, dtype=dtype)
+        return DiscoveryResult(expr, r2, expression_size(expr), model, {}, symbols, [],
+                               xc, xs, yc, 1.0, constant_columns=const_cols)
+    if const_cols.any():
+        log.info("discover: constant column(s) %s carry no information and are ignored",
+                 [symbols[i].name for i in np.nonzero(const_cols)[0]])
+    to_t = lambda a: torch.as_tensor(a, dtype=dtype)  # noqa: E731
+    xtr_s = (Xtr - xc) / xs
+    xtr_s[:, const_cols] = 0.0
+    xte_s = (Xte - xc) / xs
+    xte_s[:, const_cols] = 0.0
+    dataset = dict(train_input=to_t(xtr_s), train_label=to_t((ytr - yc) / ysd)[:, None],
+                   test_input=to_t(xte_s), test_label=to_t((yte - yc) / ysd)[:, None])
+    # the standardized symbols, mapped back to the caller's variables
+    back = {}
+    zs = make_symbols(d, [f"_z{i}" for i in range(d)])
+    for i in range(d):
+        back[zs[i]] = sympy.Integer(0) if const_cols[i] else (symbols[i] - _exact(xc[i])) / _exact(xs[i])
+
+    if hidden is None:  # wide enough to train reliably; sparsity and pruning find the shape
+        hidden = [2 * d, "separable", 2 * d + 1, d + 2] if d > 1 else [2, 3]
+    elif isinstance(hidden, (int, str)):
+        hidden = [hidden]
+    hidden = list(hidden)
+    if not hidden or any(not (h in ("mult", "separable") or
+                              (isinstance(h, (int, np.integer)) and h >= 1)) for h in hidden):
+        raise ValueError(f"hidden must list positive ints, 'mult' or 'separable', got {hidden}")
+    if d == 1 or "separable" not in hidden:
+        hidden = [h for h in hidden if h != "separable"] or [2, 3]
+
+    stages = {k: 0.0 for k in ("train", "prune", "refine", "symbolic", "formula")}
+    common = (dataset, d, grid, refine_grid, lamb, steps, lib, zs, back, symbols, ysd, yc, Xtr,
+              ytr, Xte, yte, snap, record_shares)
+    attempts, best = [], None
+    shapes = {"list": hidden}
+
+    def shape(a):
+        """Hidden shape of attempt ``a``. A 'separable' entry is resolved when first reached
+        (the attempts before it may already have found the formula): when a surrogate shows
+        that y factors over groups of inputs (``_product_groups``), it becomes a
+        divide-and-conquer attempt (``_structured_attempt``); otherwise it is dropped."""
+        lst = shapes["list"]
+        while "separable" in lst[: a % len(lst) + 1]:
+            t = time.perf_counter()
+            try:
+                found = _product_groups(dataset, d, const_cols, ysd, yc, seed)
+            except (RuntimeError, ValueError, ArithmeticError, np.linalg.LinAlgError) as err:
+                log.info("discover: separability test failed: %s", err)
+                found = None
+            stages["separability"] = stages.get("separability", 0.0) + time.perf_counter() - t
+            i = lst.index("separable")
+            if found is None:
+                log.info("discover: y does not factor into products of variable groups")
+                lst = lst[:i] + lst[i + 1:] or [2 * d]
+            else:
+                log.info("discover: structure found: %s", shape_name(found))
+                lst = lst[:i] + [found] + lst[i + 1:]
+                if all(isinstance(e, tuple) or e == "separable" for e in lst):
+                    lst.append(2 * d)  # a plain network too, should the structure fail
+            shapes["list"] = lst
+        return lst[a % len(lst)]
+
+    def shape_name(h):
+        return _structure_name(h, symbols) if isinstance(h, tuple) else h
+
+    def record(a, out):
+        """Fold attempt ``a``'s outcome into attempts/best, in attempt order (as the serial
+        loop does, so parallel runs choose what the serial run would)."""
+        nonlocal best
+        res, err, dt, st = out
+        for k, v in st.items():
+            stages[k] += v
+        h, s = shape_name(shape(a)), int(seed) + a
+        if res is None:
+            log.info("discover: attempt %d (seed %d, hidden %s) failed: %s", a, s, h, err)
+            attempts.append({"seed": s, "hidden": h, "r2": -math.inf, "complexity": 0,
+                             "formula": None, "seconds": dt})
+            return
+        res["seconds"] = dt
+        attempts.append(res)
+        log.info("discover: attempt %d seed %d hidden %s: r2=%.6g size=%d  %s (%.1fs)",
+                 a, s, h, res["r2"], res["complexity"], res["formula"], dt)
+        key = (res["r2"] >= r2_target, res.get("between_ok", True),
+               res["r2"] if res["r2"] < r2_target else 0.0,
+               -res["complexity"])
+        if best is None or key > best["key"]:
+            best = {**res, "key": key}
+
+    def go_on(n_started):
+        """Whether the serial loop would start attempt number ``n_started``."""
+        if not attempts:
+            return True
+        if best is not None and best["r2"] >= r2_target:
+            return False
+        if max_attempts is not None and n_started >= max_attempts:
+            return False
+        mean = sum(a["seconds"] for a in attempts) / len(attempts)
+        return time.perf_counter() - t_start + mean <= time_budget
+
+    def job(a):
+        remaining = t_start + float(time_budget) - time.perf_counter()
+        h = shape(a)
+        remaining = t_start + float(time_budget) - time.perf_counter()  # after any resolving
+        return (a, h, int(seed) + a, remaining, common)
+
+    if workers == 1:
+        a = 0
+        while go_on(a):
+            record(a, _attempt_job(job(a))[1])
+            a += 1
+            if best is None and time.perf_counter() - t_start > time_budget:
+                break
+    else:
+        _run_parallel(job, go_on, record, workers, backend,
+                      max_attempts if max_attempts is not None else 10**9)
+    if best is None:
+        raise RuntimeError("discover() found no formula within the time budget: raise time_budget")
+    return DiscoveryResult(
+        formula=best["expr"], r2=best["r2"], complexity=best["complexity"], model=best["model"],
+        stages=stages, variables=symbols,
+        attempts=[{k: v for k, v in a.items() if k not in ("model", "histories")}
+                  for a in attempts],
+        history=best["histories"],
+        x_center=xc, x_scale=xs, y_center=yc, y_scale=ysd, constant_columns=const_cols,
+    )
+
