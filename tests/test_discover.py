@@ -25,7 +25,7 @@ def test_discover_toy_exact():
     assert sympy.simplify(res.formula - sympy.exp(sympy.sin(sympy.pi * a) + b**2)) == 0
     assert res.r2 > 0.999999
     assert res.complexity == kanlab.symbolic.expression_size(res.formula)
-    assert set(res.stages) == {"train", "prune", "refine", "symbolic", "formula"}
+    assert set(res.stages) == {"algebraic", "train", "prune", "refine", "symbolic", "formula"}
     assert all(v >= 0 for v in res.stages.values())
     assert res.attempts and res.attempts[-1]["r2"] == pytest.approx(res.r2)
     np.testing.assert_allclose(res.predict(X[:5]), y[:5], rtol=1e-9)
@@ -112,7 +112,7 @@ def test_discover_mult_shape_and_pruning_of_mult_models():
     rng = np.random.default_rng(1)
     X = rng.uniform(1, 3, (600, 2))
     y = X[:, 0] * X[:, 1]
-    res = discover(X, y, hidden=["mult"], max_attempts=1, seed=0, time_budget=30)
+    res = discover(X, y, hidden=["mult"], max_attempts=1, seed=0, time_budget=30, algebraic=False)
     assert res.model.width[1] == [0, 1]
     assert res.r2 > 0.99
     model = KAN(width=[2, [1, 1], 1], grid=3, seed=0, dtype=torch.float64)
@@ -215,7 +215,7 @@ def test_discover_divides_and_conquers_a_sign_changing_product():
     X = np.column_stack([rng.uniform(1, 3, 800), rng.uniform(1, 5, 800)])
     y = -X[:, 0] * np.cos(X[:, 1])
     res = discover(X, y, var_names=["m", "theta"], hidden=["separable"], max_attempts=1,
-                   seed=0, time_budget=60)
+                   seed=0, time_budget=60, algebraic=False)
     assert res.attempts[0]["hidden"] == "factors(m | theta)"
     m, theta = res.variables
     assert sympy.simplify(res.formula - (-m * sympy.cos(theta))) == 0

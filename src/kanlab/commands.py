@@ -149,6 +149,8 @@ def cmd_fit(args) -> int:
         "attempts": [{k: v for k, v in a.items() if k != "expr"} for a in res.attempts],
         "model_note": "model.kan works on standardized inputs (x - x_center) / x_scale and "
                       "predicts (y - y_center) / y_scale",
+        # "symbolic": model.kan computes the formula; "surrogate": a numeric network of the data
+        "model_kind": res.model_kind,
     }
     write_json_atomic(os.path.join(folder, "run.json"), info)
     _write_history(os.path.join(folder, "history.csv"), res.history)

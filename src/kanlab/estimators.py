@@ -81,36 +81,13 @@ def _lambdify(symbols, expr):
     return f
 
 
-def _pareto_table(rows, model_selection):
-    """rows: dicts with complexity, loss, equation, sympy_format (+ extra keys) -> DataFrame, best."""
-    rows = sorted(rows, key=lambda r: (r["complexity"], r["loss"]))
-    front = []
-    for r in rows:
-        if not math.isfinite(r["loss"]):
-            continue
-        if front and r["loss"] >= front[-1]["loss"]:
-            continue  # not better than something simpler
-        if front and r["complexity"] == front[-1]["complexity"]:
-            continue
-        front.append(dict(r))
-    if not front:
-        raise ValueError("no candidate formula has a finite loss")
-    tiny = 1e-300
-    for k, r in enumerate(front):
-        if k == 0:
-            r["score"] = 0.0
-        else:
-            p = front[k - 1]
-            r["score"] = (-(math.log(max(r["loss"], tiny)) - math.log(max(p["loss"], tiny)))
-                          / (r["complexity"] - p["complexity"]))
-    losses = [r["loss"] for r in front]
-    if model_selection == "accuracy":
-        best = int(np.argmin(losses))
-    elif model_selection == "score":
-        best = int(np.argmax([r["score"] for r in front]))
-    else:  # "best": PySR's rule
-        ok = [k for k, r in enumerate(front) if r["loss"] <= 1.5 * min(losses)]
-        best = max(ok, key=lambda k: front[k]["score"])
+def _pareto_table(rows, model_selection, variance=1.0):
+    """rows: dicts with complexity, loss, equation, sympy_format (+ extra keys) -> DataFrame, best
+    (:mod:`kanlab.discovery.select`: losses floored at float64's resolution of ``variance``)."""
+    from .discovery.select import choose, pareto_front
+
+    front = pareto_front(rows, variance)
+    best = choose(front, model_selection)
     cols = ["complexity", "loss", "score", "equation", "sympy_format"]
     extra = [c for c in front[0] if c not in cols]
     df = pd.DataFrame(front, columns=cols + extra)
@@ -213,7 +190,8 @@ class KANRegressor(_FormulaMixin, RegressorMixin, BaseEstimator):
         for a in res.attempts:
             if a.get("expr") is not None:
                 rows.append(self._row(a["expr"], res.variables, X, y, attempt=a))
-        self.formulas_, self.best_ = _pareto_table(rows, self.model_selection)
+        self.formulas_, self.best_ = _pareto_table(rows, self.model_selection,
+                                                   float(np.var(y)))
         self.result_ = res
         self.model_ = res.model
         self.variables_ = list(res.variables)
@@ -282,7 +260,7 @@ class KANClassifier(_FormulaMixin, ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         """Train on X (n, d) and class labels y (n,); returns self."""
         from . import KAN
-        from .discovery import minmax_scaling
+        from .discovery.result import minmax_scaling
 
         _check_selection(self.model_selection)
         if self.predict_with not in ("model", "formula"):

@@ -19,10 +19,16 @@ class DiscoveryResult:
         formula: sympy expression of the target in the given variables.
         r2: R2 of ``formula`` on the held-out split.
         complexity: number of nodes of the formula's expression tree.
-        model: the trained symbolic KAN (it works on standardized inputs; see ``x_center``...);
-            when the formula came from a divide-and-conquer attempt (``attempts[i]["hidden"]``
-            reads ``factors(...)`` or ``transform(...)``), the numeric surrogate network the
-            structure was read from, on the same standardized inputs and target.
+        model: a KAN on standardized inputs and target (see ``x_center``...): the trained
+            symbolic KAN whose formula this is (``model_kind == "symbolic"``), or a numeric
+            network of the data (``"surrogate"``) when the formula came from the algebraic
+            stage or from divide and conquer (``attempts[i]["hidden"]`` reads ``algebraic(...)``,
+            ``factors(...)`` or ``transform(...)``): for a divide-and-conquer formula, the
+            surrogate the structure was read from.
+        model_kind: ``"symbolic"`` or ``"surrogate"``, as above.
+        pareto: the complexity/held-out-loss Pareto front of all attempts' formulas, simplest
+            first: dicts with complexity, loss (held-out MSE), score (PySR's), r2, formula,
+            hidden (the attempt that found it); ``formula`` is the row ``model_selection`` chose.
         stages: seconds spent per stage, summed over attempts.
         variables: the sympy symbols of the inputs.
         attempts: one dict per attempt: seed, hidden, width, r2, complexity, formula (str),
@@ -48,6 +54,8 @@ class DiscoveryResult:
     y_scale: float = 1.0
     history: list = field(default_factory=list)
     constant_columns: np.ndarray | None = None
+    model_kind: str = "symbolic"
+    pareto: list = field(default_factory=list)
 
     def predict(self, X) -> np.ndarray:
         """Evaluate the formula on (n, d) inputs."""

@@ -36,12 +36,15 @@ from ..model import KAN
 from ..symbolic.formula import expression_size, make_symbols
 from ..symbolic.snap import snap_constants
 from .result import DiscoveryResult, _as_array, _evaluate, _exact, _r2, minmax_scaling
+from .candidates import algebraic_attempts
 from .runner import _attempt_job, _run_parallel
+from .select import RULES, choose, pareto_front
 from .structure import _product_groups, _structure_name
 
 __all__ = ["discover", "DiscoveryResult"]
 
 log = logging.getLogger("kanlab")
+_MAX_FREE = 3  # floats a formula may keep and still end the search
 
 
 def discover(
@@ -65,6 +68,8 @@ def discover(
     workers: int = 1,
     backend: str = "process",
     record_shares: bool = False,
+    algebraic: bool | int = True,
+    model_selection: str = "best",
 ) -> DiscoveryResult:
     """Find a formula ``y = f(X)`` with a KAN.
 
@@ -93,7 +98,9 @@ def discover(
         grid, refine_grid: grid intervals for training and after pruning.
         lamb: sparsity regularization strength of the first training stage.
         steps: LBFGS steps of the train, refine and symbolic stages.
-        r2_target: an attempt whose formula reaches this held-out R2 ends the search.
+        r2_target: an attempt whose formula reaches this held-out R2 with at most
+            ``_MAX_FREE`` constants left as floats ends the search (a long series of fitted
+            terms can reach it too; it is kept, but the search goes on for an exact law).
         max_attempts: cap on attempts (default: as many as the budget allows).
         snap: snap constants to simple exact values.
         dtype: the network's dtype (float32 trains faster; the formula's constants are
@@ -107,6 +114,16 @@ def discover(
             cluster, or a local one; needs ``ray``).
         record_shares: record every layer's spline share per step in ``history`` (for plots
             and reports; costs a pass over up to 1024 rows per step).
+        algebraic: start with the algebraic stage (:mod:`kanlab.discovery.algebraic`: sparse
+            sums of monomial terms of y, 1/y, y**2, log y ..., and ratios P/Q, by least
+            squares; about a second), before any network is trained. An int caps the number
+            of terms (``True``: 10).
+        model_selection: how the result is chosen from the Pareto front (complexity against
+            held-out squared error) of every attempt's formula: ``"best"`` (PySR's rule: the
+            largest drop in log loss per unit of complexity among the formulas within 1.5 times
+            the lowest loss; a formula that fits the noise loses to a simpler one),
+            ``"accuracy"`` or ``"score"`` (:mod:`kanlab.discovery.select`). Formulas that blow up
+            between the training points (``_finite_between``) are chosen only if all do.
 
     Returns:
         :class:`DiscoveryResult`.
@@ -138,6 +155,8 @@ def discover(
     from ..parallel import check_backend
 
     check_backend(backend, workers)
+    if model_selection not in RULES:
+        raise ValueError(f"model_selection must be one of {RULES}, got {model_selection!r}")
     if var_names is not None and (isinstance(var_names, str) or len(list(var_names)) != d):
         raise ValueError(f"var_names needs {d} names (one per column of X), got {var_names!r}")
     symbols = make_symbols(d, var_names)
@@ -222,10 +241,18 @@ def discover(
     def shape_name(h):
         return _structure_name(h, symbols) if isinstance(h, tuple) else h
 
+    def fold(res):
+        nonlocal best
+        attempts.append(res)
+        key = (res["r2"] >= r2_target, res.get("between_ok", True),
+               res["r2"] if res["r2"] < r2_target else 0.0,
+               -res["complexity"])
+        if best is None or key > best["key"]:
+            best = {**res, "key": key}
+
     def record(a, out):
         """Fold attempt ``a``'s outcome into attempts/best, in attempt order (as the serial
         loop does, so parallel runs choose what the serial run would)."""
-        nonlocal best
         res, err, dt, st = out
         for k, v in st.items():
             stages[k] += v
@@ -236,24 +263,20 @@ def discover(
                              "formula": None, "seconds": dt})
             return
         res["seconds"] = dt
-        attempts.append(res)
         log.info("discover: attempt %d seed %d hidden %s: r2=%.6g size=%d  %s (%.1fs)",
                  a, s, h, res["r2"], res["complexity"], res["formula"], dt)
-        key = (res["r2"] >= r2_target, res.get("between_ok", True),
-               res["r2"] if res["r2"] < r2_target else 0.0,
-               -res["complexity"])
-        if best is None or key > best["key"]:
-            best = {**res, "key": key}
+        fold(res)
 
     def go_on(n_started):
         """Whether the serial loop would start attempt number ``n_started``."""
-        if not attempts:
-            return True
-        if best is not None and best["r2"] >= r2_target:
+        if best is not None and _final(best, r2_target):
             return False
+        runs = [a for a in attempts if not str(a["hidden"]).startswith("algebraic")]
+        if not runs:
+            return True
         if max_attempts is not None and n_started >= max_attempts:
             return False
-        mean = sum(a["seconds"] for a in attempts) / len(attempts)
+        mean = sum(a["seconds"] for a in runs) / len(runs)
         return time.perf_counter() - t_start + mean <= time_budget
 
     def job(a):
@@ -262,6 +285,17 @@ def discover(
         remaining = t_start + float(time_budget) - time.perf_counter()  # after any resolving
         return (a, h, int(seed) + a, remaining, common)
 
+    if algebraic:  # cheap, so first; a few seconds at most
+        share = t_start + min(0.25 * float(time_budget), 8.0)
+        recs, dt = algebraic_attempts(Xtr, ytr, Xte, yte, symbols, seed=int(seed), snap=snap,
+                                      deadline=share, lib=lib,
+                                      max_terms=10 if algebraic is True else int(algebraic))
+        stages["algebraic"] = dt
+        for res in recs:
+            res["seconds"] = dt / len(recs)
+            log.info("discover: %s: r2=%.6g size=%d", res["hidden"], res["r2"],
+                     res["complexity"])
+            fold(res)
     if workers == 1:
         a = 0
         while go_on(a):
@@ -274,12 +308,69 @@ def discover(
                       max_attempts if max_attempts is not None else 10**9)
     if best is None:
         raise RuntimeError("discover() found no formula within the time budget: raise time_budget")
+    best, pareto = _select(attempts, float(np.var(yte)), model_selection) or (best, [])
+    model, kind, history = best["model"], "symbolic", best["histories"]
+    if str(best["hidden"]).startswith(("factors", "transform")):
+        kind = "surrogate"
+    if model is None:  # an algebraic formula: a numeric network of the data beside it
+        model, history = _numeric_model(dataset, d, grid, refine_grid, int(seed), dtype,
+                                        t_start + float(time_budget), record_shares)
+        kind = "surrogate"
     return DiscoveryResult(
-        formula=best["expr"], r2=best["r2"], complexity=best["complexity"], model=best["model"],
-        stages=stages, variables=symbols,
+        formula=best["expr"], r2=best["r2"], complexity=best["complexity"], model=model,
+        model_kind=kind, stages=stages, variables=symbols, pareto=pareto,
         attempts=[{k: v for k, v in a.items() if k not in ("model", "histories")}
                   for a in attempts],
-        history=best["histories"],
+        history=history,
         x_center=xc, x_scale=xs, y_center=yc, y_scale=ysd, constant_columns=const_cols,
     )
 
+
+
+def _numeric_model(dataset, d, grid, refine_grid, seed, dtype, deadline, record_shares=False):
+    """A small numeric KAN of the standardized data (40 L-BFGS steps, then 40 more on the
+    ``refine_grid``; a second on small data, cut at ``deadline``) and its fit history: the model of a result whose formula came from the
+    algebraic stage, for the plots, reports and model files that want a network."""
+    model = KAN(width=[d, 2 * d + 1, 1], grid=grid, k=3, seed=seed, dtype=dtype)
+    t_end = max(deadline, time.perf_counter() + 1.0)  # a second at least, past a spent budget
+
+    def fit(m):
+        return m.fit(dataset, opt="LBFGS", steps=40, progress=False, spline_share_warning=0.0,
+                     track_shares=record_shares, callback=lambda *_: time.perf_counter() > t_end)
+    hists = [dict(fit(model), stage="surrogate")]
+    model = model.refine(refine_grid, x=dataset["train_input"])
+    hists.append(dict(fit(model), stage="surrogate_refine"))
+    return model, hists
+
+
+def _final(res, r2_target) -> bool:
+    """Whether attempt ``res`` ends the search: its held-out R2 reaches ``r2_target`` with at
+    most ``_MAX_FREE`` floats left. An algebraic fit must also be exact to float precision
+    (1 - R2 <= 1e-12): a short series of monomials can reach R2 1 - 1e-10 on smooth data
+    without being the law, so a network attempt gets its chance."""
+    if res["r2"] < r2_target or _free_constants(res["expr"]) > _MAX_FREE:
+        return False
+    return not str(res["hidden"]).startswith("algebraic") or res["r2"] >= 1 - 1e-12
+
+
+def _free_constants(expr) -> int:
+    """How many distinct floats (constants not snapped to exact values) ``expr`` holds."""
+    return len({a for a in sympy.preorder_traversal(expr) if isinstance(a, sympy.Float)})
+
+
+def _select(attempts, variance, rule):
+    """(chosen attempt, Pareto table) over the attempts with a formula, on held-out squared
+    error; None when no attempt has one."""
+    rows = [dict(a, loss=(1.0 - a["r2"]) * variance) for a in attempts
+            if a.get("expr") is not None and math.isfinite(a["r2"])]
+    if not rows:
+        return None
+    if any(r.get("between_ok", True) for r in rows):
+        rows = [r for r in rows if r.get("between_ok", True)]
+    front = pareto_front(rows, variance)
+    k = choose(front, rule)
+    table = [{"complexity": r["complexity"], "loss": r["loss"], "score": r["score"],
+              "r2": r["r2"], "formula": r["formula"], "hidden": r["hidden"]} for r in front]
+    chosen = next(a for a in attempts if a.get("expr") is not None
+                  and a["formula"] == front[k]["formula"] and a["hidden"] == front[k]["hidden"])
+    return chosen, table

@@ -59,6 +59,11 @@ def _sub_discover(X, y, names, budget, seed, separable, opts):
     hidden = [2 * n, 2 * n + 1, n + 2] if n > 1 else None
     if separable and n > 1:  # cheap next to a failed attempt, so first
         hidden = ["separable"] + hidden
+    # its targets carry the surrogate's error, which a long series of terms would fit: a factor
+    # gets short algebraic candidates only
+    opts = dict(opts)
+    if opts.get("algebraic", True):
+        opts["algebraic"] = 4
     res = discover(X, y, var_names=names, time_budget=budget, seed=seed, hidden=hidden,
                    r2_target=0.9995, snap=False, max_attempts=3, **opts)
     return res.formula, res.variables

@@ -1,0 +1,564 @@
+"""The algebraic stage: T(y) as a short sum of terms, or y as a ratio P/Q, by sparse least squares.
+
+A term is a monomial ``prod_i x_i**e_i`` (integer exponents; negative ones only for inputs that
+keep one sign and stay away from zero), optionally times one factor of a single input:
+``sin(x_j)``, ``cos(x_j)``, ``sin(x_j)*cos(x_j)``, ``sin(x_j)**2`` or ``log(x_j)`` (positive
+inputs). The dictionary of such terms, simplest first and capped in size, is searched greedily:
+forward selection by orthogonal least squares (each step adds the term that lowers the residual
+most once the chosen terms are refitted), then backward elimination of terms the fit does not
+need. The path of fits (1, 2, ... terms) is kept and judged by BIC, so noisy data get the short
+formula the data support rather than one that fits the noise.
+
+Targets tried: ``T(y)`` for the invertible transforms that are defined on the data (y, 1/y,
+y**2, 1/y**2, sqrt(y), log(y), sin(y), cos(y)), and ``y = P/Q`` through its linear form
+``y = P - y*(Q - 1)``. A pure monomial ``c * prod x_i**p_i`` with any rational powers is read
+directly off ``log|y|`` by ordinary least squares. Everything here is linear algebra on a few
+hundred rows: a whole stage takes well under a second on small problems, so it runs first.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from itertools import product
+
+import numpy as np
+import sympy
+
+__all__ = ["algebraic_candidates", "Candidate"]
+
+_FNS = ("sin", "cos", "sincos", "sin2", "log")
+
+
+@dataclass
+class Candidate:
+    """One algebraic formula: ``expr`` in the caller's symbols, with ``label`` saying how."""
+
+    expr: sympy.Expr
+    label: str
+    n_terms: int
+    train_rel_rss: float  # residual sum of squares of the transformed target, relative
+
+
+# ------------------------------------------------------------------------------ dictionary
+def _exponent_vectors(allowed, max_l1: int, max_vars: int):
+    """All exponent vectors with per-input exponents in ``allowed[i]``, L1 norm <= max_l1 and at
+    most ``max_vars`` non-zero entries, simplest (smallest L1, then fewest inputs) first."""
+    out = []
+
+    def rec(i, left, nz, cur):
+        if i == len(allowed):
+            out.append(tuple(cur))
+            return
+        for e in allowed[i]:
+            if abs(e) > left or (e != 0 and nz == max_vars):
+                continue
+            cur.append(e)
+            rec(i + 1, left - abs(e), nz + (e != 0), cur)
+            cur.pop()
+
+    rec(0, max_l1, 0, [])
+    out.sort(key=lambda v: (sum(map(abs, v)), sum(1 for e in v if e), v))
+    return out
+
+
+def _input_kinds(X):
+    """Per input: may it take negative exponents (one sign, away from zero), a log (positive),
+    trigonometric factors (spans at most a few periods)?"""
+    lo, hi = X.min(0), X.max(0)
+    amax = np.maximum(np.abs(lo), np.abs(hi))
+    one_sign = (lo > 0) | (hi < 0)
+    away = one_sign & (np.minimum(np.abs(lo), np.abs(hi)) >= 1e-3 * amax)
+    live = hi > lo
+    return away & live, (lo > 0) & live, (amax <= 4 * math.pi) & live, live
+
+
+@dataclass
+class _Dictionary:
+    terms: list  # (exponents, fn) with fn None or (name, j)
+    columns: np.ndarray  # (n, M), finite
+
+
+def _degree_limits(d: int):
+    """(max L1 of pure monomials, max L1 of a monomial beside a function factor, exponent bound)
+    for d live inputs: a dictionary of a few thousand terms at most."""
+    if d <= 2:
+        return 6, 3, 4
+    if d <= 4:
+        return 5, 3, 3
+    if d <= 6:
+        return 4, 3, 3
+    return 3, 2, 2
+
+
+def build_dictionary(X, max_columns: int = 6000, functions=_FNS) -> _Dictionary:
+    """The terms for inputs X (n, d) and their values on X, with function factors among
+    ``functions``; columns that are not finite are left out."""
+    neg_ok, pos, trig_ok, live = _input_kinds(X)
+    d = X.shape[1]
+    n_live = int(live.sum())
+    l1, l1_fn, emax = _degree_limits(max(n_live, 1))
+    max_vars = min(n_live, 4)
+    allowed = []
+    for i in range(d):
+        if not live[i]:
+            allowed.append([0])
+        elif neg_ok[i]:
+            allowed.append([0] + [s * e for e in range(1, emax + 1) for s in (1, -1)])
+        else:
+            allowed.append(list(range(0, emax + 1)))
+    terms = [(v, None) for v in _exponent_vectors(allowed, l1, max_vars)][: max_columns]
+    if functions:  # the monomials first, whole; terms with a function factor fill the rest
+        small = _exponent_vectors(allowed, l1_fn, max(min(max_vars, 3), 1))
+        extra = []
+        for j in range(d):
+            names = [f for f in functions
+                     if (f == "log" and pos[j]) or (f != "log" and trig_ok[j])]
+            for f, v in product(names, small):
+                extra.append((v, (f, j)))
+        extra.sort(key=_term_cost)
+        terms += extra[: max(max_columns - len(terms), 0)]
+    cols, kept = [], []
+    with np.errstate(all="ignore"):
+        logs = np.where(X > 0, np.log(np.where(X > 0, X, 1.0)), 0.0)
+        for t in terms:
+            v = _term_values(t, X, logs)
+            if np.all(np.isfinite(v)):
+                cols.append(v)
+                kept.append(t)
+    A = np.stack(cols, axis=1) if cols else np.zeros((X.shape[0], 0))
+    return _Dictionary(kept, A)
+
+
+def _term_cost(t) -> int:
+    v, fn = t
+    return sum(map(abs, v)) + sum(1 for e in v if e) + (0 if fn is None else 2)
+
+
+def _term_values(t, X, logs):
+    v, fn = t
+    out = np.ones(X.shape[0])
+    for i, e in enumerate(v):
+        if e:
+            out = out * X[:, i] ** float(e)
+    if fn is not None:
+        name, j = fn
+        x = X[:, j]
+        out = out * {"sin": np.sin, "cos": np.cos, "log": lambda _: logs[:, j],
+                     "sincos": lambda z: np.sin(z) * np.cos(z),
+                     "sin2": lambda z: np.sin(z) ** 2}[name](x)
+    return out
+
+
+def _term_expr(t, symbols):
+    v, fn = t
+    e = sympy.Integer(1)
+    for s, p in zip(symbols, v):
+        if p:
+            e = e * s ** int(p)
+    if fn is not None:
+        name, j = fn
+        s = symbols[j]
+        e = e * {"sin": sympy.sin(s), "cos": sympy.cos(s), "log": sympy.log(s),
+                 "sincos": sympy.sin(s) * sympy.cos(s), "sin2": sympy.sin(s) ** 2}[name]
+    return e
+
+
+# ------------------------------------------------------------------------------ selection
+def forward_select(A, t, k_max: int, tol: float = 1e-11, deadline: float = math.inf,
+                   beam: int = 6, score=None, max_pairs: int = 600):
+    """Forward selection by orthogonal least squares, with a beam: the path of supports (lists of
+    column indices) with 1, 2, ... columns. Each step extends every support in the beam by each
+    of its ``beam`` best columns (the ones that lower the residual most once the chosen columns
+    are refitted) and keeps the ``beam`` best distinct supports; plain greedy selection
+    (``beam=1``) is easily led astray by correlated monomials. Stops at ``k_max`` columns, at a
+    relative residual below ``tol`` or at the deadline. Returns ``[(support, relative rss)]``,
+    the best support of each size. ``score(support) -> relative error`` ranks the supports
+    instead of the residual of ``t`` when given (a linearized target whose residual is not the
+    error that matters: the ratios below).
+
+    A support's state is its orthonormal basis Q (n, k), the projections P = Q^T A (k, M) and the
+    residual r: a column's residual part has squared norm 1 - |P_j|^2 (columns are unit), so no
+    residualized copy of A is kept."""
+    norms0 = np.sqrt(np.sum(A * A, axis=0))
+    ok = norms0 > 0
+    A = np.where(ok, A / np.where(ok, norms0, 1.0), 0.0)
+    t = t.astype(np.float64)
+    tss = float(t @ t) or 1.0
+    M = A.shape[1]
+    states = [((), np.zeros((len(t), 0)), np.zeros((0, M)), t.copy(), tss)]
+    path = []
+    if score is None and k_max >= 2 and M >= 2:
+        # every pair of the first max_pairs (the simplest) columns at once from their Gram
+        # matrix: greedy steps miss pairs whose columns are each poor alone (u*c**2 + v*c**2
+        # beside the column of u*v*y that they nearly cancel)
+        states, path = _pair_states(A, t, tss, beam, ok, max_pairs)
+        if path and path[-1][1] < tol:
+            return path
+    for _ in range(min(k_max, M) - len(path)):
+        if time.perf_counter() > deadline:
+            break
+        children = {}
+        for sup, Q, P, r, rss in states:
+            left = 1.0 - np.sum(P * P, axis=0)
+            gain = (A.T @ r) ** 2 / np.maximum(left, 1e-300)
+            gain[(left < 1e-10) | ~ok] = -1.0  # in the span of the chosen columns already
+            if sup:
+                gain[list(sup)] = -1.0
+            top = np.argpartition(-gain, min(beam, M - 1))[:beam]
+            for j in top:
+                if gain[j] <= 0:
+                    continue
+                key = tuple(sorted(sup + (int(j),)))
+                new_rss = max(rss - float(gain[j]), 0.0)
+                if key not in children or new_rss < children[key][0]:
+                    children[key] = (new_rss, sup, Q, P, r, int(j), left[j])
+        if not children:
+            break
+        if score is None:
+            ranked = [(v[0] / tss, k, v) for k, v in children.items()]
+        else:
+            ranked = [(score(list(v[1]) + [v[5]]), k, v) for k, v in children.items()]
+        ranked.sort(key=lambda e: e[0])
+        states, scores = [], []
+        for sc, key, (_, sup, Q, P, r, j, left_j) in ranked[:beam]:
+            scores.append(sc)
+            q = (A[:, j] - Q @ P[:, j]) / math.sqrt(left_j)
+            r2 = r - q * (q @ r)
+            states.append((sup + (j,), np.column_stack([Q, q]), np.vstack([P, q @ A]), r2,
+                           float(r2 @ r2)))
+        path.append((list(states[0][0]), scores[0]))
+        if scores[0] < tol:
+            break
+    return path
+
+
+def _pair_states(A, t, tss, beam, ok, max_pairs):
+    """The best single column and the ``beam`` best pairs among the first ``max_pairs`` unit
+    columns of A (exact least squares of every pair, from the Gram matrix), as forward-selection
+    states and a two-entry path."""
+    g = A.T @ t
+    g[~ok] = 0.0
+    single = g * g
+    full, A = A, A[:, :max_pairs]
+    G = A.T @ A
+    g = g[:max_pairs]
+    i1 = int(np.argmax(single))
+    gi, gj = g[:, None], g[None, :]
+    det = 1.0 - G * G
+    with np.errstate(all="ignore"):
+        gain = (gi * gi + gj * gj - 2.0 * G * gi * gj) / det
+    gain[~np.isfinite(gain) | (det < 1e-10)] = -1.0
+    gain[np.tril_indices_from(gain)] = -1.0
+    flat = np.argpartition(-gain.ravel(), min(beam, gain.size - 1))[:beam]
+    states = []
+    for f in flat[np.argsort(-gain.ravel()[flat])]:
+        i, j = divmod(int(f), A.shape[1])
+        if gain[i, j] <= 0:
+            continue
+        Q, _ = np.linalg.qr(A[:, [i, j]])
+        r = t - Q @ (Q.T @ t)
+        states.append(((i, j), Q, Q.T @ full, r, float(r @ r)))
+    if not states:
+        return [((), np.zeros((len(t), 0)), np.zeros((0, full.shape[1])), t.copy(), tss)], []
+    states.sort(key=lambda s: s[4])
+    path = [([i1], max(tss - float(single[i1]), 0.0) / tss), (list(states[0][0]), states[0][4] / tss)]
+    return states, path
+
+
+def _lstsq(A, t, support):
+    coef, *_ = np.linalg.lstsq(A[:, support], t, rcond=None)
+    res = A[:, support] @ coef - t
+    return coef, float(res @ res)
+
+
+def prune_support(A, t, support, tol: float):
+    """Backward elimination: drop columns whose removal keeps the relative residual below tol."""
+    tss = float(t @ t) or 1.0
+    support = list(support)
+    changed = True
+    while changed and len(support) > 1:
+        changed = False
+        for j in sorted(support, key=lambda c: -c):
+            rest = [c for c in support if c != j]
+            _, rss = _lstsq(A, t, rest)
+            if rss / tss < tol:
+                support, changed = rest, True
+                break
+    return support
+
+
+def _bic_pick(path, n):
+    """Index into ``path`` minimizing BIC (n log rss + k log n); exact fits win outright."""
+    best, key = 0, math.inf
+    for i, (sup, rel) in enumerate(path):
+        b = n * math.log(max(rel, 1e-30)) + len(sup) * math.log(n)
+        if b < key - 1e-9:
+            best, key = i, b
+    return best
+
+
+# ------------------------------------------------------------------------------ transforms
+def _transforms(y, allowed=None):
+    """(name, T(y) values, inverse as a function of the sympy expression of T(y)); with
+    ``allowed`` (function names), only the transforms whose inverse uses allowed functions."""
+    out = [("y", y, lambda e: e)]
+    use = _allowed_functions(allowed)
+    sign = 1.0 if float(np.mean(y)) >= 0 else -1.0
+    amin, amax = float(np.min(np.abs(y))), float(np.max(np.abs(y)))
+    one_sign = bool(np.all(y > 0) or np.all(y < 0))
+    away = one_sign and amin >= 1e-3 * amax
+    with np.errstate(all="ignore"):
+        if away:
+            out.append(("1/y", 1.0 / y, lambda e: 1 / e))
+            if "sqrt" in use:
+                out.append(("1/y^2", y ** -2.0, lambda e: sign / sympy.sqrt(e)))
+        if one_sign and "sqrt" in use:
+            out.append(("y^2", y * y, lambda e: sign * sympy.sqrt(e)))
+        if one_sign and "exp" in use:
+            out.append(("log y", np.log(np.abs(y)), lambda e: sign * sympy.exp(e)))
+        if np.all(y >= 0):
+            out.append(("sqrt y", np.sqrt(y), lambda e: e ** 2))
+        if amax <= math.pi / 2 and amax > 0.2 and "arcsin" in use:
+            out.append(("sin y", np.sin(y), lambda e: sympy.asin(e)))
+        if np.all(y >= 0) and np.all(y <= math.pi) and amax > 0.2 and "arccos" in use:
+            out.append(("cos y", np.cos(y), lambda e: sympy.acos(e)))
+    return out
+
+
+def _allowed_functions(allowed):
+    """The library names the algebraic stage may use, out of sqrt, exp, log, sin, cos, arcsin
+    and arccos (``allowed`` None: all of them; the library's aliases are understood)."""
+    every = {"sqrt", "exp", "log", "sin", "cos", "arcsin", "arccos"}
+    if allowed is None:
+        return every
+    alias = {"x^0.5": "sqrt", "asin": "arcsin", "acos": "arccos"}
+    return {alias.get(a, a) for a in allowed} & every
+
+
+def _monomial(X, y, symbols, live):
+    """``c * prod x_i**p_i`` off log|y| when y and the live inputs keep one sign each; powers
+    rounded to simple fractions when that costs nothing. None when it does not fit."""
+    if not (np.all(y > 0) or np.all(y < 0)):
+        return None
+    idx = [i for i in range(X.shape[1]) if live[i]]
+    if not idx or any(not (np.all(X[:, i] > 0) or np.all(X[:, i] < 0)) for i in idx):
+        return None
+    L = np.column_stack([np.ones(len(y))] + [np.log(np.abs(X[:, i])) for i in idx])
+    ly = np.log(np.abs(y))
+    coef, *_ = np.linalg.lstsq(L, ly, rcond=None)
+    res = L @ coef - ly
+    if not float(np.sqrt(np.mean(res * res))) < 0.05:  # not a monomial (5% off in y)
+        return None
+    powers = []
+    for p in coef[1:]:
+        fr = Fraction(float(p)).limit_denominator(6)
+        powers.append(sympy.Rational(fr.numerator, fr.denominator)
+                      if abs(float(fr) - p) < 2e-3 else sympy.Float(float(p), 15))
+    body = sympy.Integer(1)
+    for i, p in zip(idx, powers):
+        xi = symbols[i] if np.all(X[:, i] > 0) else -symbols[i]
+        body = body * xi ** p
+    vals = _evaluate_terms(body, symbols, X)
+    c = float(np.dot(vals, y) / max(np.dot(vals, vals), 1e-300))
+    return Candidate(sympy.Float(c, 15) * body, "monomial", len(idx), float(np.mean(res * res)))
+
+
+def _evaluate_terms(expr, symbols, X):
+    fn = sympy.lambdify(symbols, expr, modules="numpy")
+    with np.errstate(all="ignore"):
+        out = fn(*[X[:, i] for i in range(X.shape[1])])
+    return np.broadcast_to(np.asarray(out, dtype=np.float64), (X.shape[0],))
+
+
+def _sum_expr(D, support, coef, symbols, scale):
+    return sympy.Add(*[sympy.Float(float(c) * scale, 15) * _term_expr(D.terms[j], symbols)
+                       for j, c in zip(support, coef) if c != 0])
+
+
+def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: int = 10,
+                         max_rows: int = 600, seed: int = 0, rational: bool = True,
+                         allowed=None, max_columns: int = 3000,
+                         max_rational: int = 1000) -> list[Candidate]:
+    """Candidate formulas for ``y = f(X)`` from the algebraic stage (see the module doc).
+
+    Args:
+        X: (n, d) inputs in the caller's units; y: (n,) target.
+        symbols: d sympy symbols for the formulas.
+        deadline: a ``time.perf_counter()`` value; the stage returns what it has by then.
+        k_max: most terms in a sum (and in P plus Q of a ratio).
+        max_rows: rows used for the selection (a random subset when there are more).
+        allowed: library function names the formulas may use (None: any).
+
+    Returns a list of :class:`Candidate`, cheapest first within each target; the constants are
+    least-squares values (the caller refits and snaps them on all its data).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if len(y) > max_rows:
+        rows = np.random.default_rng(seed).choice(len(y), max_rows, replace=False)
+        X, y = X[rows], y[rows]
+    n = len(y)
+    _, _, _, live = _input_kinds(X)
+    out = []
+    mono = _monomial(X, y, symbols, live)
+    if mono is not None:
+        out.append(mono)
+    use = _allowed_functions(allowed)
+    fns = tuple(f for f in _FNS if {"sincos": "sin", "sin2": "sin"}.get(f, f) in use
+                and (f not in ("sincos",) or "cos" in use))
+    D = build_dictionary(X, max_columns=max_columns, functions=fns)
+    if D.columns.shape[1] == 0 or time.perf_counter() > deadline:
+        return out
+    for name, t, inverse in _transforms(y, allowed):
+        if time.perf_counter() > deadline:
+            break
+        if not np.all(np.isfinite(t)):
+            continue
+        scale = float(np.sqrt(np.mean(t * t))) or 1.0
+        ts = t / scale
+        path = forward_select(D.columns, ts, k_max, deadline=deadline)
+        if not path:
+            continue
+        for sup in _chosen_supports(D.columns, ts, path, n):
+            coef, rss = _lstsq(D.columns, ts, sup)
+            expr = inverse(_sum_expr(D, sup, coef, symbols, scale))
+            out.append(Candidate(expr, f"sum of {len(sup)} terms of {name}", len(sup),
+                                 rss / float(ts @ ts)))
+    if rational:  # over the monomials only: the linear form doubles the dictionary
+        mono = [j for j, (_, fn) in enumerate(D.terms) if fn is None][:max_rational]
+        Dm = _Dictionary([D.terms[j] for j in mono], D.columns[:, mono])
+        for name, t, inverse in _transforms(y, allowed):
+            if name in ("y", "y^2", "cos y") and time.perf_counter() < deadline:
+                # P/Q covers Q/P: 1/y and 1/y**2 add nothing here
+                out.extend(_rational(Dm, t, name, inverse, symbols, k_max, n, deadline))
+                if name == "y" and not any(c.train_rel_rss < 1e-11 for c in out):
+                    out.extend(small_ratios(Dm, t, name, inverse, symbols, deadline))
+    return out
+
+
+def _chosen_supports(A, t, path, n):
+    """The supports worth a formula: the BIC choice (pruned of idle columns when exact) and the
+    one before it (a shorter fallback for the caller's held-out selection)."""
+    i = _bic_pick(path, n)
+    sups = []
+    sup, rel = path[i]
+    if rel < 1e-11:
+        sup = prune_support(A, t, sup, 1e-11)
+    sups.append(sup)
+    if i > 0:
+        sups.append(path[i - 1][0])
+    return sups
+
+
+def _rational(D, y, name, inverse, symbols, k_max, n, deadline):
+    """T(y) = P/Q with Q = 1 + (terms) (``y`` here is T(y), ``name`` says which T): ``T*Q = P``,
+    that is ``T = P - T*(Q - 1)``, is linear in the coefficients. The linear form also admits
+    near-degenerate solutions (Q - 1 ~ -1 from functions that approximate a constant, P ~ 0),
+    so :func:`forward_select` ranks supports by the error of P/Q itself."""
+    scale = float(np.sqrt(np.mean(y * y))) or 1.0
+    ys = y / scale
+    yss = float(ys @ ys)
+    terms = D.terms
+    index = {t: j for j, t in enumerate(terms)}
+    d = len(terms[0][0]) if terms else 0
+    lhs = [("Q", index.get((tuple([0] * d), None)))]
+    out, M = [], D.columns.shape[1]
+    for side, m in lhs:
+        if m is None or time.perf_counter() > deadline:
+            continue
+        others = [j for j in range(M) if j != m]
+        if side == "Q":  # T*m_L = P + sum c_k (-T m_k)
+            target = ys * D.columns[:, m]
+            A = np.concatenate([D.columns, -ys[:, None] * D.columns[:, others]], axis=1)
+        else:  # m_L = sum c_k (T m_k) + sum c_k (-m_k)
+            target = D.columns[:, m].copy()
+            A = np.concatenate([-D.columns[:, others], ys[:, None] * D.columns], axis=1)
+
+        def parts(sup, coef):
+            """(P terms, Q terms) as [(term index, coefficient)]."""
+            P, Q = [], []
+            for j, c in zip(sup, coef):
+                if side == "Q":
+                    (P if j < M else Q).append((j if j < M else others[j - M], c))
+                else:
+                    (P if j < M - 1 else Q).append((others[j] if j < M - 1 else j - (M - 1), c))
+            (Q if side == "Q" else P).append((m, 1.0))
+            return P, Q
+
+        def error(sup):
+            coef, _ = _lstsq(A, target, sup)
+            P, Q = parts(sup, coef)
+            num = sum((D.columns[:, j] * c for j, c in P), np.zeros(len(ys)))
+            den = sum((D.columns[:, j] * c for j, c in Q), np.zeros(len(ys)))
+            with np.errstate(all="ignore"):
+                res = num / den - ys
+            v = float(res @ res) / yss
+            return v if math.isfinite(v) else math.inf
+
+        path = forward_select(A, target, k_max, deadline=deadline, score=error)
+        if not path:
+            continue
+        exact = False
+        for sup in _chosen_supports(A, target, path, n):
+            coef, _ = _lstsq(A, target, sup)
+            P, Q = parts(sup, coef)
+            if len(Q) == 1 and not any(terms[Q[0][0]][0]) and terms[Q[0][0]][1] is None:
+                continue  # Q = 1: the plain sums have it already
+            err = error(sup)
+            Pe = _sum_expr(D, [j for j, _ in P], [c for _, c in P], symbols, scale)
+            Qe = _sum_expr(D, [j for j, _ in Q], [c for _, c in Q], symbols, 1.0)
+            out.append(Candidate(inverse(Pe / Qe), f"ratio P/Q of {len(sup) + 1} terms for {name}",
+                                 len(sup) + 1, err))
+            exact = exact or err < 1e-11
+        if exact:
+            break
+    return out
+
+
+def small_ratios(D, y, name, inverse, symbols, deadline, max_p: int = 400, k_max: int = 4,
+                 max_pool: int = 21, max_seconds: float = 2.0):
+    """T(y) = P / (m_a + c*m_b) for every pair of monomials m_a, m_b with non-negative exponents
+    and degree <= 2 (``c^2 + u*v``, ``m1 + m2``, ``3 - n*alpha``), P a short sum found by forward
+    selection over the simplest ``max_p`` monomials: ``T*m_a = P - c*T*m_b`` is linear, and with
+    Q fixed up to c it has no degenerate solution. Stops at the first exact fit, after the
+    ``max_pool`` simplest monomials or after ``max_seconds``."""
+    mono = [j for j, (v, fn) in enumerate(D.terms) if fn is None][:max_p]
+    if not mono:
+        return []
+    pool = [j for j, (v, fn) in enumerate(D.terms)
+            if fn is None and all(e >= 0 for e in v) and sum(v) <= 2][:max_pool]
+    deadline = min(deadline, time.perf_counter() + max_seconds)
+    scale = float(np.sqrt(np.mean(y * y))) or 1.0
+    ys = y / scale
+    yss = float(ys @ ys)
+    Ap = D.columns[:, mono]
+    Ap = Ap / np.sqrt(np.sum(Ap * Ap, axis=0))
+    out = []
+    for ia, a in enumerate(pool):
+        for b in pool[ia + 1:]:
+            if time.perf_counter() > deadline:
+                return out
+            q = -ys * D.columns[:, b]
+            qn = q / (np.linalg.norm(q) or 1.0)
+            t = ys * D.columns[:, a]
+            tp = t - qn * (qn @ t)
+            A = Ap - np.outer(qn, qn @ Ap)
+            path = forward_select(A, tp, k_max, beam=4, max_pairs=200)
+            if not path or path[-1][1] > 1e-11:
+                continue
+            sup = prune_support(A, tp, path[-1][0], 1e-11)
+            cols = np.column_stack([D.columns[:, [mono[j] for j in sup]], q])
+            coef, *_ = np.linalg.lstsq(cols, t, rcond=None)
+            P = _sum_expr(D, [mono[j] for j in sup], coef[:-1], symbols, scale)
+            Q = _term_expr(D.terms[a], symbols) + sympy.Float(float(coef[-1]), 15) * \
+                _term_expr(D.terms[b], symbols)
+            with np.errstate(all="ignore"):
+                res = (cols[:, :-1] @ coef[:-1]) / (D.columns[:, a] + coef[-1] * D.columns[:, b]) - ys
+            err = float(res @ res) / yss
+            if err < 1e-10:
+                out.append(Candidate(inverse(P / Q), f"ratio P/(m_a + c*m_b) for {name}",
+                                     len(sup) + 2, err))
+                return out
+    return out

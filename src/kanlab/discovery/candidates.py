@@ -1,0 +1,53 @@
+"""From the algebraic stage's candidate expressions to scored attempts.
+
+Every candidate is checked on the training data in the caller's units; the few best (exact fits
+first, then shorter ones) have their constants refitted on all training rows, cleaned and
+snapped (:func:`.attempt._finish`), and are scored on the held-out rows like any KAN attempt.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+from ..symbolic.formula import expression_size
+from .algebraic import algebraic_candidates
+from .attempt import _finish
+from .result import _evaluate, _finite_between, _r2
+
+log = logging.getLogger("kanlab")
+
+
+def algebraic_attempts(Xtr, ytr, Xte, yte, symbols, *, seed: int, snap: bool, deadline: float,
+                       lib=None, keep: int = 4, max_terms: int = 10) -> tuple[list[dict], float]:
+    """Attempt records (as :func:`.attempt._attempt` makes them, with no model) for the best
+    ``keep`` candidates of the algebraic stage, and the seconds it took."""
+    t0 = time.perf_counter()
+    try:
+        cands = algebraic_candidates(Xtr, ytr, symbols, deadline=deadline, seed=seed, allowed=lib,
+                                     k_max=max_terms)
+    except (ValueError, ArithmeticError, MemoryError) as err:  # a failed stage is no formula
+        log.info("discover: algebraic stage failed: %s", err)
+        return [], time.perf_counter() - t0
+    scored, seen = [], set()
+    for c in cands:
+        key = str(c.expr)
+        if key in seen:
+            continue
+        seen.add(key)
+        r2 = _r2(_evaluate(c.expr, symbols, Xtr), ytr)
+        if math.isfinite(r2):
+            scored.append((r2, expression_size(c.expr), c))
+    # exact fits (the shortest first), then the closest fits
+    scored.sort(key=lambda e: (e[0] < 1 - 1e-9, e[1] if e[0] >= 1 - 1e-9 else -e[0]))
+    out = []
+    for r2_train, _, c in scored[:keep]:
+        if time.perf_counter() > deadline:
+            break
+        expr = _finish(c.expr, r2_train > 0.99, symbols, Xtr, ytr, snap, deadline)
+        r2 = _r2(_evaluate(expr, symbols, Xte), yte)
+        out.append({"seed": seed, "hidden": f"algebraic({c.label})", "r2": r2,
+                    "between_ok": _finite_between(expr, symbols, Xtr, ytr),
+                    "complexity": expression_size(expr), "formula": str(expr), "expr": expr,
+                    "model": None, "histories": [], "width": None})
+    return out, time.perf_counter() - t0
