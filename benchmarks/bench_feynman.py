@@ -1,23 +1,28 @@
 #!/usr/bin/env python
-"""Symbolic-regression benchmark of ``kanlab.discover`` on Feynman equations.
+"""SRBench's Feynman ground-truth benchmark of ``kanlab.discover`` (with Operon and pykan beside it).
 
-Every equation of the table below (taken from the AI Feynman / SRBench Feynman set, with
-the sampling ranges of the Feynman database) is sampled with a seeded numpy Generator,
-handed to ``kanlab.discover``, and the returned formula is judged by
+The 120 equations of SRBench / AI Feynman (100 Feynman, 20 bonus; read by
+``feynman_equations.py`` from ``../shared/feynman``), or the original 36-equation quick table
+(``--subset quick``), are sampled with seeded numpy Generators and handed to ``kanlab.discover``
+at every noise level of ``--noise`` (default 0, 0.001, 0.01). SRBench's rules:
 
-* SRBench's exact-recovery rule (``is_exact``): ``found - truth`` simplifies to a constant,
-  or ``found / truth`` to a nonzero constant, after floats in ``found`` are rounded to 3
-  digits (and floats below 1e-4 in magnitude set to 0);
-* its R2 on fresh, noise-free test points, computed here (not the R2 kanlab reports).
+* noise: Gaussian, standard deviation ``level * RMS(y)`` (RMS = sqrt(mean(y**2)) of the training
+  target), added to the training target only; the inputs are the same at every level;
+* exact recovery (``is_exact``): ``found - truth`` simplifies to a constant, or ``found / truth``
+  to a nonzero constant, with symbols positive where the range is (and nonnegative where it
+  starts at 0), after floats in ``found`` are rounded to 3 digits (floats below 1e-4 set to 0);
+* R2 of the returned formula on fresh, noise-free points, computed here (not the R2 a library
+  reports).
 
-With ``--pykan`` the same data also go through pykan's tutorial recipe (fit with sparsity
-penalty, prune, refine, fit, auto_symbolic, fit, symbolic_formula) for a side-by-side view.
+``--operon`` runs Operon (``pyoperon``'s ``SymbolicRegressor``, ``max_time`` = the budget) and
+``--pykan`` pykan's tutorial recipe (no time limit) on the same data, scored the same way.
 
 Run from the repository root:
 
-    python benchmarks/bench_feynman.py                       # all equations, 60 s each
-    python benchmarks/bench_feynman.py --limit 2 --budget 20 --no-write
-    python benchmarks/bench_feynman.py --only I.12.1,I.14.4 --pykan
+    python benchmarks/bench_feynman.py                       # 120 equations x 3 levels, 60 s each
+    python benchmarks/bench_feynman.py --operon              # ... with Operon beside it
+    python benchmarks/bench_feynman.py --subset quick --noise 0   # the 36-equation table
+    python benchmarks/bench_feynman.py --only I.12.1,II.6.15a --noise 0,0.01 --budget 5 --no-write
     python benchmarks/bench_feynman.py --self-test           # data + exact checker only
     python benchmarks/bench_feynman.py --list                # the equation table
 
@@ -46,10 +51,10 @@ import traceback
 import warnings
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # feynman_equations, also in workers
 
 KANLAB_IMPORT_ERROR = None
 try:
@@ -65,103 +70,27 @@ except ImportError:  # not installed: use the source tree
 import numpy as np
 import sympy
 import torch
-from sympy.parsing.sympy_parser import parse_expr
+from sympy.parsing.sympy_parser import convert_xor, parse_expr, standard_transformations
 
+from feynman_equations import DEFAULT_DIR, FUNCTIONS, QUICK_EQUATIONS, SUBSETS, Equation, equations
 
-# =========================================================================== equations
-@dataclass(frozen=True)
-class Equation:
-    """One benchmark problem: ``expr`` is sympy-parsable text over the names in ``ranges``."""
+METHODS = (("kanlab", "kanlab.discover"), ("operon", "Operon (pyoperon)"), ("pykan", "pykan recipe"))
 
-    name: str
-    expr: str
-    ranges: tuple  # ((variable, low, high), ...); every variable is drawn from U(low, high)
-    tier: str  # "easy" / "medium" / "hard": a rough guide for --only, not used in scoring
-    note: str = ""
-
-    @property
-    def var_names(self) -> list[str]:
-        return [v for v, _, _ in self.ranges]
-
-    def symbols(self) -> list[sympy.Symbol]:
-        # Positive ranges -> positive symbols (lets sympy use sqrt(x**2) = x and friends).
-        return [sympy.Symbol(v, positive=True) if lo >= 0 else sympy.Symbol(v, real=True)
-                for v, lo, _ in self.ranges]
-
-    def sympy_expr(self) -> sympy.Expr:
-        syms = self.symbols()
-        local = {s.name: s for s in syms}
-        return parse_expr(self.expr, local_dict=local)
-
-    def ranges_text(self) -> str:
-        return ", ".join(f"{v}~U({_num(lo)},{_num(hi)})" for v, lo, hi in self.ranges)
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x)
-
-
-def _r(*triples):
-    return tuple(triples)
-
-
-# Ordered from easy to hard so that --limit N picks quick cases first; the toy problem of
-# pykan's README comes first because both libraries are known to solve it.
-EQUATIONS: tuple[Equation, ...] = (
-    Equation("toy", "exp(sin(pi*x1) + x2**2)", _r(("x1", -1, 1), ("x2", -1, 1)), "easy",
-             "pykan README example (ranges U(-1,1))"),
-    Equation("I.12.1", "mu*Nn", _r(("mu", 1, 5), ("Nn", 1, 5)), "easy"),
-    Equation("I.12.5", "q2*Ef", _r(("q2", 1, 5), ("Ef", 1, 5)), "easy"),
-    Equation("I.14.4", "k_spring*x**2/2", _r(("k_spring", 1, 5), ("x", 1, 5)), "easy"),
-    Equation("I.25.13", "q/C", _r(("q", 1, 5), ("C", 1, 5)), "easy"),
-    Equation("I.29.4", "omega/c", _r(("omega", 1, 10), ("c", 1, 10)), "easy"),
-    Equation("I.34.27", "h*omega/(2*pi)", _r(("omega", 1, 5), ("h", 1, 5)), "easy"),
-    Equation("I.39.1", "3*pr*V/2", _r(("pr", 1, 5), ("V", 1, 5)), "easy"),
-    Equation("II.3.24", "Pwr/(4*pi*r**2)", _r(("Pwr", 1, 5), ("r", 1, 5)), "easy"),
-    Equation("II.8.31", "epsilon*Ef**2/2", _r(("epsilon", 1, 5), ("Ef", 1, 5)), "easy"),
-    Equation("II.27.18", "epsilon*Ef**2", _r(("epsilon", 1, 5), ("Ef", 1, 5)), "easy"),
-    Equation("II.38.14", "Y/(2*(1 + sigma))", _r(("Y", 1, 5), ("sigma", 1, 5)), "easy"),
-    Equation("III.12.43", "n*h/(2*pi)", _r(("n", 1, 5), ("h", 1, 5)), "easy"),
-    Equation("I.6.2a", "exp(-theta**2/2)/sqrt(2*pi)", _r(("theta", 1, 3)), "easy"),
-    Equation("I.6.2", "exp(-(theta/sigma)**2/2)/(sqrt(2*pi)*sigma)",
-             _r(("sigma", 1, 3), ("theta", 1, 3)), "medium"),
-    Equation("I.26.2", "asin(n*sin(theta2))", _r(("n", 0, 1), ("theta2", 1, 5)), "medium"),
-    Equation("II.11.28", "1 + n*alpha/(1 - n*alpha/3)", _r(("n", 0, 1), ("alpha", 0, 1)), "medium"),
-    Equation("I.41.16*", "omega**3/(pi**2*(exp(omega/T) - 1))", _r(("omega", 1, 5), ("T", 1, 5)),
-             "medium", "I.41.16 with h=2*pi, kb=c=1 (2 of its 5 variables kept)"),
-    Equation("I.43.31", "mob*kb*T", _r(("mob", 1, 5), ("T", 1, 5), ("kb", 1, 5)), "medium"),
-    Equation("II.27.16", "epsilon*c*Ef**2", _r(("epsilon", 1, 5), ("c", 1, 5), ("Ef", 1, 5)), "medium"),
-    Equation("III.15.27", "2*pi*alpha/(n*d)", _r(("alpha", 1, 5), ("n", 1, 5), ("d", 1, 5)), "medium"),
-    Equation("II.4.23", "q/(4*pi*epsilon*r)", _r(("q", 1, 5), ("epsilon", 1, 5), ("r", 1, 5)), "medium"),
-    Equation("I.47.23", "sqrt(gamma*pr/rho)", _r(("gamma", 1, 5), ("pr", 1, 5), ("rho", 1, 5)), "medium"),
-    Equation("I.10.7", "m_0/sqrt(1 - v**2/c**2)", _r(("m_0", 1, 5), ("v", 1, 2), ("c", 3, 10)), "medium"),
-    Equation("I.15.1", "m_0*v/sqrt(1 - v**2/c**2)", _r(("m_0", 1, 5), ("v", 1, 2), ("c", 3, 10)), "medium"),
-    Equation("I.34.1", "omega_0/(1 - v/c)", _r(("c", 3, 10), ("v", 1, 2), ("omega_0", 1, 5)), "medium"),
-    Equation("I.27.6", "1/(1/d1 + n/d2)", _r(("d1", 1, 5), ("d2", 1, 5), ("n", 1, 5)), "medium"),
-    Equation("II.15.4", "-mom*B*cos(theta)", _r(("mom", 1, 5), ("B", 1, 5), ("theta", 1, 5)), "medium"),
-    Equation("III.17.37", "beta*(1 + alpha*cos(theta))",
-             _r(("beta", 1, 5), ("alpha", 1, 5), ("theta", 1, 5)), "medium"),
-    Equation("I.39.22", "n*kb*T/V", _r(("n", 1, 5), ("T", 1, 5), ("V", 1, 5), ("kb", 1, 5)), "medium"),
-    Equation("I.18.4", "(m1*r1 + m2*r2)/(m1 + m2)",
-             _r(("m1", 1, 5), ("m2", 1, 5), ("r1", 1, 5), ("r2", 1, 5)), "hard"),
-    Equation("I.12.2", "q1*q2/(4*pi*epsilon*r**2)",
-             _r(("q1", 1, 5), ("q2", 1, 5), ("epsilon", 1, 5), ("r", 1, 5)), "hard"),
-    Equation("I.13.4", "m*(v**2 + u**2 + w**2)/2",
-             _r(("m", 1, 5), ("v", 1, 5), ("u", 1, 5), ("w", 1, 5)), "hard"),
-    Equation("I.30.3", "Int_0*sin(n*theta/2)**2/sin(theta/2)**2",
-             _r(("Int_0", 1, 5), ("theta", 1, 5), ("n", 1, 5)), "hard"),
-    Equation("I.37.4", "I1 + I2 + 2*sqrt(I1*I2)*cos(delta)",
-             _r(("I1", 1, 5), ("I2", 1, 5), ("delta", 1, 5)), "hard"),
-    Equation("I.8.14", "sqrt((x2 - x1)**2 + (y2 - y1)**2)",
-             _r(("x1", 1, 5), ("x2", 1, 5), ("y1", 1, 5), ("y2", 1, 5)), "hard"),
+# Exact-recovery rates published for the Feynman problems (SRBench 2021, La Cava et al.; its
+# runs had hours per problem), and the best figure we know of. None: not published here.
+PUBLISHED = (
+    ("AI Feynman", {0.0: 55.8, 0.001: 1.5}, "SRBench 2021"),
+    ("GP-GOMEA", {0.0: 26.8}, "SRBench 2021"),
+    ("Operon", {0.0: 16.6}, "SRBench 2021"),
+    ("gplearn", {0.0: 16.3}, "SRBench 2021"),
+    ("QDSR", {0.0: 91.6}, "2025; best published figure known"),
 )
-EQ_BY_NAME = {e.name: e for e in EQUATIONS}
 
 
 # =========================================================================== data
-def equation_rng(eq: Equation, seed: int, stream: int) -> np.random.Generator:
+def equation_rng(eq: Equation, seed: int, *stream: int) -> np.random.Generator:
     """A Generator that depends only on (seed, equation name, stream), not on --only/--limit."""
-    return np.random.default_rng([int(seed), zlib.crc32(eq.name.encode()), int(stream)])
+    return np.random.default_rng([int(seed), zlib.crc32(eq.name.encode()), *map(int, stream)])
 
 
 def sample_inputs(eq: Equation, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -188,16 +117,27 @@ def evaluate(expr: sympy.Expr, syms: list[sympy.Symbol], X: np.ndarray) -> np.nd
     return np.array(out, dtype=np.float64)
 
 
-def make_data(eq: Equation, n: int, seed: int, noise: float = 0.0):
-    """(X, y) for discovery: n points, y = f(X) (+ Gaussian noise of std noise*std(f(X)))."""
-    rng = equation_rng(eq, seed, 0)
-    X = sample_inputs(eq, n, rng)
+def make_data(eq: Equation, n: int, seed: int):
+    """(X, y) for discovery without noise: n points, y = f(X); the same X at every noise level."""
+    X = sample_inputs(eq, n, equation_rng(eq, seed, 0))
     y = evaluate(eq.sympy_expr(), eq.symbols(), X)
     if not np.all(np.isfinite(y)):
         raise ValueError(f"{eq.name}: non-finite target values on the sampling ranges")
-    if noise > 0:
-        y = y + noise * float(np.std(y)) * rng.standard_normal(n)
     return X, y
+
+
+def add_noise(eq: Equation, y: np.ndarray, level: float, seed: int) -> np.ndarray:
+    """SRBench's noise: y + N(0, (level * RMS(y))**2), RMS(y) = sqrt(mean(y**2)).
+
+    The noise has a Generator of its own per (seed, equation, level), so the inputs and the
+    noise-free target are the same at every level and a level's noise does not depend on
+    which other levels run.
+    """
+    if level <= 0:
+        return y.copy()
+    rng = equation_rng(eq, seed, 2, zlib.crc32(repr(float(level)).encode()))
+    rms = float(np.sqrt(np.mean(y ** 2)))
+    return y + level * rms * rng.standard_normal(len(y))
 
 
 def make_test_data(eq: Equation, n: int, seed: int):
@@ -220,6 +160,23 @@ def as_expr(found, syms: list[sympy.Symbol]) -> sympy.Expr:
     swap = {s: by_name[s.name] for s in found.free_symbols
             if isinstance(s, sympy.Symbol) and s.name in by_name and s != by_name[s.name]}
     return found.xreplace(swap) if swap else found
+
+
+def parse_model(text: str, syms: list[sympy.Symbol]) -> sympy.Expr:
+    """A model string of another library (Operon's infix: ``^`` for powers) as sympy.
+
+    Variables are matched by name (so ``I``, ``E_n``, ``beta`` ... stay plain Symbols); the
+    functions are those of the equation files plus Operon's ``square``, ``cbrt``, ``aq``,
+    ``logabs`` and ``sqrtabs``. Unknown names become Symbols, which exact_check reports.
+    """
+    local = dict(FUNCTIONS)
+    local.update(square=lambda a: a ** 2, cbrt=sympy.cbrt, aq=lambda a, b: a / sympy.sqrt(1 + b ** 2),
+                 logabs=lambda a: sympy.log(sympy.Abs(a)), sqrtabs=lambda a: sympy.sqrt(sympy.Abs(a)),
+                 pow=lambda a, b: a ** b, powabs=lambda a, b: sympy.Abs(a) ** b,
+                 log1p=lambda a: sympy.log(1 + a), fmin=sympy.Min, fmax=sympy.Max,
+                 ceil=sympy.ceiling, floor=sympy.floor)
+    local.update({s.name: s for s in syms})
+    return parse_expr(text, local_dict=local, transformations=standard_transformations + (convert_xor,))
 
 
 def round_floats(expr: sympy.Expr, digits: int = 3, zero_below: float = 1e-4) -> sympy.Expr:
@@ -313,6 +270,9 @@ def exact_check(found, truth, symbols, ranges=None, *, digits: int = 3, n_points
     rejects expressions whose difference and ratio are both clearly non-constant, so simplify
     only ever sees near-equal pairs; simplify itself runs under a ``timeout_s`` alarm (main
     thread only). Any exception counts as not recovered.
+
+    ``symbols`` carry the assumptions (``Equation.symbols()``: positive where the range's low
+    end is > 0, nonnegative where it is 0); symbols of ``found`` are matched to them by name.
     """
     try:
         syms = list(symbols)
@@ -385,31 +345,86 @@ def r2_score(expr, syms, X: np.ndarray, y: np.ndarray) -> float:
 
 
 # =========================================================================== runners
-def run_kanlab(eq: Equation, X, y, Xt, yt, budget: float, seed: int, workers: int = 1) -> dict:
+def _score(rec: dict, formula, eq: Equation, Xt, yt) -> dict:
+    """Exactness, R2 on the fresh points and tree size of a returned formula, into rec."""
     syms, truth = eq.symbols(), eq.sympy_expr()
+    rec.update(ok=True, formula=str(formula), tree_size=tree_size(formula))
+    rec["exact"], rec["exact_reason"] = exact_check(formula, truth, syms, eq.ranges)
+    rec["r2"] = r2_score(formula, syms, Xt, yt)
+    rec["outcome"] = "exact" if rec["exact"] else "not exact"
+    return rec
+
+
+def _crash(rec: dict, exc: BaseException, t0: float, **extra) -> dict:
+    rec.update(time_s=time.perf_counter() - t0, outcome=f"crash: {type(exc).__name__}: {exc}",
+               traceback=traceback.format_exc(limit=8), **extra)
+    return rec
+
+
+def run_kanlab(eq: Equation, X, y, Xt, yt, budget: float, seed: int, workers: int = 1) -> dict:
     rec: dict = {"ok": False}
     t0 = time.perf_counter()
     try:
         res = kanlab.discover(X, y, var_names=eq.var_names, time_budget=budget, seed=seed,
                               workers=workers)
     except Exception as exc:
-        rec.update(time_s=time.perf_counter() - t0, outcome=f"crash: {type(exc).__name__}: {exc}",
-                   traceback=traceback.format_exc(limit=8))
-        return rec
+        return _crash(rec, exc, t0)
     rec["time_s"] = time.perf_counter() - t0
     formula = getattr(res, "formula", None)
-    rec.update(ok=formula is not None, formula=str(formula),
-               r2_reported=_float(getattr(res, "r2", None)),
+    rec.update(formula=str(formula), r2_reported=_float(getattr(res, "r2", None)),
                complexity=_int(getattr(res, "complexity", None)),
                stages={k: _float(v) for k, v in (getattr(res, "stages", None) or {}).items()})
     if formula is None:
         rec["outcome"] = "no formula"
         return rec
-    rec["tree_size"] = tree_size(formula)
-    rec["exact"], rec["exact_reason"] = exact_check(formula, truth, syms, eq.ranges)
-    rec["r2"] = r2_score(formula, syms, Xt, yt)
-    rec["outcome"] = "exact" if rec["exact"] else "not exact"
-    return rec
+    return _score(rec, formula, eq, Xt, yt)
+
+
+def operon_error() -> str | None:
+    """Why pyoperon cannot be used here, or None."""
+    try:
+        import importlib
+        importlib.import_module("pyoperon.sklearn")
+    except Exception as exc:
+        return (f"pyoperon is not importable ({type(exc).__name__}: {exc}); install it with "
+                "`.venv/bin/pip install pyoperon` (or the `bench` extra)")
+    return None
+
+
+def operon_max_time(budget: float) -> int:
+    """pyoperon's max_time is whole seconds: the budget rounded, at least 1 s."""
+    return max(1, int(round(budget)))
+
+
+def run_operon(eq: Equation, X, y, Xt, yt, args) -> dict:
+    """Operon's SymbolicRegressor on the same data, wall time limited to the budget."""
+    rec: dict = {"ok": False}
+    from pyoperon.sklearn import SymbolicRegressor  # imported before the clock starts
+
+    t0 = time.perf_counter()
+    try:
+        est = SymbolicRegressor(allowed_symbols=args.operon_symbols,
+                                max_time=operon_max_time(args.budget),
+                                max_evaluations=int(args.operon_evaluations),
+                                generations=int(args.operon_generations),
+                                n_threads=args.operon_threads, random_state=args.seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(X, y)
+        rec["time_s"] = time.perf_counter() - t0
+        text = est.get_model_string(est.model_, 12, eq.var_names)
+        stats = getattr(est, "stats_", {}) or {}
+        rec.update(model_string=text, complexity=_int(stats.get("model_complexity")),
+                   length=_int(stats.get("model_length")), generations=_int(stats.get("generations")),
+                   evaluations=_int(stats.get("evaluation_count")))
+        formula = parse_model(text, eq.symbols())
+    except Exception as exc:
+        fit_s = rec.get("time_s")
+        _crash(rec, exc, t0)
+        if fit_s is not None:  # fitted, but its model string did not parse
+            rec.update(time_s=fit_s, outcome=f"unparsable model: {type(exc).__name__}: {exc}")
+        return rec
+    return _score(rec, formula, eq, Xt, yt)
 
 
 @contextlib.contextmanager
@@ -425,7 +440,7 @@ def _inside(path: str):
 
 def run_pykan(eq: Equation, X, y, Xt, yt, args) -> dict:
     """pykan's tutorial recipe on the same data; crashes are the recorded outcome."""
-    syms, truth = eq.symbols(), eq.sympy_expr()
+    syms = eq.symbols()
     rec: dict = {"ok": False, "stages": {}}
     log = io.StringIO()
     t0 = time.perf_counter()
@@ -480,11 +495,7 @@ def run_pykan(eq: Equation, X, y, Xt, yt, args) -> dict:
                    traceback=traceback.format_exc(limit=8), log_tail=log.getvalue()[-2000:])
         return rec
     rec["time_s"] = time.perf_counter() - t0
-    rec.update(ok=True, formula=str(formula), tree_size=tree_size(formula))
-    rec["exact"], rec["exact_reason"] = exact_check(formula, truth, syms, eq.ranges)
-    rec["r2"] = r2_score(formula, syms, Xt, yt)
-    rec["outcome"] = "exact" if rec["exact"] else "not exact"
-    return rec
+    return _score(rec, formula, eq, Xt, yt)
 
 
 def _float(v):
@@ -501,17 +512,22 @@ def _int(v):
         return None
 
 
-def run_equation(eq_name: str, args, with_pykan: bool) -> dict:
-    eq = EQ_BY_NAME[eq_name]
-    rec = {"name": eq.name, "truth": eq.expr, "ranges": [list(r) for r in eq.ranges],
-           "tier": eq.tier, "note": eq.note, "n_vars": len(eq.ranges)}
+def run_equation(eq: Equation, level: float, args, with_pykan: bool = False,
+                 with_operon: bool = False) -> dict:
+    """One equation at one noise level: every method asked for, on the same data."""
+    rec = {"name": eq.name, "noise": level, "source": eq.source, "truth": eq.expr,
+           "ranges": [list(r) for r in eq.ranges], "tier": eq.tier, "note": eq.note,
+           "n_vars": len(eq.ranges)}
     t0 = time.perf_counter()
-    X, y = make_data(eq, args.n, args.seed, args.noise)
+    X, y_clean = make_data(eq, args.n, args.seed)
+    y = add_noise(eq, y_clean, level, args.seed)
     Xt, yt = make_test_data(eq, args.n_test, args.seed)
     rec["data_s"] = time.perf_counter() - t0
     if not args.no_kanlab:
         rec["kanlab"] = run_kanlab(eq, X, y, Xt, yt, args.budget, args.seed,
                                    getattr(args, "discover_workers", 1))
+    if with_operon:
+        rec["operon"] = run_operon(eq, X, y, Xt, yt, args)
     if with_pykan:
         rec["pykan"] = run_pykan(eq, X, y, Xt, yt, args)
     return rec
@@ -523,6 +539,14 @@ def _worker_init(threads: int):
 
 
 # =========================================================================== environment & report
+def _version(dist: str):
+    try:
+        from importlib.metadata import version
+        return version(dist)
+    except Exception:
+        return None
+
+
 def environment(args) -> dict:
     def git(*cmd):
         try:
@@ -531,11 +555,6 @@ def environment(args) -> dict:
         except (OSError, subprocess.SubprocessError):
             return None
 
-    try:
-        from importlib.metadata import version
-        pykan_version = version("pykan")
-    except Exception:
-        pykan_version = None
     try:
         affinity = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -553,9 +572,11 @@ def environment(args) -> dict:
         "discover_workers": getattr(args, "discover_workers", 1),
         "numpy": np.__version__,
         "sympy": sympy.__version__,
-        "pykan": pykan_version,
+        "pykan": _version("pykan"),
+        "pyoperon": _version("pyoperon"),
         "kanlab": getattr(kanlab, "__version__", None) if kanlab else f"not importable ({KANLAB_IMPORT_ERROR})",
         "kanlab_file": getattr(kanlab, "__file__", None),
+        "equations_dir": None if args.subset == "quick" else str(args.equations_dir),
         "git_commit": git("rev-parse", "HEAD"),
         "git_src_dirty": bool(git("status", "--porcelain", "--", "src")),
     }
@@ -573,7 +594,8 @@ def _fmt_exact(part: dict | None) -> str:
     if part is None:
         return "-"
     if not part.get("ok"):
-        return part.get("outcome", "fail")
+        out = str(part.get("outcome", "fail"))
+        return "crash" if out.startswith("crash") else out.split(":")[0]
     return "**yes**" if part.get("exact") else "no"
 
 
@@ -586,130 +608,171 @@ def _code(text, limit=160) -> str:
     return f"`{text}`"
 
 
-def _summary(records, key) -> dict | None:
-    parts = [r[key] for r in records if key in r]
+def _t(v) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def _med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _summary(records, key: str, level: float, budget: float) -> dict | None:
+    """Per (method, noise level): the SRBench rates, times and sizes."""
+    parts = [r[key] for r in records if key in r and r["noise"] == level]
     if not parts:
         return None
     n = len(parts)
     exact = sum(1 for p in parts if p.get("exact"))
     times = [p["time_s"] for p in parts if p.get("time_s") is not None]
     r2s = [p["r2"] for p in parts if p.get("r2") is not None]
+    good = sum(1 for v in r2s if v > 0.999)
     return {
-        "n": n,
-        "exact": exact,
-        "exact_rate": exact / n,
-        "crashes": sum(1 for p in parts if str(p.get("outcome", "")).startswith("crash")),
-        "median_time_s": statistics.median(times) if times else None,
+        "method": key, "noise": level, "n": n, "exact": exact, "exact_rate": exact / n,
+        "r2_above_0.999": good, "r2_above_0.999_rate": good / n,
+        "median_r2": _med(r2s),
+        "median_time_s": _med(times), "max_time_s": max(times) if times else None,
         "total_time_s": sum(times) if times else None,
-        "median_r2": statistics.median(r2s) if r2s else None,
-        "r2_above_0.999": sum(1 for v in r2s if v > 0.999),
+        "median_complexity": _med([p.get("complexity") for p in parts]),
+        "median_tree_size": _med([p.get("tree_size") for p in parts]),
+        # pykan's recipe has no time limit, so it cannot be over one
+        "over_budget": None if key == "pykan" else sum(1 for t in times if t > 1.1 * budget),
+        "crashes": sum(1 for p in parts if str(p.get("outcome", "")).startswith("crash")),
     }
 
 
-def _summary_line(label, s) -> str:
-    if s is None:
-        return ""
-    med_r2 = "-" if s["median_r2"] is None else _fmt_r2(s["median_r2"])
-    med_t = "-" if s["median_time_s"] is None else f"{s['median_time_s']:.1f} s"
-    tot_t = "-" if s["total_time_s"] is None else f"{s['total_time_s']:.0f} s"
-    return (f"**{label}**: exact recovery {s['exact']}/{s['n']} ({100 * s['exact_rate']:.0f}%), "
-            f"R2 > 0.999 on {s['r2_above_0.999']}/{s['n']}, median R2 {med_r2}, "
-            f"median time {med_t} (total {tot_t}), crashes {s['crashes']}")
+def _pct(k, n) -> str:
+    return f"{100 * k / n:.1f}% ({k}/{n})" if n else "-"
 
 
-def render_markdown(env, args, records, summaries) -> str:
-    out = ["# Feynman symbolic-regression benchmark", ""]
+def _levels_text(levels) -> str:
+    return ", ".join(f"{v:g}" for v in levels)
+
+
+def render_markdown(env, args, eqs, records, summaries) -> str:
+    methods = [(k, label) for k, label in METHODS if any(k in r for r in records)]
+    levels = list(args.noise)
+    out = ["# Feynman symbolic-regression benchmark (SRBench ground truth)", ""]
     out.append(f"Run of {env['date_utc']}: torch {env['torch']} ({env['torch_threads']} thread(s) per "
                f"equation, {env['workers']} worker(s)), {env['cpu_count']} CPUs "
                f"(affinity {env['cpu_affinity']}), Python {env['python']}, sympy {env['sympy']}, "
-               f"pykan {env['pykan']}, kanlab {env['kanlab']} at commit "
+               f"pykan {env['pykan']}, pyoperon {env['pyoperon']}, kanlab {env['kanlab']} at commit "
                f"`{(env['git_commit'] or '?')[:12]}`{' (src/ modified)' if env['git_src_dirty'] else ''}.")
     out.append("")
     out.append(f"Command: `{env['command']}`")
     out.append("")
+    subset = {"full": "SRBench's 120 Feynman ground-truth equations (100 Feynman + 20 bonus)",
+              "feynman": "SRBench's 100 Feynman equations", "bonus": "SRBench's 20 bonus equations",
+              "quick": "the 36-equation quick table"}[args.subset]
+    partial = " (a selection: rates are not comparable to published ones)" if (
+        args.only or args.limit is not None) else ""
+    out.append(f"Equations: {subset}; {len(eqs)} run{partial}, at noise level(s) {_levels_text(levels)}: "
+               f"{len(records)} runs per method. Equation files: `{env['equations_dir'] or '-'}`.")
+    out.append("")
     out.append(f"Data: n = {args.n} points per equation drawn from the stated ranges (seed {args.seed}), "
-               f"noise {args.noise:g} x std(y); R2 on {args.n_test} fresh noise-free points, computed "
-               f"by this script from the returned formula (non-finite -> -inf). kanlab budget "
-               f"{args.budget:g} s per equation. 'exact' is SRBench's rule: sympy simplifies found - truth to "
-               f"a constant or found / truth to a nonzero constant, with found taken as given, with its "
-               f"floats as exact rationals, or with its floats rounded to 3 decimals (below 1e-4 -> 0).")
+               f"the same inputs at every level; noise is Gaussian with standard deviation level x RMS(y) "
+               f"(RMS = sqrt(mean(y^2)) of the training target), on the training target only. R2 on "
+               f"{args.n_test} fresh noise-free points, computed by this script from the returned formula "
+               f"(non-finite -> -inf). Budget {args.budget:g} s per run; 'over budget' counts runs that "
+               f"took more than 1.1 x budget. 'exact' is SRBench's rule: sympy simplifies found - truth "
+               f"to a constant or found / truth to a nonzero constant (symbols positive where the range "
+               f"is, nonnegative where it starts at 0), with found taken as given, with its floats as "
+               f"exact rationals, or with its floats rounded to 3 decimals (below 1e-4 -> 0).")
+    if any("operon" in r for r in records):
+        out.append("")
+        out.append(f"Operon: pyoperon {env['pyoperon']} `SymbolicRegressor(allowed_symbols="
+                   f"'{args.operon_symbols}', max_time={operon_max_time(args.budget)}, "
+                   f"max_evaluations={int(args.operon_evaluations)}, generations={int(args.operon_generations)}, "
+                   f"n_threads={args.operon_threads}, random_state={args.seed})`, other settings its "
+                   f"defaults, on all n points; its model string (12 digits) parsed with sympy and scored "
+                   f"like kanlab's formula. Complexity: Operon's own (`stats_['model_complexity']`).")
     if any("pykan" in r for r in records):
         out.append("")
         out.append(f"pykan: KAN(width=[d, {args.pykan_hidden}, 1], grid=5, k=3, seed=0), fit LBFGS "
                    f"{args.pykan_steps} steps lamb={args.pykan_lamb:g}, prune(), refine(10), fit "
                    f"{args.pykan_steps}, auto_symbolic(), fit {args.pykan_steps}, symbolic_formula(), "
                    f"ex_round(4); trained on 80% of the same n points (its test split is the other 20%), "
-                   f"no time limit. Run on the first {args.pykan_limit} equation(s) only.")
+                   f"no time limit. Run on the first {args.pykan_limit} equation(s) only. Complexity: "
+                   f"nodes of its sympy tree.")
     out.append("")
-    for key, label in (("kanlab", "kanlab.discover"), ("pykan", "pykan recipe")):
-        line = _summary_line(label, summaries.get(key))
-        if line:
-            out.append(line)
-            out.append("")
 
-    has_k = any("kanlab" in r for r in records)
-    has_p = any("pykan" in r for r in records)
-    headers = ["equation", "formula", "ranges"]
-    if has_k:
-        headers += ["kanlab exact", "R2", "time (s)", "complexity", "found formula"]
-    if has_p:
-        headers += ["pykan exact", "pykan R2", "pykan time (s)", "pykan nodes", "pykan formula"]
-    rows = []
+    out.append("## Summary")
+    out.append("")
+    out.append("| method | noise | runs | exact recovery | R2 > 0.999 | median time (s) | max time (s) "
+               "| median complexity | median nodes | over budget | crashes |")
+    out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for s in summaries:
+        label = dict(METHODS)[s["method"]]
+        cx = "-" if s["median_complexity"] is None else f"{s['median_complexity']:g}"
+        nodes = "-" if s["median_tree_size"] is None else f"{s['median_tree_size']:g}"
+        over = "no limit" if s["over_budget"] is None else str(s["over_budget"])
+        out.append(f"| {label} | {s['noise']:g} | {s['n']} | {_pct(s['exact'], s['n'])} | "
+                   f"{_pct(s['r2_above_0.999'], s['n'])} | {_t(s['median_time_s'])} | "
+                   f"{_t(s['max_time_s'])} | {cx} | {nodes} | {over} | {s['crashes']} |")
+    out.append("")
+
+    out.append("## Beside the published exact-recovery rates")
+    out.append("")
+    cols = sorted(set(levels) | {0.0, 0.001})
+    out.append("| method | " + " | ".join(f"noise {v:g}" for v in cols) + " | conditions |")
+    out.append("| --- | " + " | ".join("---:" for _ in cols) + " | --- |")
+    by = {(s["method"], s["noise"]): s for s in summaries}
+    for key, label in methods:
+        cells = [(_pct(by[key, v]["exact"], by[key, v]["n"]) if (key, v) in by else "-") for v in cols]
+        out.append(f"| {label} (this run) | " + " | ".join(cells)
+                   + f" | {len(eqs)} equations, one seed, {args.budget:g} s each |")
+    for name, rates, where in PUBLISHED:
+        cells = [f"{rates[v]:.1f}%" if v in rates else "-" for v in cols]
+        out.append(f"| {name} (published) | " + " | ".join(cells) + f" | {where} |")
+    out.append("")
+    out.append("SRBench 2021's rates are over its Feynman problems, several seeds each, with hours per "
+               "problem; they are the reference, not a like-for-like comparison with a short budget.")
+    out.append("")
+
+    out.append("## Per run")
+    out.append("")
+    headers = ["equation", "noise"]
+    for key, _ in methods:
+        headers += [f"{key} exact", f"{key} R2", f"{key} s", f"{key} cx", f"{key} formula"]
+    out.append("| " + " | ".join(headers) + " |")
+    out.append("| " + " | ".join("---:" if h.endswith((" R2", " s", " cx")) or h == "noise" else "---"
+                                 for h in headers) + " |")
     for r in records:
-        row = [r["name"] + (" (*)" if r.get("note") else ""), _code(r["truth"]),
-               EQ_BY_NAME[r["name"]].ranges_text()]
-        if has_k:
-            k = r.get("kanlab")
-            if k is None:
-                row += ["-"] * 5
-            else:
-                row += [_fmt_exact(k), _fmt_r2(k.get("r2")), _t(k.get("time_s")),
-                        "-" if k.get("complexity") is None else str(k["complexity"]),
-                        _code(k.get("formula")) if k.get("ok") else "-"]
-        if has_p:
-            p = r.get("pykan")
+        row = [r["name"] + (" (*)" if r.get("note") else ""), f"{r['noise']:g}"]
+        for key, _ in methods:
+            p = r.get(key)
             if p is None:
                 row += ["-"] * 5
-            else:
-                row += [_fmt_exact(p), _fmt_r2(p.get("r2")), _t(p.get("time_s")),
-                        "-" if p.get("tree_size") is None else str(p["tree_size"]),
-                        _code(p.get("formula")) if p.get("ok") else "-"]
-        rows.append(row)
-    out.append("| " + " | ".join(headers) + " |")
-    out.append("| " + " | ".join("---:" if h in ("R2", "time (s)", "complexity", "pykan R2",
-                                               "pykan time (s)", "pykan nodes") else "---"
-                                 for h in headers) + " |")
-    for row in rows:
+                continue
+            cx = p.get("complexity", p.get("tree_size") if key == "pykan" else None)
+            row += [_fmt_exact(p), _fmt_r2(p.get("r2")), _t(p.get("time_s")),
+                    "-" if cx is None else str(cx), _code(p.get("formula"), 120) if p.get("ok") else "-"]
         out.append("| " + " | ".join(row) + " |")
-    notes = [r for r in records if r.get("note")]
+    out.append("")
+
+    out.append("## Equations")
+    out.append("")
+    out.append("| equation | set | formula | ranges |")
+    out.append("| --- | --- | --- | --- |")
+    for e in eqs:
+        title = f" ({e.title})" if e.title else ""
+        out.append(f"| {e.name}{' (*)' if e.note else ''} | {e.source}{title} | {_code(e.expr, 200)} "
+                   f"| {e.ranges_text()} |")
+    notes = [e for e in eqs if e.note]
     if notes:
         out.append("")
-        for r in notes:
-            out.append(f"(*) {r['name']}: {r['note']}")
-    staged = [(r["name"], lib, r[lib]["stages"]) for r in records for lib in ("kanlab", "pykan")
-              if lib in r and r[lib].get("stages")]
-    if staged:
-        out.append("")
-        out.append("Stage times (s):")
-        out.append("")
-        for name, lib, stages in staged:
-            parts = ", ".join(f"{k} {v:.1f}" if isinstance(v, (int, float)) else f"{k} {v}"
-                              for k, v in stages.items())
-            out.append(f"- {name} ({lib}): {parts}")
-    crashes = [(r["name"], lib, r[lib]["outcome"]) for r in records for lib in ("kanlab", "pykan")
-               if lib in r and str(r[lib].get("outcome", "")).startswith("crash")]
+        for e in notes:
+            out.append(f"(*) {e.name}: {e.note}")
+    crashes = [(r["name"], r["noise"], key, r[key]["outcome"]) for r in records for key, _ in methods
+               if key in r and not r[key].get("ok")]
     if crashes:
         out.append("")
-        out.append("Crashes:")
+        out.append("Crashes and runs without a formula:")
         out.append("")
-        for name, lib, outcome in crashes:
-            out.append(f"- {name} ({lib}): {_code(outcome, 300)}")
+        for name, level, key, outcome in crashes:
+            out.append(f"- {name} at noise {level:g} ({key}): {_code(outcome, 300)}")
     out.append("")
     return "\n".join(out)
-
-
-def _t(v) -> str:
-    return "-" if v is None else f"{v:.1f}"
 
 
 def _json_safe(obj):
@@ -725,39 +788,74 @@ def _json_safe(obj):
 
 
 # =========================================================================== self-test
+def _self_test_equation(eq: Equation, args) -> tuple[bool, str, bool]:
+    """(passed, report line, truth-as-floats counted exact) for one equation; no training."""
+    syms, truth = eq.symbols(), eq.sympy_expr()
+    X, y = make_data(eq, args.n, args.seed)  # raises if y is not finite
+    X2, _ = make_data(eq, args.n, args.seed)
+    Xt, yt = make_test_data(eq, args.n_test, args.seed)
+    lows = np.array([lo for _, lo, _ in eq.ranges]); highs = np.array([hi for _, _, hi in eq.ranges])
+    problems = []
+    if not np.array_equal(X, X2):
+        problems.append("data not reproducible")
+    if np.array_equal(X[: len(Xt)], Xt[: len(X)]):
+        problems.append("test points equal training points")
+    if not (np.all((X >= lows) & (X <= highs)) and np.all((Xt >= lows) & (Xt <= highs))):
+        problems.append("points outside the ranges")
+    if not np.all(np.isfinite(yt)):
+        problems.append("non-finite truth on the test points")
+    # SRBench noise: std level * RMS(y), fresh per level, none at level 0.
+    level = 0.01
+    noisy = add_noise(eq, y, level, args.seed)
+    ratio = float(np.std(noisy - y)) / (level * float(np.sqrt(np.mean(y ** 2))))
+    if not (0.85 < ratio < 1.15) or not np.array_equal(noisy, add_noise(eq, y, level, args.seed)) \
+            or not np.array_equal(add_noise(eq, y, 0.0, args.seed), y):
+        problems.append(f"noise rule (std / (level * RMS) = {ratio:.3f})")
+    name0, lo0, hi0 = eq.ranges[0]
+    perturbed = truth.subs(syms[0], syms[0] + (hi0 - lo0) / 10)  # the first input shifted
+    t0 = time.perf_counter()
+    got = tuple(is_exact(f, truth, syms, eq.ranges) for f in (
+        truth, truth * 2, truth + 1, perturbed, truth + syms[0] ** 2, truth * syms[-1]))
+    want = (True, True, True, False, False, False)
+    if got != want:
+        problems.append("exact checker")
+    # Informational: the truth with every constant evaluated to a 15-digit float, as a
+    # numerical fit would return it (SRBench's 3-digit rounding does not undo all of them).
+    floaty = is_exact(sympy.N(truth, 15), truth, syms, eq.ranges, timeout_s=10)
+    dt = time.perf_counter() - t0
+    r2 = r2_score(truth, syms, Xt, yt)
+    if r2 != 1.0:
+        problems.append(f"R2(truth) = {r2}")
+    line = (f"{eq.name:<10} {len(syms):>2} [{y.min():10.4g},{y.max():10.4g}]  "
+            + " ".join(f"{'T' if g else 'F':>3}" for g in got)
+            + f"  {ratio:5.3f}  {'T' if floaty else 'F':>6}  {dt:6.2f}"
+            + ("" if not problems else "  <-- FAIL: " + "; ".join(problems)))
+    return not problems, line, floaty
+
+
 def self_test(args) -> int:
-    """Data generation and the exact checker on every equation; no training. Returns #failures."""
+    """Data generation, the noise rule and the exact checker on every selected equation, then
+    special cases of the checker; no training. Returns the number of failures."""
     failures = n_floaty = 0
-    print(f"{'equation':<11} {'y range':>23}  truth  x2   +1  wrong1 wrong2 R2(truth)  floats  checker(s)")
-    for eq in select(args):
-        syms, truth = eq.symbols(), eq.sympy_expr()
-        X, y = make_data(eq, args.n, args.seed, 0.0)
-        X2, _ = make_data(eq, args.n, args.seed, 0.0)
-        Xt, yt = make_test_data(eq, args.n_test, args.seed)
-        assert np.array_equal(X, X2), "data not reproducible"
-        assert not np.array_equal(X[: len(Xt)], Xt[: len(X)]), "test points equal training points"
-        lows = np.array([lo for _, lo, _ in eq.ranges]); highs = np.array([hi for _, _, hi in eq.ranges])
-        in_range = bool(np.all((X >= lows) & (X <= highs)))
-        t0 = time.perf_counter()
-        got = tuple(is_exact(f, truth, syms, eq.ranges) for f in (
-            truth, truth * 2, truth + 1,
-            truth + syms[0] ** 2, truth * syms[-1]))  # the last two are wrong formulas
-        # Informational: the truth with every constant evaluated to a 15-digit float, as a
-        # numerical fit would return it (SRBench's 3-digit rounding does not undo all of them).
-        floaty = is_exact(sympy.N(truth, 15), truth, syms, eq.ranges)
-        dt = time.perf_counter() - t0
-        r2 = r2_score(truth, syms, Xt, yt)
-        ok = got == (True, True, True, False, False) and in_range and np.all(np.isfinite(y)) and r2 == 1.0
+    eqs = select(args)
+    print(f"{'equation':<10} {'d':>2} {'y range':>23}  {'truth':>3} {'x2':>3} {'+1':>3} {'pert':>3} "
+          f"{'+x0^2':>3} {'*x_d':>3} noise  floats  check(s)")
+    for eq in eqs:
+        try:
+            ok, line, floaty = _self_test_equation(eq, args)
+        except Exception as exc:
+            ok, line, floaty = False, f"{eq.name:<10} <-- FAIL: {type(exc).__name__}: {exc}", False
         failures += not ok
         n_floaty += floaty
-        print(f"{eq.name:<11} [{y.min():10.4g},{y.max():10.4g}]  " + "  ".join(
-            f"{'T' if g else 'F':>3}" for g in got) + f"  {r2:9.6f}  {'T' if floaty else 'F':>7}  {dt:8.2f}"
-            + ("" if ok else "  <-- FAIL"))
+        print(line, flush=True)
+    for e in eqs:
+        if e.note and e.source != "quick":
+            print(f"  note {e.name}: {e.note}")
 
     # Cases that exercise rounding, symbol assumptions, text input and failure handling.
     k, x = sympy.symbols("k_spring x")  # no assumptions: as a library might build them
-    eq = EQ_BY_NAME["I.14.4"]
-    truth, syms = eq.sympy_expr(), eq.symbols()
+    eq = next(e for e in QUICK_EQUATIONS if e.name == "I.14.4")
+    syms = eq.symbols()
     cases = [
         ("0.50000003*k*x**2 + 2e-6 (rounding)", 0.50000003 * k * x ** 2 + 2e-6, True),
         ("0.52*k*x**2 (ratio const: exact)", 0.52 * k * x ** 2, True),
@@ -767,55 +865,116 @@ def self_test(args) -> int:
         ("0 (zero ratio)", sympy.Integer(0), False),
         ("unknown symbol z", k * sympy.Symbol("z"), False),
         ("1/(x - x) (nan)", sympy.Integer(1) / (x - x), False),
+        ("Operon '((0.5 * k_spring) * (x ^ 2))'", parse_model("((0.5 * k_spring) * (x ^ 2))", syms), True),
+        ("Operon '(1.5 + (0.5 * (k_spring * square(x))))'",
+         parse_model("(1.5 + (0.5 * (k_spring * square(x))))", syms), True),
+        ("Operon '(1.5 + (0.25 * (k_spring * square(x))))' (affine)",
+         parse_model("(1.5 + (0.25 * (k_spring * square(x))))", syms), False),
+    ]
+    # A variable named I (not sympy's imaginary unit), and sqrt(x**2) = x for x > 0.
+    eq_i = Equation("II.13.17", "1/(4*pi*epsilon*c**2)*2*I/r",
+                    (("epsilon", 1, 5), ("c", 1, 5), ("I", 1, 5), ("r", 1, 5)), source="feynman")
+    eq_s = Equation("sqrt", "sqrt(x**2)*y", (("x", 1, 5), ("y", 0, 1)), source="feynman")
+    special = [(eq, label, found, want) for label, found, want in cases] + [
+        (eq_i, "Operon '(0.159154943092 * (I / ((epsilon * (c ^ 2)) * r)))'",
+         parse_model("(0.159154943092 * (I / ((epsilon * (c ^ 2)) * r)))", eq_i.symbols()), True),
+        (eq_i, "I*r (wrong)", "I*r", False),
+        (eq_s, "x*y (x positive, y nonnegative)", "x*y", True),
     ]
     print()
-    for label, found, want in cases:
-        got, why = exact_check(found, truth, syms, eq.ranges)
+    for e, label, found, want in special:
+        got, why = exact_check(found, e.sympy_expr(), e.symbols(), e.ranges)
         ok = got == want
         failures += not ok
-        print(f"I.14.4 vs {label:<40} -> {got!s:<5} ({why}){'' if ok else '  <-- FAIL'}")
+        print(f"{e.name} vs {label:<58} -> {got!s:<5} ({why}){'' if ok else '  <-- FAIL'}")
+    assumptions = [s.is_positive for s in next(e for e in QUICK_EQUATIONS if e.name == "I.26.2").symbols()]
+    if assumptions != [None, True]:  # n ~ U(0, 1): nonnegative only; theta2 ~ U(1, 5): positive
+        failures += 1
+        print(f"symbol assumptions of I.26.2 wrong: positive = {assumptions}  <-- FAIL")
     r2_nan = r2_score(sympy.sqrt(-k) * x, syms, *make_test_data(eq, 100, 0))
     print(f"R2 of sqrt(-k)*x (complex everywhere): {r2_nan}")
     failures += r2_nan != float("-inf")
-    print(f"\ntruth with constants as 15-digit floats counted exact on {n_floaty} equation(s)")
+    print(f"\n{len(eqs)} equation(s); truth with constants as 15-digit floats counted exact on "
+          f"{n_floaty} of them")
     print(f"self-test: {failures} failure(s)")
     return failures
 
 
 # =========================================================================== main
+GROUPS = ("easy", "medium", "hard", "feynman", "bonus")
+
+
 def select(args) -> list[Equation]:
-    eqs = list(EQUATIONS)
+    eqs = equations(args.subset, args.equations_dir, args.tilde)
     if args.only:
         names = [s.strip() for s in args.only.split(",") if s.strip()]
-        unknown = [s for s in names if s not in EQ_BY_NAME and s not in ("easy", "medium", "hard")]
+        known = {e.name for e in eqs}
+        unknown = [s for s in names if s not in known and s not in GROUPS]
         if unknown:
-            raise SystemExit(f"unknown equation(s) {unknown}; --list shows the names")
-        eqs = [e for e in eqs if e.name in names or e.tier in names]
+            other = "quick" if args.subset != "quick" else "full"
+            try:
+                elsewhere = [s for s in unknown if s in {e.name for e in equations(
+                    other, args.equations_dir, args.tilde)}]
+            except Exception:
+                elsewhere = []
+            hint = f" ({', '.join(elsewhere)}: in --subset {other})" if elsewhere else ""
+            raise SystemExit(f"unknown equation(s) {unknown} in --subset {args.subset}{hint}; "
+                             "--list shows the names")
+        eqs = [e for e in eqs if e.name in names or e.tier in names or e.source in names]
     if args.limit is not None:
         eqs = eqs[: args.limit]
     return eqs
 
 
+def _noise_levels(text: str) -> list[float]:
+    try:
+        levels = [float(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma list of numbers: {text!r}")
+    if not levels or any(not math.isfinite(v) or v < 0 for v in levels):
+        raise argparse.ArgumentTypeError(f"noise levels must be >= 0: {text!r}")
+    return list(dict.fromkeys(levels))
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--only", help="comma list of equation names (or tiers easy/medium/hard)")
+    p.add_argument("--subset", choices=SUBSETS, default="full",
+                   help="full: SRBench's 120 (100 Feynman + 20 bonus); feynman / bonus: one file; "
+                        "quick: the 36-equation table")
+    p.add_argument("--only", help="comma list of equation names, or the groups feynman/bonus "
+                                  "(and easy/medium/hard of --subset quick)")
     p.add_argument("--limit", type=int, help="run only the first N selected equations")
-    p.add_argument("--budget", type=float, default=60.0, help="kanlab.discover time_budget (s)")
-    p.add_argument("--seed", type=int, default=0, help="data seed and discover(seed=...)")
-    p.add_argument("--n", type=int, default=1000, help="points given to discover (train+test)")
+    p.add_argument("--equations-dir", type=Path, default=DEFAULT_DIR,
+                   help="folder of FeynmanEquations.csv and BonusEquations.csv")
+    p.add_argument("--tilde", choices=("minus", "drop"), default="minus",
+                   help="how to read the '~' of three bonus formulas (see feynman_equations.py)")
+    p.add_argument("--budget", type=float, default=60.0, help="time budget per run (s)")
+    p.add_argument("--seed", type=int, default=0, help="data seed and the methods' seed")
+    p.add_argument("--n", type=int, default=1000, help="training points per equation")
     p.add_argument("--n-test", type=int, default=5000, help="fresh noise-free points for R2")
-    p.add_argument("--noise", type=float, default=0.0, help="Gaussian noise, std = NOISE * std(y)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="equations in parallel (processes, 1 torch thread each)")
+    p.add_argument("--noise", type=_noise_levels, default=[0.0, 0.001, 0.01],
+                   help="comma list of noise levels; noise std = LEVEL * RMS(y), training target only")
+    p.add_argument("--workers", "--jobs", type=int, default=1,
+                   help="runs in parallel (processes, 1 torch thread each); 1 keeps timings clean")
     p.add_argument("--threads", type=int, help="torch threads with --workers 1 (default: torch's)")
     p.add_argument("--discover-workers", type=int, default=1,
                    help="processes per discover() call (its attempts in parallel; default 1)")
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "feynman"),
-                   help="writes PREFIX.md and PREFIX.json")
+    p.add_argument("--out", help="writes OUT.md and OUT.json (default: benchmarks/results/"
+                                 "feynman_srbench, feynman_quick, ...; '_partial' added with --only/--limit)")
     p.add_argument("--no-write", action="store_true", help="print the report only")
-    p.add_argument("--no-kanlab", action="store_true", help="skip kanlab.discover (e.g. pykan only)")
-    p.add_argument("--pykan", action="store_true", help="also run pykan's tutorial recipe")
+    p.add_argument("--no-kanlab", action="store_true", help="skip kanlab.discover (baselines only)")
+    p.add_argument("--operon", action="store_true", help="also run Operon (pip install pyoperon)")
+    p.add_argument("--operon-limit", type=int, default=None,
+                   help="Operon on the first N selected equations only (default: all)")
+    p.add_argument("--operon-symbols", default="add,sub,mul,div,square,sqrt,exp,log,sin,cos,constant,variable",
+                   help="Operon's allowed_symbols")
+    p.add_argument("--operon-evaluations", type=float, default=1e6,
+                   help="Operon's max_evaluations (its default); max_time is the budget")
+    p.add_argument("--operon-generations", type=int, default=1000, help="Operon's generations (its default)")
+    p.add_argument("--operon-threads", type=int,
+                   help="Operon's n_threads (default: the torch threads of a kanlab run)")
+    p.add_argument("--pykan", action="store_true", help="also run pykan's tutorial recipe (no time limit)")
     p.add_argument("--pykan-limit", type=int, default=None,
                    help="pykan on the first N selected equations only (default: all)")
     p.add_argument("--pykan-steps", type=int, default=50, help="LBFGS steps of each pykan fit")
@@ -823,16 +982,27 @@ def parse_args(argv=None):
     p.add_argument("--pykan-hidden", type=int, default=5, help="hidden width of pykan's [d, H, 1]")
     p.add_argument("--list", action="store_true", help="print the equation table and exit")
     p.add_argument("--self-test", action="store_true",
-                   help="check data generation and the exact checker on the selection; no training")
+                   help="check data, noise and the exact checker on the selection; no training")
     return p.parse_args(argv)
+
+
+def _default_out(args) -> str:
+    name = {"full": "feynman_srbench", "feynman": "feynman_srbench_feynman",
+            "bonus": "feynman_srbench_bonus", "quick": "feynman_quick"}[args.subset]
+    if args.only or args.limit is not None:
+        name += "_partial"
+    return str(ROOT / "benchmarks" / "results" / name)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     eqs = select(args)
+    if not eqs:
+        raise SystemExit(f"no equation selected (--subset {args.subset}, --only {args.only!r}, "
+                         f"--limit {args.limit})")
     if args.list:
         for e in eqs:
-            print(f"{e.name:<11} {e.tier:<7} {e.expr:<45} {e.ranges_text()}"
+            print(f"{e.name:<10} {e.source:<7} {e.tier:<6} {e.expr:<60} {e.ranges_text()}"
                   + (f"   [{e.note}]" if e.note else ""))
         print(f"{len(eqs)} equation(s)")
         return 0
@@ -840,70 +1010,90 @@ def main(argv=None) -> int:
         return 1 if self_test(args) else 0
     if not args.no_kanlab and kanlab is None:
         raise SystemExit(f"kanlab cannot be imported ({KANLAB_IMPORT_ERROR}); "
-                         "use --no-kanlab --pykan to run pykan alone")
+                         "use --no-kanlab with --operon or --pykan to run the baselines alone")
     if not args.no_kanlab and not hasattr(kanlab, "discover"):
         raise SystemExit("kanlab.discover does not exist in this kanlab "
-                         f"({kanlab.__file__}); use --no-kanlab --pykan to run pykan alone")
-    if args.no_kanlab and not args.pykan:
-        raise SystemExit("nothing to run: --no-kanlab without --pykan")
+                         f"({kanlab.__file__}); use --no-kanlab with --operon or --pykan")
+    if args.operon and (err := operon_error()):
+        raise SystemExit(f"--operon: {err}")
+    if args.no_kanlab and not (args.pykan or args.operon):
+        raise SystemExit("nothing to run: --no-kanlab without --operon or --pykan")
     if args.threads and args.workers == 1:
         torch.set_num_threads(args.threads)
-    if args.pykan_limit is None:
-        args.pykan_limit = len(eqs) if args.pykan else 0
-    if not args.pykan:
-        args.pykan_limit = 0
+    if args.operon_threads is None:
+        args.operon_threads = torch.get_num_threads() if args.workers == 1 else 1
+    args.pykan_limit = (len(eqs) if args.pykan_limit is None else args.pykan_limit) if args.pykan else 0
+    args.operon_limit = (len(eqs) if args.operon_limit is None else args.operon_limit) if args.operon else 0
+    args.equations_dir = str(args.equations_dir)
+    args.out = args.out or _default_out(args)
 
     env = environment(args)
-    print(f"# {len(eqs)} equation(s), budget {args.budget:g} s, workers {args.workers}, "
+    levels = args.noise
+    print(f"# {len(eqs)} equation(s) x noise {_levels_text(levels)}, budget {args.budget:g} s, "
+          f"workers {args.workers}, operon on {min(args.operon_limit, len(eqs))}, "
           f"pykan on {min(args.pykan_limit, len(eqs))}", flush=True)
-    jobs = [(e.name, i < args.pykan_limit) for i, e in enumerate(eqs)]
-    results: dict[str, dict] = {}
+    # Level by level, so that a run stopped early still has whole levels.
+    jobs = [(e, level, i < args.pykan_limit, i < args.operon_limit)
+            for level in levels for i, e in enumerate(eqs)]
+    results: dict[tuple, dict] = {}
     t_start = time.perf_counter()
+    partial = Path(f"{args.out}.partial.json")
 
-    def report_progress(rec):
+    def record(key, rec):
+        results[key] = rec
         bits = []
-        for lib in ("kanlab", "pykan"):
+        for lib, _ in METHODS:
             if lib in rec:
                 part = rec[lib]
                 bits.append(f"{lib}: {part.get('outcome')} R2={_fmt_r2(part.get('r2'))} "
-                            f"{_t(part.get('time_s'))} s {part.get('formula', '')}"[:220])
-        print(f"[{len(results)}/{len(jobs)}] {rec['name']}: " + " | ".join(bits), flush=True)
+                            f"{_t(part.get('time_s'))} s {part.get('formula', '')}"[:200])
+        print(f"[{len(results)}/{len(jobs)}] {rec['name']} noise {rec['noise']:g}: "
+              + (" | ".join(bits) or rec.get("error", "")), flush=True)
+        if not args.no_write:  # a checkpoint for long runs; removed when the run completes
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps(_json_safe({"environment": env, "options": vars(args),
+                                                      "runs": list(results.values())}), indent=1))
 
     if args.workers > 1:
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx,
                                  initializer=_worker_init, initargs=(1,)) as pool:
-            futs = {pool.submit(run_equation, name, args, wp): name for name, wp in jobs}
+            futs = {pool.submit(run_equation, e, level, args, wp, wo): (e, level)
+                    for e, level, wp, wo in jobs}
             for fut in as_completed(futs):
-                name = futs[fut]
+                e, level = futs[fut]
                 try:
                     rec = fut.result()
                 except Exception as exc:  # the worker process itself died
-                    rec = {"name": name, "truth": EQ_BY_NAME[name].expr, "note": EQ_BY_NAME[name].note,
-                           "error": f"{type(exc).__name__}: {exc}"}
-                results[name] = rec
-                report_progress(rec)
+                    rec = {"name": e.name, "noise": level, "source": e.source, "truth": e.expr,
+                           "note": e.note, "error": f"{type(exc).__name__}: {exc}"}
+                record((e.name, level), rec)
     else:
         warnings.filterwarnings("ignore")
-        for name, wp in jobs:
-            rec = run_equation(name, args, wp)
-            results[name] = rec
-            report_progress(rec)
+        for e, level, wp, wo in jobs:
+            record((e.name, level), run_equation(e, level, args, wp, wo))
 
-    records = [results[name] for name, _ in jobs]
-    summaries = {k: _summary(records, k) for k in ("kanlab", "pykan")}
-    summaries = {k: v for k, v in summaries.items() if v is not None}
+    records = [results[e.name, level] for e, level, _, _ in jobs]
+    summaries = [s for key, _ in METHODS for level in levels
+                 if (s := _summary(records, key, level, args.budget)) is not None]
     env["wall_s"] = time.perf_counter() - t_start
-    md = render_markdown(env, args, records, summaries)
+    md = render_markdown(env, args, eqs, records, summaries)
     print()
     print(md)
     if not args.no_write:
-        prefix = Path(args.out)
-        prefix.parent.mkdir(parents=True, exist_ok=True)
-        md_path, json_path = Path(f"{prefix}.md"), Path(f"{prefix}.json")
+        md_path, json_path = Path(f"{args.out}.md"), Path(f"{args.out}.json")
+        md_path.parent.mkdir(parents=True, exist_ok=True)
         md_path.write_text(md)
-        payload = {"environment": env, "options": vars(args), "summary": summaries, "equations": records}
+        payload = {"environment": env, "options": vars(args), "summary": summaries,
+                   "published_exact_rates_percent": [
+                       {"method": m, "rates": {f"{k:g}": v for k, v in r.items()}, "source": w}
+                       for m, r, w in PUBLISHED],
+                   "equations": [{"name": e.name, "source": e.source, "title": e.title,
+                                  "formula": e.expr, "published": e.published, "output": e.output,
+                                  "ranges": [list(r) for r in e.ranges], "note": e.note} for e in eqs],
+                   "runs": records}
         json_path.write_text(json.dumps(_json_safe(payload), indent=1))
+        partial.unlink(missing_ok=True)
         print(f"wrote {md_path} and {json_path}")
     return 0
 
