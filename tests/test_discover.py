@@ -25,7 +25,8 @@ def test_discover_toy_exact():
     assert sympy.simplify(res.formula - sympy.exp(sympy.sin(sympy.pi * a) + b**2)) == 0
     assert res.r2 > 0.999999
     assert res.complexity == kanlab.symbolic.expression_size(res.formula)
-    assert set(res.stages) == {"algebraic", "train", "prune", "refine", "symbolic", "formula"}
+    assert set(res.stages) == {"surrogate", "algebraic", "train", "prune", "refine", "symbolic",
+                               "formula"}
     assert all(v >= 0 for v in res.stages.values())
     assert res.attempts and res.attempts[-1]["r2"] == pytest.approx(res.r2)
     np.testing.assert_allclose(res.predict(X[:5]), y[:5], rtol=1e-9)

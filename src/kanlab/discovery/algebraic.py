@@ -21,14 +21,14 @@ import math
 import time
 from dataclasses import dataclass
 from fractions import Fraction
-from itertools import product
 
 import numpy as np
 import sympy
 
-__all__ = ["algebraic_candidates", "Candidate"]
+from .sparse import bic_pick, forward_select, lstsq_on, prune_support
+from .terms import FUNCTIONS, Dictionary, build_dictionary, input_kinds, term_expr
 
-_FNS = ("sin", "cos", "sincos", "sin2", "log")
+__all__ = ["algebraic_candidates", "Candidate"]
 
 
 @dataclass
@@ -41,265 +41,6 @@ class Candidate:
     train_rel_rss: float  # residual sum of squares of the transformed target, relative
 
 
-# ------------------------------------------------------------------------------ dictionary
-def _exponent_vectors(allowed, max_l1: int, max_vars: int):
-    """All exponent vectors with per-input exponents in ``allowed[i]``, L1 norm <= max_l1 and at
-    most ``max_vars`` non-zero entries, simplest (smallest L1, then fewest inputs) first."""
-    out = []
-
-    def rec(i, left, nz, cur):
-        if i == len(allowed):
-            out.append(tuple(cur))
-            return
-        for e in allowed[i]:
-            if abs(e) > left or (e != 0 and nz == max_vars):
-                continue
-            cur.append(e)
-            rec(i + 1, left - abs(e), nz + (e != 0), cur)
-            cur.pop()
-
-    rec(0, max_l1, 0, [])
-    out.sort(key=lambda v: (sum(map(abs, v)), sum(1 for e in v if e), v))
-    return out
-
-
-def _input_kinds(X):
-    """Per input: may it take negative exponents (one sign, away from zero), a log (positive),
-    trigonometric factors (spans at most a few periods)?"""
-    lo, hi = X.min(0), X.max(0)
-    amax = np.maximum(np.abs(lo), np.abs(hi))
-    one_sign = (lo > 0) | (hi < 0)
-    away = one_sign & (np.minimum(np.abs(lo), np.abs(hi)) >= 1e-3 * amax)
-    live = hi > lo
-    return away & live, (lo > 0) & live, (amax <= 4 * math.pi) & live, live
-
-
-@dataclass
-class _Dictionary:
-    terms: list  # (exponents, fn) with fn None or (name, j)
-    columns: np.ndarray  # (n, M), finite
-
-
-def _degree_limits(d: int):
-    """(max L1 of pure monomials, max L1 of a monomial beside a function factor, exponent bound)
-    for d live inputs: a dictionary of a few thousand terms at most."""
-    if d <= 2:
-        return 6, 3, 4
-    if d <= 4:
-        return 5, 3, 3
-    if d <= 6:
-        return 4, 3, 3
-    return 3, 2, 2
-
-
-def build_dictionary(X, max_columns: int = 6000, functions=_FNS) -> _Dictionary:
-    """The terms for inputs X (n, d) and their values on X, with function factors among
-    ``functions``; columns that are not finite are left out."""
-    neg_ok, pos, trig_ok, live = _input_kinds(X)
-    d = X.shape[1]
-    n_live = int(live.sum())
-    l1, l1_fn, emax = _degree_limits(max(n_live, 1))
-    max_vars = min(n_live, 4)
-    allowed = []
-    for i in range(d):
-        if not live[i]:
-            allowed.append([0])
-        elif neg_ok[i]:
-            allowed.append([0] + [s * e for e in range(1, emax + 1) for s in (1, -1)])
-        else:
-            allowed.append(list(range(0, emax + 1)))
-    terms = [(v, None) for v in _exponent_vectors(allowed, l1, max_vars)][: max_columns]
-    if functions:  # the monomials first, whole; terms with a function factor fill the rest
-        small = _exponent_vectors(allowed, l1_fn, max(min(max_vars, 3), 1))
-        extra = []
-        for j in range(d):
-            names = [f for f in functions
-                     if (f == "log" and pos[j]) or (f != "log" and trig_ok[j])]
-            for f, v in product(names, small):
-                extra.append((v, (f, j)))
-        extra.sort(key=_term_cost)
-        terms += extra[: max(max_columns - len(terms), 0)]
-    cols, kept = [], []
-    with np.errstate(all="ignore"):
-        logs = np.where(X > 0, np.log(np.where(X > 0, X, 1.0)), 0.0)
-        for t in terms:
-            v = _term_values(t, X, logs)
-            if np.all(np.isfinite(v)):
-                cols.append(v)
-                kept.append(t)
-    A = np.stack(cols, axis=1) if cols else np.zeros((X.shape[0], 0))
-    return _Dictionary(kept, A)
-
-
-def _term_cost(t) -> int:
-    v, fn = t
-    return sum(map(abs, v)) + sum(1 for e in v if e) + (0 if fn is None else 2)
-
-
-def _term_values(t, X, logs):
-    v, fn = t
-    out = np.ones(X.shape[0])
-    for i, e in enumerate(v):
-        if e:
-            out = out * X[:, i] ** float(e)
-    if fn is not None:
-        name, j = fn
-        x = X[:, j]
-        out = out * {"sin": np.sin, "cos": np.cos, "log": lambda _: logs[:, j],
-                     "sincos": lambda z: np.sin(z) * np.cos(z),
-                     "sin2": lambda z: np.sin(z) ** 2}[name](x)
-    return out
-
-
-def _term_expr(t, symbols):
-    v, fn = t
-    e = sympy.Integer(1)
-    for s, p in zip(symbols, v):
-        if p:
-            e = e * s ** int(p)
-    if fn is not None:
-        name, j = fn
-        s = symbols[j]
-        e = e * {"sin": sympy.sin(s), "cos": sympy.cos(s), "log": sympy.log(s),
-                 "sincos": sympy.sin(s) * sympy.cos(s), "sin2": sympy.sin(s) ** 2}[name]
-    return e
-
-
-# ------------------------------------------------------------------------------ selection
-def forward_select(A, t, k_max: int, tol: float = 1e-11, deadline: float = math.inf,
-                   beam: int = 6, score=None, max_pairs: int = 600):
-    """Forward selection by orthogonal least squares, with a beam: the path of supports (lists of
-    column indices) with 1, 2, ... columns. Each step extends every support in the beam by each
-    of its ``beam`` best columns (the ones that lower the residual most once the chosen columns
-    are refitted) and keeps the ``beam`` best distinct supports; plain greedy selection
-    (``beam=1``) is easily led astray by correlated monomials. Stops at ``k_max`` columns, at a
-    relative residual below ``tol`` or at the deadline. Returns ``[(support, relative rss)]``,
-    the best support of each size. ``score(support) -> relative error`` ranks the supports
-    instead of the residual of ``t`` when given (a linearized target whose residual is not the
-    error that matters: the ratios below).
-
-    A support's state is its orthonormal basis Q (n, k), the projections P = Q^T A (k, M) and the
-    residual r: a column's residual part has squared norm 1 - |P_j|^2 (columns are unit), so no
-    residualized copy of A is kept."""
-    norms0 = np.sqrt(np.sum(A * A, axis=0))
-    ok = norms0 > 0
-    A = np.where(ok, A / np.where(ok, norms0, 1.0), 0.0)
-    t = t.astype(np.float64)
-    tss = float(t @ t) or 1.0
-    M = A.shape[1]
-    states = [((), np.zeros((len(t), 0)), np.zeros((0, M)), t.copy(), tss)]
-    path = []
-    if score is None and k_max >= 2 and M >= 2:
-        # every pair of the first max_pairs (the simplest) columns at once from their Gram
-        # matrix: greedy steps miss pairs whose columns are each poor alone (u*c**2 + v*c**2
-        # beside the column of u*v*y that they nearly cancel)
-        states, path = _pair_states(A, t, tss, beam, ok, max_pairs)
-        if path and path[-1][1] < tol:
-            return path
-    for _ in range(min(k_max, M) - len(path)):
-        if time.perf_counter() > deadline:
-            break
-        children = {}
-        for sup, Q, P, r, rss in states:
-            left = 1.0 - np.sum(P * P, axis=0)
-            gain = (A.T @ r) ** 2 / np.maximum(left, 1e-300)
-            gain[(left < 1e-10) | ~ok] = -1.0  # in the span of the chosen columns already
-            if sup:
-                gain[list(sup)] = -1.0
-            top = np.argpartition(-gain, min(beam, M - 1))[:beam]
-            for j in top:
-                if gain[j] <= 0:
-                    continue
-                key = tuple(sorted(sup + (int(j),)))
-                new_rss = max(rss - float(gain[j]), 0.0)
-                if key not in children or new_rss < children[key][0]:
-                    children[key] = (new_rss, sup, Q, P, r, int(j), left[j])
-        if not children:
-            break
-        if score is None:
-            ranked = [(v[0] / tss, k, v) for k, v in children.items()]
-        else:
-            ranked = [(score(list(v[1]) + [v[5]]), k, v) for k, v in children.items()]
-        ranked.sort(key=lambda e: e[0])
-        states, scores = [], []
-        for sc, key, (_, sup, Q, P, r, j, left_j) in ranked[:beam]:
-            scores.append(sc)
-            q = (A[:, j] - Q @ P[:, j]) / math.sqrt(left_j)
-            r2 = r - q * (q @ r)
-            states.append((sup + (j,), np.column_stack([Q, q]), np.vstack([P, q @ A]), r2,
-                           float(r2 @ r2)))
-        path.append((list(states[0][0]), scores[0]))
-        if scores[0] < tol:
-            break
-    return path
-
-
-def _pair_states(A, t, tss, beam, ok, max_pairs):
-    """The best single column and the ``beam`` best pairs among the first ``max_pairs`` unit
-    columns of A (exact least squares of every pair, from the Gram matrix), as forward-selection
-    states and a two-entry path."""
-    g = A.T @ t
-    g[~ok] = 0.0
-    single = g * g
-    full, A = A, A[:, :max_pairs]
-    G = A.T @ A
-    g = g[:max_pairs]
-    i1 = int(np.argmax(single))
-    gi, gj = g[:, None], g[None, :]
-    det = 1.0 - G * G
-    with np.errstate(all="ignore"):
-        gain = (gi * gi + gj * gj - 2.0 * G * gi * gj) / det
-    gain[~np.isfinite(gain) | (det < 1e-10)] = -1.0
-    gain[np.tril_indices_from(gain)] = -1.0
-    flat = np.argpartition(-gain.ravel(), min(beam, gain.size - 1))[:beam]
-    states = []
-    for f in flat[np.argsort(-gain.ravel()[flat])]:
-        i, j = divmod(int(f), A.shape[1])
-        if gain[i, j] <= 0:
-            continue
-        Q, _ = np.linalg.qr(A[:, [i, j]])
-        r = t - Q @ (Q.T @ t)
-        states.append(((i, j), Q, Q.T @ full, r, float(r @ r)))
-    if not states:
-        return [((), np.zeros((len(t), 0)), np.zeros((0, full.shape[1])), t.copy(), tss)], []
-    states.sort(key=lambda s: s[4])
-    path = [([i1], max(tss - float(single[i1]), 0.0) / tss), (list(states[0][0]), states[0][4] / tss)]
-    return states, path
-
-
-def _lstsq(A, t, support):
-    coef, *_ = np.linalg.lstsq(A[:, support], t, rcond=None)
-    res = A[:, support] @ coef - t
-    return coef, float(res @ res)
-
-
-def prune_support(A, t, support, tol: float):
-    """Backward elimination: drop columns whose removal keeps the relative residual below tol."""
-    tss = float(t @ t) or 1.0
-    support = list(support)
-    changed = True
-    while changed and len(support) > 1:
-        changed = False
-        for j in sorted(support, key=lambda c: -c):
-            rest = [c for c in support if c != j]
-            _, rss = _lstsq(A, t, rest)
-            if rss / tss < tol:
-                support, changed = rest, True
-                break
-    return support
-
-
-def _bic_pick(path, n):
-    """Index into ``path`` minimizing BIC (n log rss + k log n); exact fits win outright."""
-    best, key = 0, math.inf
-    for i, (sup, rel) in enumerate(path):
-        b = n * math.log(max(rel, 1e-30)) + len(sup) * math.log(n)
-        if b < key - 1e-9:
-            best, key = i, b
-    return best
-
-
-# ------------------------------------------------------------------------------ transforms
 def _transforms(y, allowed=None):
     """(name, T(y) values, inverse as a function of the sympy expression of T(y)); with
     ``allowed`` (function names), only the transforms whose inverse uses allowed functions."""
@@ -373,7 +114,7 @@ def _evaluate_terms(expr, symbols, X):
 
 
 def _sum_expr(D, support, coef, symbols, scale):
-    return sympy.Add(*[sympy.Float(float(c) * scale, 15) * _term_expr(D.terms[j], symbols)
+    return sympy.Add(*[sympy.Float(float(c) * scale, 15) * term_expr(D.terms[j], symbols)
                        for j, c in zip(support, coef) if c != 0])
 
 
@@ -400,13 +141,13 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
         rows = np.random.default_rng(seed).choice(len(y), max_rows, replace=False)
         X, y = X[rows], y[rows]
     n = len(y)
-    _, _, _, live = _input_kinds(X)
+    _, _, _, live = input_kinds(X)
     out = []
     mono = _monomial(X, y, symbols, live)
     if mono is not None:
         out.append(mono)
     use = _allowed_functions(allowed)
-    fns = tuple(f for f in _FNS if {"sincos": "sin", "sin2": "sin"}.get(f, f) in use
+    fns = tuple(f for f in FUNCTIONS if {"sincos": "sin", "sin2": "sin"}.get(f, f) in use
                 and (f not in ("sincos",) or "cos" in use))
     D = build_dictionary(X, max_columns=max_columns, functions=fns)
     if D.columns.shape[1] == 0 or time.perf_counter() > deadline:
@@ -422,13 +163,13 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
         if not path:
             continue
         for sup in _chosen_supports(D.columns, ts, path, n):
-            coef, rss = _lstsq(D.columns, ts, sup)
+            coef, rss = lstsq_on(D.columns, ts, sup)
             expr = inverse(_sum_expr(D, sup, coef, symbols, scale))
             out.append(Candidate(expr, f"sum of {len(sup)} terms of {name}", len(sup),
                                  rss / float(ts @ ts)))
     if rational:  # over the monomials only: the linear form doubles the dictionary
         mono = [j for j, (_, fn) in enumerate(D.terms) if fn is None][:max_rational]
-        Dm = _Dictionary([D.terms[j] for j in mono], D.columns[:, mono])
+        Dm = Dictionary([D.terms[j] for j in mono], D.columns[:, mono])
         for name, t, inverse in _transforms(y, allowed):
             if name in ("y", "y^2", "cos y") and time.perf_counter() < deadline:
                 # P/Q covers Q/P: 1/y and 1/y**2 add nothing here
@@ -441,7 +182,7 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
 def _chosen_supports(A, t, path, n):
     """The supports worth a formula: the BIC choice (pruned of idle columns when exact) and the
     one before it (a shorter fallback for the caller's held-out selection)."""
-    i = _bic_pick(path, n)
+    i = bic_pick(path, n)
     sups = []
     sup, rel = path[i]
     if rel < 1e-11:
@@ -488,7 +229,7 @@ def _rational(D, y, name, inverse, symbols, k_max, n, deadline):
             return P, Q
 
         def error(sup):
-            coef, _ = _lstsq(A, target, sup)
+            coef, _ = lstsq_on(A, target, sup)
             P, Q = parts(sup, coef)
             num = sum((D.columns[:, j] * c for j, c in P), np.zeros(len(ys)))
             den = sum((D.columns[:, j] * c for j, c in Q), np.zeros(len(ys)))
@@ -502,7 +243,7 @@ def _rational(D, y, name, inverse, symbols, k_max, n, deadline):
             continue
         exact = False
         for sup in _chosen_supports(A, target, path, n):
-            coef, _ = _lstsq(A, target, sup)
+            coef, _ = lstsq_on(A, target, sup)
             P, Q = parts(sup, coef)
             if len(Q) == 1 and not any(terms[Q[0][0]][0]) and terms[Q[0][0]][1] is None:
                 continue  # Q = 1: the plain sums have it already
@@ -552,8 +293,8 @@ def small_ratios(D, y, name, inverse, symbols, deadline, max_p: int = 400, k_max
             cols = np.column_stack([D.columns[:, [mono[j] for j in sup]], q])
             coef, *_ = np.linalg.lstsq(cols, t, rcond=None)
             P = _sum_expr(D, [mono[j] for j in sup], coef[:-1], symbols, scale)
-            Q = _term_expr(D.terms[a], symbols) + sympy.Float(float(coef[-1]), 15) * \
-                _term_expr(D.terms[b], symbols)
+            Q = term_expr(D.terms[a], symbols) + sympy.Float(float(coef[-1]), 15) * \
+                term_expr(D.terms[b], symbols)
             with np.errstate(all="ignore"):
                 res = (cols[:, :-1] @ coef[:-1]) / (D.columns[:, a] + coef[-1] * D.columns[:, b]) - ys
             err = float(res @ res) / yss
@@ -562,3 +303,4 @@ def small_ratios(D, y, name, inverse, symbols, deadline, max_p: int = 400, k_max
                                      len(sup) + 2, err))
                 return out
     return out
+

@@ -12,8 +12,8 @@ from ..grid import adaptive_grid
 from ..model import KAN
 from ..prune import prune_by_spread
 from ..splines import curve2coef
-from ..symbolic.formula import expression_size, tidy
-from ..symbolic.snap import refine_constants, snap_constants
+from ..symbolic.formula import expression_size
+from .cleanup import _finish
 from .result import _evaluate, _exact, _finite_between, _r2
 
 log = logging.getLogger("kanlab")
@@ -21,7 +21,8 @@ _PRUNE_LAMB, _PRUNE_ENT = 2.0, 2.0
 
 
 def _attempt(dataset, d, h, seed, grid, refine_grid, lamb, steps, lib, stages, zs, back, symbols,
-             ysd, yc, Xtr, ytr, Xte, yte, snap, record_shares=False, deadline=math.inf):
+             ysd, yc, Xtr, ytr, Xte, yte, snap, record_shares=False, deadline=math.inf,
+             floor=None):
     dtype = dataset["train_input"].dtype
     t = time.perf_counter()
     if h == "mult":
@@ -72,7 +73,7 @@ def _attempt(dataset, d, h, seed, grid, refine_grid, lamb, steps, lib, stages, z
     t = time.perf_counter()
     (expr_z,), _ = model.symbolic_formula(var=zs, simplify=False)
     expr = _num(ysd) * expr_z.xreplace(back) + _num(yc)
-    expr = _finish(sympy.expand(expr), clean, symbols, Xtr, ytr, snap, deadline)
+    expr = _finish(sympy.expand(expr), clean, symbols, Xtr, ytr, snap, deadline, floor)
     r2 = _r2(_evaluate(expr, symbols, Xte), yte)
     between_ok = _finite_between(expr, symbols, Xtr, ytr)
     stages["formula"] += time.perf_counter() - t
@@ -80,32 +81,6 @@ def _attempt(dataset, d, h, seed, grid, refine_grid, lamb, steps, lib, stages, z
             "complexity": expression_size(expr),
             "formula": str(expr), "expr": expr, "model": model, "histories": histories,
             "width": [list(w) if w[1] else w[0] for w in model.width]}
-
-
-def _finish(expr, clean, symbols, Xtr, ytr, snap, deadline):
-    """A candidate formula's last stage: constants refitted by least squares on the data, then
-    snapped to simple exact values when the formula is (nearly) exact, else tidied."""
-    if clean and time.perf_counter() < deadline:
-        expr = refine_constants(expr, symbols, Xtr, ytr)
-        # snapping constants of a formula that is not (nearly) exact only dresses up its error
-        if snap and _r2(_evaluate(expr, symbols, Xtr), ytr) >= 1 - 1e-6:
-            forms = [expr]
-            if expr.has(sympy.atanh, sympy.asinh, sympy.acosh):
-                # inverse hyperbolics are logs in disguise (exp(-2*atanh(u)) = (1-u)/(1+u)):
-                # written as logs, exp/log pairs cancel and the constants become snappable
-                forms.append(_logs(expr))
-            best_form = None
-            for form in forms:
-                if time.perf_counter() > deadline:
-                    break
-                cand = snap_constants(form, symbols, Xtr, ytr, deadline=deadline)
-                key = (_r2(_evaluate(cand, symbols, Xtr), ytr) >= 1 - 1e-9, -expression_size(cand))
-                if best_form is None or key > best_form[0]:
-                    best_form = (key, cand)
-            expr = best_form[1] if best_form is not None else expr
-        elif time.perf_counter() < deadline:
-            expr = tidy(expr)
-    return expr
 
 
 @torch.no_grad()
@@ -134,15 +109,6 @@ def _collapse_single_input_nodes(model, x) -> None:
         second.coef[n] = curve2coef(xi[:, None], target[:, None, :], grid, second.k)[0]
         second.scale_base[n] = 0.0
         second.scale_sp[n] = 1.0
-
-
-def _logs(expr):
-    """``expr`` with inverse hyperbolic functions written as logs, exp/log pairs merged."""
-    try:
-        e = expr.rewrite(sympy.log)
-        return sympy.powsimp(sympy.expand_log(sympy.expand(e), force=True), combine="exp")
-    except Exception:  # pragma: no cover - sympy internals
-        return expr
 
 
 def _num(v: float) -> sympy.Expr:

@@ -12,14 +12,15 @@ import time
 
 from ..symbolic.formula import expression_size
 from .algebraic import algebraic_candidates
-from .attempt import _finish
+from .cleanup import _finish
 from .result import _evaluate, _finite_between, _r2
 
 log = logging.getLogger("kanlab")
 
 
 def algebraic_attempts(Xtr, ytr, Xte, yte, symbols, *, seed: int, snap: bool, deadline: float,
-                       lib=None, keep: int = 4, max_terms: int = 10) -> tuple[list[dict], float]:
+                       lib=None, keep: int = 4, max_terms: int = 10,
+                       floor=None) -> tuple[list[dict], float]:
     """Attempt records (as :func:`.attempt._attempt` makes them, with no model) for the best
     ``keep`` candidates of the algebraic stage, and the seconds it took."""
     t0 = time.perf_counter()
@@ -44,7 +45,7 @@ def algebraic_attempts(Xtr, ytr, Xte, yte, symbols, *, seed: int, snap: bool, de
     for r2_train, _, c in scored[:keep]:
         if time.perf_counter() > deadline:
             break
-        expr = _finish(c.expr, r2_train > 0.99, symbols, Xtr, ytr, snap, deadline)
+        expr = _finish(c.expr, r2_train > 0.99, symbols, Xtr, ytr, snap, deadline, floor)
         r2 = _r2(_evaluate(expr, symbols, Xte), yte)
         out.append({"seed": seed, "hidden": f"algebraic({c.label})", "r2": r2,
                     "between_ok": _finite_between(expr, symbols, Xtr, ytr),

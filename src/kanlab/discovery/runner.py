@@ -5,13 +5,14 @@ import time
 
 from .attempt import _attempt
 from .structure import _structured_attempt
+from .symmetry import reduced_attempt
 
 
 def _attempt_job(job):
     """One attempt in this process or a worker: (index, (result, error, seconds, stages))."""
     a, h, s, remaining, common = job
     (dataset, d, grid, refine_grid, lamb, steps, lib, zs, back, symbols, ysd, yc, Xtr, ytr, Xte,
-     yte, snap, record_shares) = common
+     yte, snap, record_shares, floor) = common
     st = {k: 0.0 for k in ("train", "prune", "refine", "symbolic", "formula")}
     t0 = time.perf_counter()
     try:
@@ -19,12 +20,16 @@ def _attempt_job(job):
         if isinstance(h, tuple):
             opts = dict(lib=lib, grid=grid, refine_grid=refine_grid, lamb=lamb, steps=steps,
                         dtype=dataset["train_input"].dtype)
-            res = _structured_attempt(dataset, h, s, st, symbols, ysd, yc, Xtr, ytr, Xte, yte,
-                                      snap, deadline, opts)
+            if h[0] == "reduce":
+                res = reduced_attempt(h, s, st, symbols, Xtr, ytr, Xte, yte, snap, deadline,
+                                      opts, floor)
+            else:
+                res = _structured_attempt(dataset, h, s, st, symbols, ysd, yc, Xtr, ytr, Xte,
+                                          yte, snap, deadline, opts, floor)
         else:
             res = _attempt(dataset, d, h, s, grid, refine_grid, lamb, steps, lib, st, zs, back,
                            symbols, ysd, yc, Xtr, ytr, Xte, yte, snap, record_shares,
-                           deadline=deadline)
+                           deadline=deadline, floor=floor)
         err = None
     except (RuntimeError, ValueError, ArithmeticError) as e:  # keep searching
         res, err = None, f"{type(e).__name__}: {e}"

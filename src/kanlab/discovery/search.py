@@ -39,12 +39,14 @@ from .result import DiscoveryResult, _as_array, _evaluate, _exact, _r2, minmax_s
 from .candidates import algebraic_attempts
 from .runner import _attempt_job, _run_parallel
 from .select import RULES, choose, pareto_front
-from .structure import _product_groups, _structure_name
+from .structure import _product_groups, _structure_name, _surrogate
+from .symmetry import find_invariant, surrogate_function
 
 __all__ = ["discover", "DiscoveryResult"]
 
 log = logging.getLogger("kanlab")
 _MAX_FREE = 3  # floats a formula may keep and still end the search
+_SYM_MAX_RMSE = 0.1  # a rougher surrogate still shows a symmetry: its test is relative
 
 
 def discover(
@@ -207,8 +209,14 @@ def discover(
         hidden = [h for h in hidden if h != "separable"] or [2, 3]
 
     stages = {k: 0.0 for k in ("train", "prune", "refine", "symbolic", "formula")}
+    # a small numeric network first: the oracle of the structure tests, and its held-out error
+    # is the noise floor that decides whether a formula's constants may be snapped
+    t = time.perf_counter()
+    sur = _try_surrogate(dataset, d, int(seed)) if len(ytr) >= 20 else None
+    stages["surrogate"] = time.perf_counter() - t
+    floor = (sur[2] * ysd) ** 2 if sur is not None and math.isfinite(sur[2]) else None
     common = (dataset, d, grid, refine_grid, lamb, steps, lib, zs, back, symbols, ysd, yc, Xtr,
-              ytr, Xte, yte, snap, record_shares)
+              ytr, Xte, yte, snap, record_shares, floor)
     attempts, best = [], None
     shapes = {"list": hidden}
 
@@ -220,19 +228,15 @@ def discover(
         lst = shapes["list"]
         while "separable" in lst[: a % len(lst) + 1]:
             t = time.perf_counter()
-            try:
-                found = _product_groups(dataset, d, const_cols, ysd, yc, seed)
-            except (RuntimeError, ValueError, ArithmeticError, np.linalg.LinAlgError) as err:
-                log.info("discover: separability test failed: %s", err)
-                found = None
+            found = _structures(dataset, d, const_cols, ysd, yc, seed, Xtr, xc, xs, dtype, sur)
             stages["separability"] = stages.get("separability", 0.0) + time.perf_counter() - t
             i = lst.index("separable")
-            if found is None:
-                log.info("discover: y does not factor into products of variable groups")
+            if not found:
+                log.info("discover: no symmetry, and y does not factor over groups of inputs")
                 lst = lst[:i] + lst[i + 1:] or [2 * d]
             else:
-                log.info("discover: structure found: %s", shape_name(found))
-                lst = lst[:i] + [found] + lst[i + 1:]
+                log.info("discover: structure found: %s", ", ".join(map(shape_name, found)))
+                lst = lst[:i] + found + lst[i + 1:]
                 if all(isinstance(e, tuple) or e == "separable" for e in lst):
                     lst.append(2 * d)  # a plain network too, should the structure fail
             shapes["list"] = lst
@@ -288,7 +292,7 @@ def discover(
     if algebraic:  # cheap, so first; a few seconds at most
         share = t_start + min(0.25 * float(time_budget), 8.0)
         recs, dt = algebraic_attempts(Xtr, ytr, Xte, yte, symbols, seed=int(seed), snap=snap,
-                                      deadline=share, lib=lib,
+                                      deadline=share, lib=lib, floor=floor,
                                       max_terms=10 if algebraic is True else int(algebraic))
         stages["algebraic"] = dt
         for res in recs:
@@ -310,7 +314,7 @@ def discover(
         raise RuntimeError("discover() found no formula within the time budget: raise time_budget")
     best, pareto = _select(attempts, float(np.var(yte)), model_selection) or (best, [])
     model, kind, history = best["model"], "symbolic", best["histories"]
-    if str(best["hidden"]).startswith(("factors", "transform")):
+    if str(best["hidden"]).startswith(("factors", "transform", "reduce")):
         kind = "surrogate"
     if model is None:  # an algebraic formula: a numeric network of the data beside it
         model, history = _numeric_model(dataset, d, grid, refine_grid, int(seed), dtype,
@@ -325,6 +329,37 @@ def discover(
         x_center=xc, x_scale=xs, y_center=yc, y_scale=ysd, constant_columns=const_cols,
     )
 
+
+
+def _try_surrogate(dataset, d, seed):
+    try:
+        return _surrogate(dataset, d, seed)
+    except (RuntimeError, ValueError, ArithmeticError) as err:
+        log.info("discover: the surrogate network failed: %s", err)
+        return None
+
+
+def _structures(dataset, d, const_cols, ysd, yc, seed, Xtr, xc, xs, dtype, sur):
+    """The structures the surrogate ``sur`` shows, surest first: a symmetry that removes a
+    variable (:func:`.symmetry.find_invariant`), then a product split (``_product_groups``)."""
+    out = []
+    if sur is None:
+        return out
+    try:
+        model, hists, err = sur
+        log.info("discover: surrogate held-out RMSE %.3g (of y's spread)", err)
+        if err < _SYM_MAX_RMSE:
+            f = surrogate_function(model, xc, xs, const_cols, ysd, yc, dtype)
+            live = [i for i in range(d) if not const_cols[i]]
+            sym = find_invariant(f, Xtr, err, ysd, seed=seed, live=live)
+            if sym is not None:
+                out.append(("reduce", sym[0], sym[1], sym[2], model, hists))
+        found = _product_groups(dataset, d, const_cols, ysd, yc, seed, surrogate=sur)
+        if found is not None:
+            out.append(found)
+    except (RuntimeError, ValueError, ArithmeticError, np.linalg.LinAlgError) as err:
+        log.info("discover: structure tests failed: %s", err)
+    return out
 
 
 def _numeric_model(dataset, d, grid, refine_grid, seed, dtype, deadline, record_shares=False):

@@ -10,7 +10,7 @@ import torch
 
 from ..model import KAN
 from ..symbolic.formula import expression_size
-from .attempt import _finish
+from .cleanup import _finish
 from .result import _evaluate, _finite_between, _r2
 
 
@@ -40,6 +40,9 @@ def _pull_scales(expr):
 
 
 def _structure_name(h, symbols) -> str:
+    if h[0] == "reduce":
+        from .symmetry import INVARIANTS
+        return f"reduce({INVARIANTS[h[1]][0](symbols[h[2]], symbols[h[3]])})"
     kind, tname = h[0], h[4]
     if kind == "transform":
         return f"transform({tname})"
@@ -70,7 +73,7 @@ def _sub_discover(X, y, names, budget, seed, separable, opts):
 
 
 def _structured_attempt(dataset, h, seed, stages, symbols, ysd, yc, Xtr, ytr, Xte, yte, snap,
-                        deadline, opts):
+                        deadline, opts, floor=None):
     """Divide and conquer on a structure ``_product_groups`` found in the surrogate.
 
     ``("factors", groups, surrogate, delta, T)``: T(y) = delta + f_1(x_G1) * ... * f_m(x_Gm).
@@ -138,7 +141,7 @@ def _structured_attempt(dataset, h, seed, stages, symbols, ysd, yc, Xtr, ytr, Xt
     t = time.perf_counter()
     expr = _pull_scales(expr)
     clean = _r2(_evaluate(expr, symbols, Xtr), ytr) > 0.99  # worth refitting its constants
-    expr = _finish(sympy.expand(expr), clean, symbols, Xtr, ytr, snap, deadline)
+    expr = _finish(sympy.expand(expr), clean, symbols, Xtr, ytr, snap, deadline, floor)
     r2 = _r2(_evaluate(expr, symbols, Xte), yte)
     between_ok = _finite_between(expr, symbols, Xtr, ytr)
     stages["formula"] += time.perf_counter() - t
@@ -165,11 +168,32 @@ _TRANSFORMS = {
 }
 
 
-def _product_groups(dataset, d, const_cols, ysd, yc, seed):
+def _surrogate(dataset, d, seed):
+    """A small KAN of the standardized data, fitted without sparsity and refined: the oracle
+    of the structure tests. Returns (model, fit histories, held-out RMSE in units of y's
+    spread)."""
+    x = dataset["train_input"]
+    model = KAN(width=[d, 2 * d + 1, 1], grid=5, k=3, seed=seed, dtype=x.dtype)
+    # the thresholds below were calibrated on surrogates trained by plain L-BFGS (no bias
+    # preconditioning); the defect ratios sit close enough to them that a surrogate ending
+    # 2x more or less accurate flips borderline cases (tests/test_discover.py), so keep it
+    plain = dict(opt="LBFGS", steps=15, progress=False, spline_share_warning=0.0,
+                 lbfgs_bias_scale=1.0)
+    hists = [model.fit(dataset, **plain)]
+    model = model.refine(12, x=x)
+    h = model.fit(dataset, update_grid=False, **plain)
+    hists.append(h)
+    hists[0]["stage"], hists[1]["stage"] = "surrogate", "surrogate_refine"
+    err = h["test_loss"][-1] if h["test_loss"] else math.inf
+    return model, hists, err
+
+
+def _product_groups(dataset, d, const_cols, ysd, yc, seed, surrogate=None):
     """Finest grouping of the inputs over which y is a product ``f_1(x_G1) * f_2(x_G2) * ...``,
     or a constant plus one, ``delta + f_1(x_G1) * ...`` (AI Feynman's separability test, with a
     quickly trained KAN as the oracle). Returns ``(kind, groups, surrogate, delta, T,
-    surrogate fit histories)`` for :func:`_structured_attempt`, or None.
+    surrogate fit histories)`` for :func:`_structured_attempt`, or None. ``surrogate``: the
+    result of :func:`_surrogate` when the caller has one.
 
     A split S | rest is multiplicative iff ``y(a_S, a_rest) y(b_S, b_rest) = y(a_S, b_rest)
     y(b_S, a_rest)`` for all pairs of points a, b. The surrogate (a small KAN fitted without
@@ -186,18 +210,7 @@ def _product_groups(dataset, d, const_cols, ysd, yc, seed):
     if len(live) < 2 or len(live) > 8:
         return None
     x = dataset["train_input"]
-    model = KAN(width=[d, 2 * d + 1, 1], grid=5, k=3, seed=seed, dtype=x.dtype)
-    # the thresholds below were calibrated on surrogates trained by plain L-BFGS (no bias
-    # preconditioning); the defect ratios sit close enough to them that a surrogate ending
-    # 2x more or less accurate flips borderline cases (tests/test_discover.py), so keep it
-    plain = dict(opt="LBFGS", steps=15, progress=False, spline_share_warning=0.0,
-                 lbfgs_bias_scale=1.0)
-    hists = [model.fit(dataset, **plain)]
-    model = model.refine(12, x=x)
-    h = model.fit(dataset, update_grid=False, **plain)
-    hists.append(h)
-    hists[0]["stage"], hists[1]["stage"] = "surrogate", "surrogate_refine"
-    err = h["test_loss"][-1] if h["test_loss"] else math.inf
+    model, hists, err = surrogate if surrogate is not None else _surrogate(dataset, d, seed)
     if not err < _SEP_MAX_RMSE:  # too rough an oracle to tell
         return None
     rng = np.random.default_rng(seed)

@@ -19,7 +19,7 @@ import sympy
 
 from .formula import tidy
 
-__all__ = ["refine_constants", "snap_constants", "formula_loss"]
+__all__ = ["refine_constants", "snap_constants", "round_constants", "formula_loss"]
 
 
 def _floats(expr):
@@ -118,30 +118,48 @@ def refine_constants(expr, symbols, X, y, max_nfev: int = 200):
     return expr.xreplace({a: sympy.Float(float(v), 15) for a, v in zip(fl, p)})
 
 
-_BASES = (sympy.Integer(1), sympy.pi, 1 / sympy.pi, sympy.E, sympy.sqrt(2), sympy.sqrt(3),
-          sympy.pi**2, 1 / sympy.pi**2, sympy.sqrt(sympy.pi), 1 / sympy.sqrt(sympy.pi),
-          sympy.sqrt(2 / sympy.pi))
+# the exact numbers a constant may become: a small ratio p/q times one of these bases, with the
+# bits it takes to name the base (a description length: see _bits)
+_BASES = ((sympy.Integer(1), 0.0), (sympy.pi, 1.5), (1 / sympy.pi, 1.5), (sympy.pi**2, 3.0),
+          (1 / sympy.pi**2, 3.0), (sympy.E, 3.0), (sympy.sqrt(2), 3.0), (sympy.sqrt(3), 3.0),
+          (sympy.sqrt(sympy.pi), 3.0), (1 / sympy.sqrt(sympy.pi), 3.0),
+          (sympy.sqrt(2 / sympy.pi), 3.0))
+_DENOMINATORS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16)  # of plain ratios
+_BASE_DENOMINATORS = (1, 2, 3, 4, 6, 8)  # of multiples of pi, e, sqrt(2) ...
+
+
+def _bits(p: int, q: int, base_bits: float) -> float:
+    """Bits to write p/q * base: sign, numerator, denominator, which base."""
+    return 1.0 + math.log2(abs(p) + 1) + math.log2(q) + base_bits
 
 
 def _candidates(v: float, rel: float = 0.1):
-    """Simple exact numbers near v, simplest first."""
-    out = [sympy.Integer(0)]
+    """Simple exact numbers near v, simplest (fewest bits) first, as (number, bits).
+
+    A number of b bits is a candidate only within a relative distance 2**-(1.5*b+1) of v (and
+    ``rel``): a short number may lie far from v, a long one must match to as many digits as it
+    takes to write, or it is a coincidence (13/(11*pi**2) "matches" any number near 0.12)."""
+    out = [(sympy.Integer(0), 0.0)]
     av = abs(v)
-    if av == 0:
+    if av == 0 or not math.isfinite(v):
         return out
-    near = lambda c: abs(float(c) - v) <= rel * av  # noqa: E731
-    r = round(v)
-    if r != 0 and abs(r) <= 10000 and near(r):
-        out.append(sympy.Integer(r))
-    for base in _BASES:
+    seen = set()
+    for base, bb in _BASES:
         bv = float(base)
-        for q in (1, 2, 3, 4, 5, 6, 8, 10, 12, 16):
-            fr = Fraction(v / bv).limit_denominator(q)
-            if fr.numerator == 0 or abs(fr.numerator) > 12 * fr.denominator:
+        for q in (_DENOMINATORS if bb == 0 else _BASE_DENOMINATORS):
+            num = round(v / bv * q)
+            if num == 0 or abs(num) > (10000 if q == 1 and bb == 0 else 16 * q):
+                continue
+            fr = Fraction(int(num), q)
+            if fr.denominator != q:  # found with a smaller denominator already
                 continue
             c = sympy.Rational(fr.numerator, fr.denominator) * base
-            if near(c) and c not in out:
-                out.append(c)
+            b = _bits(fr.numerator, fr.denominator, bb)
+            dist = abs(float(c) - v)
+            if dist <= min(rel, 2.0 ** -(1.5 * b + 1)) * av and c not in seen:
+                seen.add(c)
+                out.append((c, b))
+    out[1:] = sorted(out[1:], key=lambda e: e[1])
     return out
 
 
@@ -199,7 +217,7 @@ def _snap_passes(expr, symbols, X, y, passes, rel, deadline, atol):
             if time.perf_counter() > deadline:
                 break
             allowed = lambda: ref * factor ** (len(chosen) + 1) + atol  # noqa: E731
-            cands = _candidates(p[k], rel)
+            cands = [c for c, _ in _candidates(p[k], rel)]
             hit = None
             for cand in cands:
                 trial = p.copy()
@@ -211,7 +229,10 @@ def _snap_passes(expr, symbols, X, y, passes, rel, deadline, atol):
             # constants, where each refit costs seconds and the formula is rarely exact anyway)
             if hit is None and len(fl) <= 12 and time.perf_counter() < deadline:
                 near = [c for c in cands if abs(float(c) - p[k]) <= 1e-2 * max(abs(p[k]), 1e-12)]
-                for c in near[:1] + ([sympy.Integer(0)] if not near or near[0] != 0 else []):
+                # 0 drops a term; +-1 removes a scale the others can absorb
+                tries = near[:1] + [c for c in (sympy.Integer(0), sympy.Integer(1 if p[k] > 0 else -1))
+                                    if c not in near[:1]]
+                for c in tries:
                     trial = _refit_others(f, X, y, p, k, float(c), fixed=done)
                     if trial is not None and _mse(f, X, y, trial) <= allowed():
                         hit = (c, trial)
@@ -226,3 +247,39 @@ def _snap_passes(expr, symbols, X, y, passes, rel, deadline, atol):
         expr = expr.xreplace({**chosen, **rest})
         expr = refine_constants(expr, symbols, X, y)
     return expr
+
+
+def round_constants(expr, symbols, X, y, rtol: float = 1e-3, deadline: float = math.inf):
+    """``expr`` with each float written with the fewest significant digits (or dropped, as 0)
+    that keep the mean squared error on (X, y) within a factor ``1 + rtol`` of what it was:
+    the digits the data support, and no offsets of 1e-15. Floats that are integers to their
+    own precision become integers (``x**1.0`` is ``x``)."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    fl, f = _compile(expr, symbols)
+    if not fl:
+        return expr
+    p = np.array([float(v) for v in fl])
+    ref = _mse(f, X, y, p)
+    if not math.isfinite(ref):
+        return expr
+    limit = ref * (1.0 + rtol) + 1e-28 * float(np.mean(y * y) + 1e-300)
+    out = {}
+    for k in sorted(range(len(fl)), key=lambda q: abs(p[q])):  # tiny ones first: maybe 0
+        if time.perf_counter() > deadline:
+            break
+        v = p[k]
+        tries = [(0.0, sympy.Integer(0))]
+        if v == round(v) and abs(v) < 1e15:
+            tries.append((v, sympy.Integer(int(v))))
+        for digits in range(1, 16):
+            r = float(f"{v:.{digits - 1}e}")
+            tries.append((r, sympy.Integer(int(r)) if r == round(r) and abs(r) < 1e15
+                          else sympy.Float(r, digits)))
+        for val, e in tries:
+            trial = p.copy()
+            trial[k] = val
+            if _mse(f, X, y, trial) <= limit:
+                p, out[fl[k]] = trial, e
+                break
+    return expr.xreplace(out) if out else expr

@@ -1,0 +1,128 @@
+"""A formula's last stage: constants refitted, snapped honestly, rounded, the shortest form.
+
+:func:`_finish` runs it. Snapping (:func:`..symbolic.snap.snap_constants`) makes a constant an
+exact number only if that number is short for the digits it matches; the constants left are
+rounded to the digits the data support (:func:`..symbolic.snap.round_constants`); last, the
+shortest equal form that sympy's rewrites reach is kept (:func:`shortest_form`).
+
+The inputs whose data are all positive are treated as positive symbols while rewriting, so that
+``sqrt(m**2/(1 - v**2/c**2))`` may become ``m/sqrt(1 - v**2/c**2)``; a rewrite is kept only
+when it is shorter (:func:`expression_size`) and equal to the original on the data to float
+precision, so the assumption cannot change what the formula computes where it was fitted.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import sympy
+
+from ..symbolic.formula import expression_size, tidy
+from ..symbolic.snap import refine_constants, round_constants, snap_constants
+from .result import _evaluate, _r2
+
+__all__ = ["shortest_form"]
+
+
+def _finish(expr, clean, symbols, Xtr, ytr, snap, deadline, floor=None):
+    """A candidate formula's last stage: constants refitted by least squares on the data, then
+    snapped to simple exact values when the formula explains the data (honestly: a constant
+    becomes an exact number only if that number is short for the digits it matches, see
+    :func:`..symbolic.snap._candidates`), the rest rounded to the digits the data support, and
+    the shortest equal form kept (:func:`shortest_form`).
+
+    ``floor``: the squared error the data allow (the noise floor: a numeric surrogate's
+    held-out MSE), if known. Constants are snapped only when the formula fits within it (or,
+    without one, to 1e-6 of the target's variance): snapping the constants of a formula that
+    misses the data by more only dresses up its error."""
+    if clean and time.perf_counter() < deadline:
+        expr = refine_constants(expr, symbols, Xtr, ytr)
+        resid = _evaluate(expr, symbols, Xtr) - ytr
+        mse, var = float(np.mean(resid * resid)), float(np.var(ytr))
+        fits = mse <= 1e-6 * var if floor is None else \
+            mse <= max(2.0 * floor, 1e-12 * var) and mse <= 1e-2 * var
+        if snap and fits:
+            expr = _snap_forms(expr, symbols, Xtr, ytr, deadline)
+        elif time.perf_counter() < deadline:
+            expr = tidy(expr)
+    if time.perf_counter() < deadline:
+        expr = round_constants(expr, symbols, Xtr, ytr, deadline=deadline)
+    if time.perf_counter() < deadline and \
+            sum(1 for a in sympy.preorder_traversal(expr) if isinstance(a, sympy.Float)) <= 4:
+        expr = shortest_form(expr, symbols, Xtr, deadline=deadline)
+    return expr
+
+
+def _snap_forms(expr, symbols, Xtr, ytr, deadline):
+    forms = [expr]
+    if expr.has(sympy.atanh, sympy.asinh, sympy.acosh):
+        # inverse hyperbolics are logs in disguise (exp(-2*atanh(u)) = (1-u)/(1+u)):
+        # written as logs, exp/log pairs cancel and the constants become snappable
+        forms.append(_logs(expr))
+    best_form = None
+    for form in forms:
+        if time.perf_counter() > deadline:
+            break
+        cand = snap_constants(form, symbols, Xtr, ytr, deadline=deadline)
+        key = (_r2(_evaluate(cand, symbols, Xtr), ytr) >= 1 - 1e-9, -expression_size(cand))
+        if best_form is None or key > best_form[0]:
+            best_form = (key, cand)
+    return best_form[1] if best_form is not None else expr
+
+
+def _logs(expr):
+    """``expr`` with inverse hyperbolic functions written as logs, exp/log pairs merged."""
+    try:
+        e = expr.rewrite(sympy.log)
+        return sympy.powsimp(sympy.expand_log(sympy.expand(e), force=True), combine="exp")
+    except Exception:  # pragma: no cover - sympy internals
+        return expr
+
+
+def _rewrites(e):
+    """Candidate equal forms of e (each may raise on odd input: the caller skips those)."""
+    yield lambda: sympy.powdenest(e)
+    # forced: as if every base were positive; kept only where the data say it is equal
+    yield lambda: sympy.powdenest(e, force=True)
+    yield lambda: sympy.powsimp(sympy.powdenest(e, force=True), force=True)
+    yield lambda: sympy.expand_power_base(sympy.powdenest(e, force=True), force=True)
+    yield lambda: sympy.factor(e)
+    yield lambda: sympy.cancel(e)
+    yield lambda: sympy.expand(e)
+    yield lambda: sympy.powsimp(sympy.factor(e), combine="all")
+    yield lambda: e.replace(lambda a: isinstance(a, sympy.Pow), lambda a: sympy.Pow(
+        sympy.factor(sympy.cancel(a.base)), a.exp))
+    yield lambda: sympy.powdenest(sympy.factor(e.replace(
+        lambda a: isinstance(a, sympy.Pow), lambda a: sympy.Pow(sympy.cancel(a.base), a.exp))))
+
+
+def shortest_form(expr, symbols, X, deadline: float = math.inf, max_size: int = 80):
+    """The shortest form of ``expr`` found by a few rewrites (see the module doc); ``expr``
+    itself when none is shorter. ``X``: the data the formula must still fit exactly."""
+    if expression_size(expr) > max_size or not expr.free_symbols:
+        return expr
+    X = np.asarray(X, dtype=np.float64)
+    pos = {s: sympy.Dummy(s.name, positive=True) for i, s in enumerate(symbols)
+           if np.all(X[:, i] > 0)}
+    back = {v: k for k, v in pos.items()}
+    e = expr.xreplace(pos)
+    ref = _evaluate(expr, symbols, X)
+    if not np.all(np.isfinite(ref)):
+        return expr
+    tol = 1e-9 * (float(np.sqrt(np.mean(ref * ref))) + 1e-300)
+    best, size = expr, expression_size(expr)
+    for make in _rewrites(e):
+        if time.perf_counter() > deadline:
+            break
+        try:
+            cand = make().xreplace(back)
+        except Exception:  # sympy internals on odd input: not a form
+            continue
+        s = expression_size(cand)
+        if s >= size or cand.has(sympy.I, sympy.zoo, sympy.nan):
+            continue
+        v = _evaluate(cand, symbols, X)
+        if np.all(np.isfinite(v)) and float(np.max(np.abs(v - ref))) <= tol * 10:
+            best, size = cand, s
+    return best

@@ -1,0 +1,123 @@
+"""The algebraic stage (sparse sums of terms, ratios, monomials) and Pareto-front selection."""
+import math
+
+import numpy as np
+import pytest
+import sympy
+
+from kanlab import discover
+from kanlab.discovery.algebraic import algebraic_candidates
+from kanlab.discovery.select import choose, pareto_front
+from kanlab.discovery.sparse import forward_select, prune_support
+from kanlab.discovery.terms import build_dictionary
+
+
+def _exact(res, truth):
+    return sympy.simplify(res.formula - truth) == 0
+
+
+def _stopped_in_algebraic(res):
+    """The search ended on an algebraic formula before any network was trained."""
+    return all(str(a["hidden"]).startswith("algebraic") for a in res.attempts) and \
+        res.stages.get("train", 0.0) == 0.0
+
+
+@pytest.mark.parametrize("case", ["poly", "sum_of_products", "ratio"])
+def test_algebraic_stage_finds_polynomials_and_ratios(case):
+    rng = np.random.default_rng(1)
+    if case == "poly":
+        X = rng.uniform(-2, 2, (500, 2))
+        y = X[:, 0] ** 3 - 2 * X[:, 0] * X[:, 1]
+        names = ["x1", "x2"]
+    elif case == "sum_of_products":
+        X = rng.uniform(-1, 1, (500, 4))
+        y = X[:, 0] * X[:, 1] + X[:, 2] * X[:, 3]
+        names = ["x1", "x2", "x3", "x4"]
+    else:
+        X = rng.uniform(1, 5, (500, 4))
+        y = (X[:, 0] * X[:, 1] + X[:, 2] * X[:, 3]) / (X[:, 0] + X[:, 2])
+        names = ["m1", "r1", "m2", "r2"]
+    res = discover(X, y, var_names=names, time_budget=30, seed=0)
+    s = res.variables
+    truth = {"poly": lambda: s[0] ** 3 - 2 * s[0] * s[1],
+             "sum_of_products": lambda: s[0] * s[1] + s[2] * s[3],
+             "ratio": lambda: (s[0] * s[1] + s[2] * s[3]) / (s[0] + s[2])}[case]()
+    assert _exact(res, truth), res.formula
+    assert _stopped_in_algebraic(res)
+    assert res.model_kind == "surrogate" and res.model is not None
+    assert res.r2 > 1 - 1e-12
+
+
+def test_monomial_with_rational_powers_and_pi():
+    """Coulomb's law: the log-log fit gives the powers, snapping gives 1/(4*pi)."""
+    rng = np.random.default_rng(2)
+    X = rng.uniform(1, 5, (400, 4))
+    y = X[:, 0] * X[:, 1] / (4 * np.pi * X[:, 2] * X[:, 3] ** 2)
+    res = discover(X, y, var_names=["q1", "q2", "eps", "r"], time_budget=30, seed=0)
+    q1, q2, eps, r = res.variables
+    assert _exact(res, q1 * q2 / (4 * sympy.pi * eps * r ** 2)), res.formula
+    assert _stopped_in_algebraic(res)
+
+
+def test_candidates_respect_the_function_library():
+    rng = np.random.default_rng(3)
+    X = rng.uniform(0.5, 2, (300, 2))
+    y = X[:, 0] ** 2 + np.sin(X[:, 1])
+    s = sympy.symbols("a b")
+    free = algebraic_candidates(X, y, s, seed=0)
+    assert any(c.expr.has(sympy.sin) for c in free)
+    poly = algebraic_candidates(X, y, s, seed=0, allowed=["x", "x^2"])
+    assert poly and not any(c.expr.has(sympy.sin, sympy.cos, sympy.log, sympy.exp) for c in poly)
+
+
+def test_noisy_data_get_a_short_formula():
+    """1% noise on a 3-term polynomial: the chosen formula is that polynomial, not a long
+    series that fits the noise, and its error on fresh noise-free points is at the noise level."""
+    rng = np.random.default_rng(4)
+    X = rng.uniform(-1, 1, (1000, 3))
+    f = lambda X: 1 + 2 * X[:, 0] + 0.5 * X[:, 1] ** 2 * X[:, 2]
+    y = f(X)
+    yn = y + 0.01 * np.sqrt(np.mean(y ** 2)) * rng.standard_normal(len(y))
+    res = discover(X, yn, time_budget=20, seed=0, max_attempts=1)
+    assert res.complexity <= 15, res.formula
+    Xf = rng.uniform(-1, 1, (2000, 3))
+    err = np.mean((res.predict(Xf) - f(Xf)) ** 2) / np.var(f(Xf))
+    assert err < 1e-3
+    # the Pareto table: simplest first, each row more accurate than the one before
+    front = res.pareto
+    assert front[0]["complexity"] < front[-1]["complexity"]
+    assert all(a["loss"] > b["loss"] for a, b in zip(front, front[1:]))
+
+
+def test_forward_select_recovers_a_sparse_support():
+    rng = np.random.default_rng(5)
+    X = rng.uniform(-1, 1, (300, 3))
+    D = build_dictionary(X, functions=())
+    truth = [7, 20, 41]
+    coef = np.array([1.5, -2.0, 0.25])
+    t = D.columns[:, truth] @ coef
+    path = forward_select(D.columns, t, k_max=6)
+    sup, rel = path[-1]
+    assert rel < 1e-14
+    assert sorted(prune_support(D.columns, t, sup, 1e-11)) == truth
+
+
+def test_pareto_front_and_rules():
+    rows = [{"complexity": 1, "loss": 1.0}, {"complexity": 5, "loss": 0.01},
+            {"complexity": 7, "loss": 0.02},  # dominated: more complex and worse
+            {"complexity": 20, "loss": 0.0099}, {"complexity": 3, "loss": float("nan")}]
+    front = pareto_front(rows)
+    assert [r["complexity"] for r in front] == [1, 5, 20]
+    assert front[1]["score"] == pytest.approx(math.log(100) / 4)
+    assert front[choose(front, "best")]["complexity"] == 5  # 20 is barely better
+    assert front[choose(front, "accuracy")]["complexity"] == 20
+    assert front[choose(front, "score")]["complexity"] == 5
+    # exact formulas tie at the float floor: the simplest exact one wins
+    tied = pareto_front([{"complexity": 9, "loss": 1e-31}, {"complexity": 4, "loss": 3e-29},
+                         {"complexity": 1, "loss": 2.0}], variance=2.0)
+    assert front and tied[choose(tied, "best")]["complexity"] == 4
+    with pytest.raises(ValueError, match="model_selection"):
+        choose(front, "shortest")
+    with pytest.raises(ValueError, match="model_selection"):
+        discover(np.random.default_rng(0).uniform(size=(20, 1)), np.arange(20.0),
+                 model_selection="shortest")

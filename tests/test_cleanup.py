@@ -1,0 +1,81 @@
+"""Honest snapping, rounding to the digits the data support, and the shortest equal form."""
+import math
+
+import numpy as np
+import sympy
+
+from kanlab.discovery.cleanup import _finish, shortest_form
+from kanlab.symbolic.snap import _candidates, round_constants
+
+
+def test_long_exact_numbers_must_match_to_as_many_digits():
+    v = 13 / (11 * math.pi ** 2)
+    # a number 0.1% away from 13/(11*pi**2) is not snapped to it (nor to any long number)
+    assert [c for c, _ in _candidates(v * 1.001)] == [0]
+    # short ones are: 1/2 within 0.01%, 4*pi within 0.1%
+    assert sympy.Rational(1, 2) in [c for c, _ in _candidates(0.50005)]
+    assert 4 * sympy.pi in [c for c, _ in _candidates(4 * math.pi * 1.001)]
+    # candidates come simplest first
+    bits = [b for _, b in _candidates(2.0000001)]
+    assert bits == sorted(bits)
+
+
+def test_an_approximate_fit_keeps_its_floats():
+    """y = x**1.1 fitted by c*x + d: its intercept lies near 3/(2*pi**2) by chance. A numeric
+    model fits these data far better (the noise floor), so the line is an approximation and
+    its constants stay floats, rounded to the digits the fit supports."""
+    rng = np.random.default_rng(0)
+    x = sympy.Symbol("x")
+    X = rng.uniform(1, 2, (400, 1))
+    y = X[:, 0] ** 1.1
+    e = sympy.Float(1.0) * x + sympy.Float(0.1)
+    out = _finish(e, True, [x], X, y, snap=True, deadline=math.inf, floor=1e-12)
+    floats = [a for a in sympy.preorder_traversal(out) if isinstance(a, sympy.Float)]
+    assert not out.has(sympy.pi) and len(floats) == 2
+    assert all(len(str(abs(f)).replace(".", "").strip("0")) <= 6 for f in floats)
+    mse = lambda e: float(np.mean((sympy.lambdify(x, e)(X[:, 0]) - y) ** 2))  # noqa: E731
+    line = np.polyfit(X[:, 0], y, 1)
+    assert mse(out) <= float(np.mean((np.polyval(line, X[:, 0]) - y) ** 2)) * 1.001
+    # within the noise floor the same line is a law, and short constants may be snapped
+    yl = 1.5 * X[:, 0] - 0.25 + 1e-3 * rng.standard_normal(400)
+    out = _finish(e, True, [x], X, yl, snap=True, deadline=math.inf, floor=1e-6)
+    assert out == sympy.Rational(3, 2) * x - sympy.Rational(1, 4)
+
+
+def test_rounding_drops_tiny_offsets_and_unit_exponents():
+    rng = np.random.default_rng(1)
+    a, b = sympy.symbols("a b")
+    X = rng.uniform(1, 3, (300, 2))
+    y = 2.5 * X[:, 0] * X[:, 1]
+    e = sympy.Float(2.5) * (a + sympy.Float(2e-15)) ** sympy.Float(1.0) * b
+    r = round_constants(e, [a, b], X, y)
+    assert r == sympy.Rational(5, 2) * a * b or r == sympy.Float(2.5, 2) * a * b
+    assert not r.has(sympy.Pow)
+
+
+def test_finish_cleans_the_redundant_scales_of_an_exact_product():
+    """The II.36.38-style output: scale factors that multiply out to 1, exponents 1.0 and
+    offsets of 1e-15 all go; what is left is the law."""
+    rng = np.random.default_rng(2)
+    H, mom, T = sympy.symbols("H mom T")
+    X = rng.uniform(1, 3, (500, 3))
+    y = X[:, 0] * X[:, 1] / X[:, 2]
+    F = sympy.Float
+    c0 = 1.3313 / (1.3386 * 1.3486)
+    e = F(c0) * (F(1.3386) * H + F(2.1e-15)) ** F(1.0) * (F(1.3486) * mom + F(1.2e-15)) ** \
+        F(1.0) / (F(1.3313) * T + F(1.9e-15)) ** F(1.0)
+    out = _finish(e, True, [H, mom, T], X, y, snap=True, deadline=math.inf)
+    assert out == H * mom / T, out
+
+
+def test_shortest_form_uses_positivity_of_the_data():
+    rng = np.random.default_rng(3)
+    m, v, c = sympy.symbols("m v c")
+    X = np.column_stack([rng.uniform(1, 5, 300), rng.uniform(1, 2, 300), rng.uniform(3, 10, 300)])
+    e = sympy.sqrt(m ** 2 / (1 - v ** 2 / c ** 2))
+    out = shortest_form(e, [m, v, c], X)
+    assert out == m / sympy.sqrt(1 - v ** 2 / c ** 2), out
+    # where m may be negative the rewrite would change the formula: it is not made
+    Xn = X.copy()
+    Xn[:, 0] -= 3
+    assert shortest_form(e, [m, v, c], Xn) == e
