@@ -145,6 +145,10 @@ class KANRegressor(_FormulaMixin, RegressorMixin, BaseEstimator):
         model_selection: 'best', 'accuracy' or 'score' (see the module docstring).
         random_state: int seed (None draws one).
         var_names: names of the features in the formulas (default: DataFrame columns or x_i).
+        algebraic: run discover's algebraic stage first (sums of terms, ratios P/Q by least
+            squares). A search is reproducible for a given ``random_state`` as long as no
+            stage is cut short by ``time_budget``; on a small budget, the algebraic stage is
+            the one most often cut.
 
     Attributes after fit: ``formulas_``, ``best_``, ``result_`` (the DiscoveryResult),
     ``model_`` (its KAN), ``n_features_in_`` (and ``feature_names_in_`` for DataFrames).
@@ -152,7 +156,7 @@ class KANRegressor(_FormulaMixin, RegressorMixin, BaseEstimator):
 
     def __init__(self, hidden=None, grid=5, refine_grid=10, steps=30, lamb=0.003,
                  time_budget=60.0, max_attempts=None, lib=None, snap=True, test_size=0.2,
-                 model_selection="best", random_state=0, var_names=None):
+                 model_selection="best", random_state=0, var_names=None, algebraic=True):
         self.hidden = hidden
         self.grid = grid
         self.refine_grid = refine_grid
@@ -166,6 +170,7 @@ class KANRegressor(_FormulaMixin, RegressorMixin, BaseEstimator):
         self.model_selection = model_selection
         self.random_state = random_state
         self.var_names = var_names
+        self.algebraic = algebraic
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -185,7 +190,7 @@ class KANRegressor(_FormulaMixin, RegressorMixin, BaseEstimator):
                        seed=_seed(self.random_state), lib=self.lib, test_size=self.test_size,
                        hidden=self.hidden, grid=self.grid, refine_grid=self.refine_grid,
                        lamb=self.lamb, steps=steps, max_attempts=self.max_attempts,
-                       snap=self.snap)
+                       snap=self.snap, algebraic=self.algebraic)
         rows = [self._row(sympy.Float(float(np.mean(y)), 15), res.variables, X, y, attempt=None)]
         for a in res.attempts:
             if a.get("expr") is not None:

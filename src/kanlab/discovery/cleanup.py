@@ -13,12 +13,13 @@ precision, so the assumption cannot change what the formula computes where it wa
 from __future__ import annotations
 
 import math
+import threading
 import time
 
 import numpy as np
 import sympy
 
-from ..symbolic.formula import expression_size, tidy
+from ..symbolic.formula import _time_limited, expression_size, tidy
 from ..symbolic.snap import refine_constants, round_constants, snap_constants
 from .result import _evaluate, _r2
 
@@ -112,13 +113,20 @@ def shortest_form(expr, symbols, X, deadline: float = math.inf, max_size: int = 
         return expr
     tol = 1e-9 * (float(np.sqrt(np.mean(ref * ref))) + 1e-300)
     best, size = expr, expression_size(expr)
+    timeable = threading.current_thread() is threading.main_thread()
     for make in _rewrites(e):
         if time.perf_counter() > deadline:
             break
-        try:
-            cand = make().xreplace(back)
+        try:  # a rewrite may take sympy seconds on an unlucky form: each gets at most one
+            cand = _time_limited(lambda _: make(), None,
+                                 min(1.0, max(deadline - time.perf_counter(), 0.0)))
+            if cand is None and not timeable and size <= 40:
+                cand = make()  # no timer outside the main thread: small forms only
         except Exception:  # sympy internals on odd input: not a form
             continue
+        if cand is None:  # out of time (or not timeable here)
+            continue
+        cand = cand.xreplace(back)
         s = expression_size(cand)
         if s >= size or cand.has(sympy.I, sympy.zoo, sympy.nan):
             continue

@@ -72,6 +72,7 @@ def discover(
     record_shares: bool = False,
     algebraic: bool | int = True,
     model_selection: str = "best",
+    numeric_model: bool = True,
 ) -> DiscoveryResult:
     """Find a formula ``y = f(X)`` with a KAN.
 
@@ -126,6 +127,9 @@ def discover(
             the lowest loss; a formula that fits the noise loses to a simpler one),
             ``"accuracy"`` or ``"score"`` (:mod:`kanlab.discovery.select`). Formulas that blow up
             between the training points (``_finite_between``) are chosen only if all do.
+        numeric_model: when the chosen formula comes from the algebraic stage (no network
+            made it), train a small numeric network of the data as the result's ``model``
+            (``model_kind`` "surrogate"; about a second); False leaves ``model`` None.
 
     Returns:
         :class:`DiscoveryResult`.
@@ -316,7 +320,7 @@ def discover(
     model, kind, history = best["model"], "symbolic", best["histories"]
     if str(best["hidden"]).startswith(("factors", "transform", "reduce")):
         kind = "surrogate"
-    if model is None:  # an algebraic formula: a numeric network of the data beside it
+    if model is None and numeric_model:  # an algebraic formula: a network of the data beside it
         model, history = _numeric_model(dataset, d, grid, refine_grid, int(seed), dtype,
                                         t_start + float(time_budget), record_shares)
         kind = "surrogate"
@@ -367,7 +371,8 @@ def _numeric_model(dataset, d, grid, refine_grid, seed, dtype, deadline, record_
     ``refine_grid``; a second on small data, cut at ``deadline``) and its fit history: the model of a result whose formula came from the
     algebraic stage, for the plots, reports and model files that want a network."""
     model = KAN(width=[d, 2 * d + 1, 1], grid=grid, k=3, seed=seed, dtype=dtype)
-    t_end = max(deadline, time.perf_counter() + 1.0)  # a second at least, past a spent budget
+    # a few steps at least, even past a spent budget: a network of the data, not a random one
+    t_end = max(deadline, time.perf_counter() + 0.2)
 
     def fit(m):
         return m.fit(dataset, opt="LBFGS", steps=40, progress=False, spline_share_warning=0.0,

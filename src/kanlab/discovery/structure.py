@@ -68,7 +68,7 @@ def _sub_discover(X, y, names, budget, seed, separable, opts):
     if opts.get("algebraic", True):
         opts["algebraic"] = 4
     res = discover(X, y, var_names=names, time_budget=budget, seed=seed, hidden=hidden,
-                   r2_target=0.9995, snap=False, max_attempts=3, **opts)
+                   r2_target=0.9995, snap=False, max_attempts=3, numeric_model=False, **opts)
     return res.formula, res.variables
 
 

@@ -114,7 +114,7 @@ def reduced_attempt(h, seed, stages, symbols, Xtr, ytr, Xte, yte, snap, deadline
     names = [symbols[k].name for k in keep] + [f"_u{i}_{j}"]
     budget = max(deadline - time.perf_counter(), 0.5)
     res = discover(np.column_stack([Xtr[:, keep], u_tr]), ytr, var_names=names,
-                   time_budget=budget * 0.9, seed=seed, snap=snap, **opts)
+                   time_budget=budget * 0.9, seed=seed, snap=snap, numeric_model=False, **opts)
     sub = res.variables
     expr = res.formula.xreplace({**{sub[a]: symbols[k] for a, k in enumerate(keep)},
                                  sub[-1]: make(symbols[i], symbols[j])})
