@@ -159,7 +159,10 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
             continue
         scale = float(np.sqrt(np.mean(t * t))) or 1.0
         ts = t / scale
-        path = forward_select(D.columns, ts, k_max, deadline=deadline)
+        # a small dictionary affords a wide beam (the exact support may start from a pair
+        # that is not among the few best pairs)
+        beam = max(6, min(64, 12000 // max(D.columns.shape[1], 1)))
+        path = forward_select(D.columns, ts, k_max, deadline=deadline, beam=beam)
         if not path:
             continue
         for sup in _chosen_supports(D.columns, ts, path, n):

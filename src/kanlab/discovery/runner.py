@@ -5,6 +5,7 @@ import time
 
 from .attempt import _attempt
 from .structure import _structured_attempt
+from .additive import sum_attempt
 from .symmetry import reduced_attempt
 
 
@@ -20,7 +21,10 @@ def _attempt_job(job):
         if isinstance(h, tuple):
             opts = dict(lib=lib, grid=grid, refine_grid=refine_grid, lamb=lamb, steps=steps,
                         dtype=dataset["train_input"].dtype)
-            if h[0] == "reduce":
+            if h[0] == "sum":
+                res = sum_attempt(h, s, st, symbols, Xtr, ytr, Xte, yte, snap, deadline, opts,
+                                  floor)
+            elif h[0] == "reduce":
                 res = reduced_attempt(h, s, st, symbols, Xtr, ytr, Xte, yte, snap, deadline,
                                       opts, floor)
             else:

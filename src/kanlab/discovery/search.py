@@ -40,6 +40,7 @@ from .candidates import algebraic_attempts
 from .runner import _attempt_job, _run_parallel
 from .select import RULES, choose, pareto_front
 from .structure import _product_groups, _structure_name, _surrogate
+from .additive import sum_groups
 from .symmetry import find_invariant, surrogate_function
 
 __all__ = ["discover", "DiscoveryResult"]
@@ -73,6 +74,7 @@ def discover(
     algebraic: bool | int = True,
     model_selection: str = "best",
     numeric_model: bool = True,
+    selection_floor: float = 0.0,
 ) -> DiscoveryResult:
     """Find a formula ``y = f(X)`` with a KAN.
 
@@ -130,6 +132,10 @@ def discover(
         numeric_model: when the chosen formula comes from the algebraic stage (no network
             made it), train a small numeric network of the data as the result's ``model``
             (``model_kind`` "surrogate"; about a second); False leaves ``model`` None.
+        selection_floor: held-out squared error, as a fraction of the target's variance, below
+            which formulas count as equally accurate in the selection (the simplest wins);
+            0: float precision. The sub-searches of divide and conquer, whose targets are read
+            off a surrogate, use ``1 - r2_target``.
 
     Returns:
         :class:`DiscoveryResult`.
@@ -316,9 +322,10 @@ def discover(
                       max_attempts if max_attempts is not None else 10**9)
     if best is None:
         raise RuntimeError("discover() found no formula within the time budget: raise time_budget")
-    best, pareto = _select(attempts, float(np.var(yte)), model_selection) or (best, [])
+    best, pareto = _select(attempts, float(np.var(yte)), model_selection,
+                           selection_floor) or (best, [])
     model, kind, history = best["model"], "symbolic", best["histories"]
-    if str(best["hidden"]).startswith(("factors", "transform", "reduce")):
+    if str(best["hidden"]).startswith(("factors", "transform", "reduce", "sum(")):
         kind = "surrogate"
     if model is None and numeric_model:  # an algebraic formula: a network of the data beside it
         model, history = _numeric_model(dataset, d, grid, refine_grid, int(seed), dtype,
@@ -345,7 +352,8 @@ def _try_surrogate(dataset, d, seed):
 
 def _structures(dataset, d, const_cols, ysd, yc, seed, Xtr, xc, xs, dtype, sur):
     """The structures the surrogate ``sur`` shows, surest first: a symmetry that removes a
-    variable (:func:`.symmetry.find_invariant`), then a product split (``_product_groups``)."""
+    variable (:func:`.symmetry.find_invariant`), a product split (``_product_groups``), a sum
+    split (:func:`.additive.sum_groups`)."""
     out = []
     if sur is None:
         return out
@@ -361,6 +369,10 @@ def _structures(dataset, d, const_cols, ysd, yc, seed, Xtr, xc, xs, dtype, sur):
         found = _product_groups(dataset, d, const_cols, ysd, yc, seed, surrogate=sur)
         if found is not None:
             out.append(found)
+        if err < _SYM_MAX_RMSE:
+            groups = sum_groups(f, Xtr, err, ysd, live, seed=seed)
+            if groups is not None:
+                out.append(("sum", groups, model, hists, (xc, xs, const_cols, ysd, yc, dtype)))
     except (RuntimeError, ValueError, ArithmeticError, np.linalg.LinAlgError) as err:
         log.info("discover: structure tests failed: %s", err)
     return out
@@ -398,7 +410,7 @@ def _free_constants(expr) -> int:
     return len({a for a in sympy.preorder_traversal(expr) if isinstance(a, sympy.Float)})
 
 
-def _select(attempts, variance, rule):
+def _select(attempts, variance, rule, floor=0.0):
     """(chosen attempt, Pareto table) over the attempts with a formula, on held-out squared
     error; None when no attempt has one."""
     rows = [dict(a, loss=(1.0 - a["r2"]) * variance) for a in attempts
@@ -407,7 +419,7 @@ def _select(attempts, variance, rule):
         return None
     if any(r.get("between_ok", True) for r in rows):
         rows = [r for r in rows if r.get("between_ok", True)]
-    front = pareto_front(rows, variance)
+    front = pareto_front(rows, variance, floor)
     k = choose(front, rule)
     table = [{"complexity": r["complexity"], "loss": r["loss"], "score": r["score"],
               "r2": r["r2"], "formula": r["formula"], "hidden": r["hidden"]} for r in front]

@@ -17,11 +17,12 @@ RULES = ("best", "accuracy", "score")
 _FLOOR = 1e-24
 
 
-def pareto_front(rows, variance: float = 1.0):
+def pareto_front(rows, variance: float = 1.0, floor: float = 0.0):
     """``rows``: dicts with at least ``complexity`` and ``loss`` (MSE). Returns the front as new
     dicts, simplest first, each with ``score`` added; rows with a non-finite loss are left out.
-    ``variance``: the target's variance, which sets the loss floor."""
-    floor = _FLOOR * max(float(variance), 1e-300)
+    ``variance``: the target's variance, which sets the loss floor (float precision, or
+    ``floor`` times the variance when that is larger: losses below it count as equal)."""
+    floor = max(_FLOOR, float(floor)) * max(float(variance), 1e-300)
     rows = sorted((dict(r, loss=max(float(r["loss"]), floor)) for r in rows
                    if math.isfinite(float(r["loss"]))),
                   key=lambda r: (r["complexity"], r["loss"]))

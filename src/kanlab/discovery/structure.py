@@ -40,6 +40,8 @@ def _pull_scales(expr):
 
 
 def _structure_name(h, symbols) -> str:
+    if h[0] == "sum":
+        return "sum(" + " + ".join(",".join(symbols[i].name for i in g) for g in h[1]) + ")"
     if h[0] == "reduce":
         from .symmetry import INVARIANTS
         return f"reduce({INVARIANTS[h[1]][0](symbols[h[2]], symbols[h[3]])})"
@@ -68,7 +70,8 @@ def _sub_discover(X, y, names, budget, seed, separable, opts):
     if opts.get("algebraic", True):
         opts["algebraic"] = 4
     res = discover(X, y, var_names=names, time_budget=budget, seed=seed, hidden=hidden,
-                   r2_target=0.9995, snap=False, max_attempts=3, numeric_model=False, **opts)
+                   r2_target=0.9995, snap=False, max_attempts=3, numeric_model=False,
+                   selection_floor=5e-4, **opts)
     return res.formula, res.variables
 
 
