@@ -39,8 +39,15 @@ def algebraic_attempts(Xtr, ytr, Xte, yte, symbols, *, seed: int, snap: bool, de
         r2 = _r2(_evaluate(c.expr, symbols, Xtr), ytr)
         if math.isfinite(r2):
             scored.append((r2, expression_size(c.expr), c))
-    # exact fits (the shortest first), then the closest fits
-    scored.sort(key=lambda e: (e[0] < 1 - 1e-9, e[1] if e[0] >= 1 - 1e-9 else -e[0]))
+    # exact fits (the shortest first), then by BIC on the training rows: the closest fits
+    # first would be the longest ones on noisy data, and the law would not be among those kept
+    n = len(ytr)
+
+    def bic(e):
+        resid = max(1.0 - e[0], 1e-300)
+        return n * math.log(resid) + e[1] * math.log(max(n, 2))
+
+    scored.sort(key=lambda e: (e[0] < 1 - 1e-9, e[1] if e[0] >= 1 - 1e-9 else bic(e)))
     out = []
     for r2_train, _, c in scored[:keep]:
         if time.perf_counter() > deadline:
