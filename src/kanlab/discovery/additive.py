@@ -19,6 +19,7 @@ import sympy
 from ..symbolic.formula import expression_size
 from .cleanup import _finish
 from .result import _evaluate, _finite_between, _r2
+from .structure import _join_unless_split, _sub_discover
 
 __all__ = ["sum_groups", "sum_attempt"]
 
@@ -47,20 +48,7 @@ def sum_groups(f, X, err, ysd, live, seed: int = 0, n: int = 256):
             # a sum changes less under swaps than its own error; and the defect is small next to
             # the target's spread (a near-constant y passes every split trivially)
             splits.append((set(S), defect < _MAX_NOISE * unit and defect < 0.05 * spread))
-    parent = {i: i for i in live}
-
-    def root(i):
-        while parent[i] != i:
-            i = parent[i]
-        return i
-
-    for i, j in combinations(live, 2):
-        if not any(ok and ((i in S) != (j in S)) for S, ok in splits):
-            parent[root(j)] = root(i)
-    groups: dict = {}
-    for i in live:
-        groups.setdefault(root(i), []).append(i)
-    out = tuple(sorted(tuple(g) for g in groups.values()))
+    out = tuple(tuple(g) for g in _join_unless_split(live, splits))
     return out if len(out) > 1 else None
 
 
@@ -68,7 +56,6 @@ def sum_attempt(h, seed, stages, symbols, Xtr, ytr, Xte, yte, snap, deadline, op
     """``("sum", groups, surrogate, surrogate histories, (xc, xs, const_cols, ysd, yc, dtype))``:
     the attempt of the module doc (the surrogate's scalings travel with it, not a closure, so
     the attempt can run in another process)."""
-    from .structure import _sub_discover
     from .symmetry import surrogate_function
 
     _, groups, surrogate, hists, scaling = h

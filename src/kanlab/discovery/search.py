@@ -34,7 +34,7 @@ import torch
 
 from ..model import KAN
 from ..symbolic.formula import expression_size, make_symbols
-from ..symbolic.snap import snap_constants
+from ..symbolic.snap import _floats, snap_constants
 from .result import DiscoveryResult, _as_array, _evaluate, _exact, _r2, minmax_scaling
 from .candidates import algebraic_attempts
 from .runner import _attempt_job, _run_parallel
@@ -380,8 +380,9 @@ def _structures(dataset, d, const_cols, ysd, yc, seed, Xtr, xc, xs, dtype, sur):
 
 def _numeric_model(dataset, d, grid, refine_grid, seed, dtype, deadline, record_shares=False):
     """A small numeric KAN of the standardized data (40 L-BFGS steps, then 40 more on the
-    ``refine_grid``; a second on small data, cut at ``deadline``) and its fit history: the model of a result whose formula came from the
-    algebraic stage, for the plots, reports and model files that want a network."""
+    ``refine_grid``; a second on small data, cut at ``deadline``) and its fit history: the
+    model of a result whose formula came from the algebraic stage, for the plots, reports and
+    model files that want a network."""
     model = KAN(width=[d, 2 * d + 1, 1], grid=grid, k=3, seed=seed, dtype=dtype)
     # a few steps at least, even past a spent budget: a network of the data, not a random one
     t_end = max(deadline, time.perf_counter() + 0.2)
@@ -407,7 +408,7 @@ def _final(res, r2_target) -> bool:
 
 def _free_constants(expr) -> int:
     """How many distinct floats (constants not snapped to exact values) ``expr`` holds."""
-    return len({a for a in sympy.preorder_traversal(expr) if isinstance(a, sympy.Float)})
+    return len(_floats(expr))
 
 
 def _select(attempts, variance, rule, floor=0.0):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import time
+from itertools import combinations
 
 import numpy as np
 import sympy
@@ -171,6 +172,25 @@ _TRANSFORMS = {
 }
 
 
+def _join_unless_split(live, splits):
+    """The groups of ``live`` inputs, as sorted lists, in which two inputs share a group unless
+    some split ``(S, passed)`` that passed the test puts one in S and the other outside."""
+    parent = {i: i for i in live}
+
+    def root(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i, j in combinations(live, 2):
+        if not any(ok and ((i in S) != (j in S)) for S, ok in splits):
+            parent[root(j)] = root(i)
+    groups: dict = {}
+    for i in live:
+        groups.setdefault(root(i), []).append(i)
+    return sorted(groups.values())
+
+
 def _surrogate(dataset, d, seed):
     """A small KAN of the standardized data, fitted without sparsity and refined: the oracle
     of the structure tests. Returns (model, fit histories, held-out RMSE in units of y's
@@ -240,21 +260,8 @@ def _product_groups(dataset, d, const_cols, ysd, yc, seed, surrogate=None):
         defect = (fa - delta) * (fb - delta) - (fab - delta) * (fba - delta)
         return float(defect.square().mean().sqrt()) / max(scale, 1e-300) / max(err, 1e-6)
 
-    def partition(oks):
-        parent = list(range(d))
-
-        def root(i):
-            while parent[i] != i:
-                i = parent[i]
-            return i
-
-        for i, j in combinations(live, 2):  # together unless a product split parts them
-            if not any(ok and ((i in S) != (j in S)) for (S, _, _), ok in zip(swaps, oks)):
-                parent[root(j)] = root(i)
-        groups: dict = {}
-        for i in live:
-            groups.setdefault(root(i), []).append(i)
-        return sorted(groups.values())
+    def partition(oks):  # together unless a product split parts them
+        return _join_unless_split(live, [(S, ok) for (S, _, _), ok in zip(swaps, oks)])
 
     # a plain product of y first: no constant to choose, so the surest reading
     ratios = [ratio(0.0, fab, fba) for _, fab, fba in swaps]

@@ -91,16 +91,21 @@ def _refit_others(f, X, y, p, k, value, fixed=(), max_nfev: int = 30):
     return full(sol.x)
 
 
+def _prepare(expr, symbols, X, y):
+    """(X, y as float64, floats of expr, compiled f, their values) for the functions below."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    fl, f = _compile(expr, symbols)
+    return X, y, fl, f, np.array([float(v) for v in fl])
+
+
 def refine_constants(expr, symbols, X, y, max_nfev: int = 200):
     """Refit every float constant of ``expr`` by least squares on (X, y); returns the new expr."""
     from scipy.optimize import least_squares
 
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64).reshape(-1)
-    fl, f = _compile(expr, symbols)
+    X, y, fl, f, p0 = _prepare(expr, symbols, X, y)
     if not fl:
         return expr
-    p0 = np.array([float(v) for v in fl])
     base = _mse(f, X, y, p0)
 
     def res(p):
@@ -254,12 +259,9 @@ def round_constants(expr, symbols, X, y, rtol: float = 1e-3, deadline: float = m
     that keep the mean squared error on (X, y) within a factor ``1 + rtol`` of what it was:
     the digits the data support, and no offsets of 1e-15. Floats that are integers to their
     own precision become integers (``x**1.0`` is ``x``)."""
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64).reshape(-1)
-    fl, f = _compile(expr, symbols)
+    X, y, fl, f, p = _prepare(expr, symbols, X, y)
     if not fl:
         return expr
-    p = np.array([float(v) for v in fl])
     ref = _mse(f, X, y, p)
     if not math.isfinite(ref):
         return expr
