@@ -489,19 +489,22 @@ class InferenceKAN(nn.Module):
         return x
 
 
+def _is_kan(model) -> bool:
+    """A kanlab KAN (or subclass), recognised by its parts: export sits below the model and
+    does not import it."""
+    return isinstance(model, nn.Module) and all(
+        hasattr(model, a) for a in ("act_fun", "symbolic_fun", "width_in", "_mult", "config"))
+
+
 def inference_module(model) -> InferenceKAN:
     """An export-friendly :class:`InferenceKAN` computing ``model``'s function (a snapshot)."""
-    from .model import KAN
-
-    if not isinstance(model, KAN):
+    if not _is_kan(model):
         raise ValueError(f"inference_module needs a kanlab KAN, got {type(model).__name__}")
     return InferenceKAN(model).eval()
 
 
 def _exportable(model) -> nn.Module:
-    from .model import KAN
-
-    if isinstance(model, KAN):
+    if _is_kan(model):
         return inference_module(model)
     if isinstance(model, nn.Module):
         return model

@@ -65,15 +65,15 @@ def save_model(model, path) -> None:
         raise
 
 
-def load_model(path, map_location=None, base_fun=None):
+def load_model(path, map_location=None, base_fun=None, *, cls):
     """Load a model written by :func:`save_model`.
 
     Args:
         path: model file.
         map_location: device to load onto (default: where it was saved from, i.e. CPU).
         base_fun: the callable, for a model saved with a custom base function.
+        cls: the model class to build (``KAN.load`` passes its own class).
     """
-    from .model import KAN
 
     path = Path(path)
     if not path.exists():
@@ -118,7 +118,7 @@ def load_model(path, map_location=None, base_fun=None):
         cfg["base_fun"] = base_fun
     _check_size(path, cfg, state)
     try:
-        model = KAN(**cfg)
+        model = cls(**cfg)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{path} holds an invalid config: {err}") from None
     names = payload.get("symbolic")
@@ -176,7 +176,9 @@ def _check_size(path, cfg: dict, state: dict) -> None:
     so a damaged or hostile config (``grid=10**9``) would otherwise exhaust memory or run for
     hours instead of failing. Configs that cannot be parsed are left to the constructor.
     """
-    from .model import _parse_arity, _parse_width, _per_layer
+    from .widths import parse_arity as _parse_arity
+    from .widths import parse_width as _parse_width
+    from .widths import per_layer as _per_layer
 
     try:
         width = _parse_width(cfg.get("width"))

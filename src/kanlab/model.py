@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import numbers
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -14,66 +13,15 @@ from .layer import KANLayer, _check_dtype, _check_finite, _check_range
 from .symbolic.layer import SymbolicLayer
 from .prune import PruneMixin
 from .symbolic.mixin import SymbolicMixin
+from .widths import parse_arity as _parse_arity
+from .widths import parse_width as _parse_width
+from .widths import per_layer as _per_layer
 
 __all__ = ["KAN"]
 
 log = logging.getLogger("kanlab")
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def _parse_width(width) -> list[list[int]]:
-    if width is None or isinstance(width, (str, bytes)) or not isinstance(width, Sequence):
-        raise ValueError(f"width must be a list such as [2, 5, 1], got {width!r}")
-    if len(width) < 2:
-        raise ValueError(f"width needs at least two entries (inputs and outputs), got {list(width)!r}")
-    out = []
-    for i, w in enumerate(width):
-        if isinstance(w, (numbers.Integral, np.integer)) and not isinstance(w, bool):
-            pair = [int(w), 0]
-        elif isinstance(w, Sequence) and len(w) == 2 and all(
-            isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, bool) for v in w
-        ):
-            pair = [int(w[0]), int(w[1])]
-        else:
-            raise ValueError(f"width[{i}] must be an int or a pair [n_sum, n_mult], got {w!r}")
-        if pair[0] < 0 or pair[1] < 0 or pair[0] + pair[1] < 1:
-            raise ValueError(f"width[{i}] must have at least one node, got {w!r}")
-        out.append(pair)
-    if out[0][1] > 0:
-        raise ValueError(f"width[0] = {width[0]!r}: the input layer cannot have multiplication nodes")
-    return out
-
-
-def _parse_arity(mult_arity, width: list[list[int]]) -> list[list[int]]:
-    """Arity of every multiplication node, per width entry: ``[[...], [2, 2], ...]``."""
-    def check(a):
-        if isinstance(a, bool) or not isinstance(a, (numbers.Integral, np.integer)) or a < 2:
-            raise ValueError(f"mult_arity entries must be integers >= 2, got {a!r}")
-        return int(a)
-
-    if isinstance(mult_arity, (numbers.Integral, np.integer)) and not isinstance(mult_arity, bool):
-        a = check(mult_arity)
-        return [[a] * w[1] for w in width]
-    if not isinstance(mult_arity, Sequence) or len(mult_arity) != len(width):
-        raise ValueError(
-            f"mult_arity must be an int or one list per width entry ({len(width)}), got {mult_arity!r}"
-        )
-    out = []
-    for l, (w, ar) in enumerate(zip(width, mult_arity)):
-        ar = [ar] * w[1] if isinstance(ar, (numbers.Integral, np.integer)) else list(ar)
-        if len(ar) != w[1]:
-            raise ValueError(f"mult_arity[{l}] needs {w[1]} entries (one per multiplication node), got {ar!r}")
-        out.append([check(a) for a in ar])
-    return out
-
-
-def _per_layer(name: str, value, depth: int) -> list[int]:
-    if isinstance(value, (list, tuple)):
-        if len(value) != depth:
-            raise ValueError(f"{name} given per layer needs {depth} entries, got {len(value)}")
-        return [v for v in value]
-    return [value] * depth
 
 
 class KAN(SymbolicMixin, PruneMixin, nn.Module):
@@ -443,8 +391,8 @@ class KAN(SymbolicMixin, PruneMixin, nn.Module):
         cfg = self.config()
         cfg["grid"] = [int(new_grid)] * self.depth if isinstance(new_grid, (numbers.Integral, np.integer)) else list(new_grid)
         cfg.pop("dtype")
-        child = KAN(**{**cfg, "base_fun": self.base_fun if self.base_fun_name == "custom" else self.base_fun_name},
-                    dtype=self.dtype, device=self.device)
+        base = self.base_fun if self.base_fun_name == "custom" else self.base_fun_name
+        child = type(self)(**{**cfg, "base_fun": base}, dtype=self.dtype, device=self.device)
         if x is None:
             x = self._cache_x
         acts = self.layer_inputs(x) if x is not None else [None] * (self.depth + 1)
@@ -574,7 +522,7 @@ class KAN(SymbolicMixin, PruneMixin, nn.Module):
         """Load a model written by :meth:`save`; pass ``base_fun`` for a custom callable."""
         from .io import load_model
 
-        return load_model(path, map_location=map_location, base_fun=base_fun)
+        return load_model(path, map_location=map_location, base_fun=base_fun, cls=cls)
 
     def copy(self) -> "KAN":
         """A deep copy (parameters, buffers and settings)."""

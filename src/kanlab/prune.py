@@ -49,10 +49,8 @@ def subset_model(model, keep: list[list[int]]):
 
     Node indices count sum nodes first, then multiplication nodes (pykan's order); a kept
     product keeps all its factors. Every setting of the model (grid, k, base function, bias,
-    symbolic state, trainability) carries over.
+    symbolic state, trainability) carries over; the new model has the class of ``model``.
     """
-    from .model import KAN
-
     if len(keep) != model.depth + 1:
         raise ValueError(f"keep needs one list per width entry ({model.depth + 1})")
     if any(len(k) == 0 for k in keep):
@@ -72,7 +70,7 @@ def subset_model(model, keep: list[list[int]]):
     cfg["width"], cfg["mult_arity"] = width, arities
     cfg.pop("dtype")
     base = model.base_fun if model.base_fun_name == "custom" else model.base_fun_name
-    new = KAN(**{**cfg, "base_fun": base}, dtype=model.dtype, device=model.device)
+    new = type(model)(**{**cfg, "base_fun": base}, dtype=model.dtype, device=model.device)
     for l in range(model.depth):
         new.act_fun[l] = model.act_fun[l].get_subset(keep[l], subs[l + 1])
         new.symbolic_fun[l] = model.symbolic_fun[l].get_subset(keep[l], subs[l + 1])

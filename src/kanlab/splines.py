@@ -101,8 +101,11 @@ def bspline_basis(
 ) -> torch.Tensor:
     """Dense basis (batch, in_dim, G+k): every B-spline at every input (pykan's ``B_batch``).
 
-    Built from the span-local values; for analysis, refits and tests, not for training loops.
+    ``x`` is (batch, in_dim); ``grid`` is (in_dim, knots), or a single row of knots shared by
+    every input (pykan's broadcasting). Built from the span-local values; for analysis, refits
+    and tests, not for training loops.
     """
+    x, grid = _check_basis_args(x, grid, k)
     b, n = x.shape
     if not derivative and not (x.requires_grad and torch.is_grad_enabled()):
         from . import native
@@ -120,6 +123,32 @@ def bspline_basis(
     out = torch.zeros(b, plan.dummy + 1, dtype=src.dtype, device=src.device)
     out.scatter_add_(1, basis.index.reshape(b, -1), src.reshape(b, -1))
     return out[:, :-1].reshape(b, n, plan.width)[:, :, 1:]
+
+
+def _check_basis_args(x, grid, k):
+    """Shapes of a dense-basis call, checked (never a silently wrong basis); a one-row grid is
+    shared by every input."""
+    if not isinstance(x, torch.Tensor) or not isinstance(grid, torch.Tensor):
+        raise ValueError("bspline_basis needs torch tensors x (batch, in_dim) and grid "
+                         "(in_dim, knots)")
+    if x.dim() != 2 or grid.dim() != 2:
+        raise ValueError(f"bspline_basis: x must be (batch, in_dim) and grid (in_dim, knots), "
+                         f"got x {tuple(x.shape)} and grid {tuple(grid.shape)}")
+    if isinstance(k, bool) or int(k) != k or k < 0:
+        raise ValueError(f"bspline_basis: k must be an integer >= 0, got {k!r}")
+    if grid.shape[1] < int(k) + 2:
+        raise ValueError(f"bspline_basis: a grid of order k={k} needs at least k+2 = {int(k) + 2} "
+                         f"knots per row, got {grid.shape[1]}")
+    n = x.shape[1]
+    if grid.shape[0] != n:
+        if grid.shape[0] != 1:
+            raise ValueError(f"bspline_basis: grid has {grid.shape[0]} rows but x has {n} "
+                             f"inputs (columns); pass one knot row per input, or a single row "
+                             f"shared by all")
+        grid = grid.expand(n, -1)
+    if grid.dtype != x.dtype:
+        grid = grid.to(x.dtype)
+    return x, grid.contiguous()
 
 
 def coef2curve(x: torch.Tensor, grid: torch.Tensor, coef: torch.Tensor, k: int) -> torch.Tensor:
