@@ -67,6 +67,18 @@ def _eval(f, u: torch.Tensor, need_grad: bool):
     return v.detach(), g
 
 
+def _a_points(x: torch.Tensor, a_range, grid_number: int, max_phase: float = 2 / 3,
+              cap: int = 1001) -> int:
+    """Points of the coarse scan over a: at least ``grid_number``, and dense enough that
+    neighbouring values of a move the argument ``a*x`` by at most ``max_phase`` over the data
+    (a wide a_range on an oscillating function such as J0(20x) has narrow basins in a)."""
+    spread = float(x.abs().max()) if x.numel() else 1.0
+    need = (float(a_range[1]) - float(a_range[0])) * spread / max_phase
+    if not math.isfinite(need):
+        return int(grid_number)
+    return int(min(cap, max(int(grid_number), math.ceil(need) + 1)))
+
+
 def fit_functions(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -120,8 +132,8 @@ def fit_functions(
     xc, yc = xs[:, co], ys[:, co]
     sstc = ((yc - yc.mean(-1, keepdim=True)) ** 2).sum(-1).clamp_min(1e-300)
 
-    a_grid = torch.linspace(float(a_range[0]), float(a_range[1]), grid_number, dtype=torch.float64,
-                            device=device)
+    a_grid = torch.linspace(float(a_range[0]), float(a_range[1]), _a_points(x, a_range, grid_number),
+                            dtype=torch.float64, device=device)
     b_grid = torch.linspace(float(b_range[0]), float(b_range[1]), grid_number, dtype=torch.float64,
                             device=device)
     b_fine = torch.linspace(float(b_range[0]), float(b_range[1]), 4 * grid_number + 1,

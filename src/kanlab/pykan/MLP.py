@@ -1,0 +1,4 @@
+"""pykan's ``kan.MLP``: kanlab's MLP."""
+from ..mlp import MLP
+
+__all__ = ["MLP"]

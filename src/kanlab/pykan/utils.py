@@ -1,0 +1,122 @@
+"""pykan's ``kan.utils``: datasets, symbolic-library tools, derivatives, with pykan's signatures."""
+from __future__ import annotations
+
+import numpy as np
+import sympy
+import torch
+
+from ..datasets import create_dataset
+from ..symbolic import SYMBOLIC_LIB, ex_round
+from ..symbolic import add_symbolic as _add_symbolic
+from ..symbolic.fit import fit_functions
+
+__all__ = ["SYMBOLIC_LIB", "create_dataset", "create_dataset_from_data", "fit_params",
+           "sparse_mask", "add_symbolic", "ex_round", "augment_input", "batch_jacobian",
+           "batch_hessian", "model2param"]
+
+
+def create_dataset_from_data(inputs, labels, train_ratio=0.8, device="cpu"):
+    """Split ``inputs`` and ``labels`` (rows are samples) at random into pykan's dataset dict.
+
+    The split draws from NumPy's global generator, as pykan's does, so ``np.random.seed`` makes
+    it reproducible.
+    """
+    inputs, labels = torch.as_tensor(inputs), torch.as_tensor(labels)
+    if inputs.dim() == 1:
+        inputs = inputs[:, None]
+    if labels.dim() == 1:
+        labels = labels[:, None]
+    num = inputs.shape[0]
+    if num == 0 or labels.shape[0] != num:
+        raise ValueError(f"inputs and labels need the same, non-zero number of rows; got "
+                         f"{num} and {labels.shape[0]}")
+    if not 0.0 < float(train_ratio) < 1.0:
+        raise ValueError(f"train_ratio must be in (0, 1), got {train_ratio!r}")
+    train_id = np.random.choice(num, int(num * train_ratio), replace=False)
+    test_id = np.setdiff1d(np.arange(num), train_id)
+    return {
+        "train_input": inputs[train_id].detach().to(device),
+        "test_input": inputs[test_id].detach().to(device),
+        "train_label": labels[train_id].detach().to(device),
+        "test_label": labels[test_id].detach().to(device),
+    }
+
+
+def add_symbolic(name, fun, c=1, fun_singularity=None):
+    """pykan's ``add_symbolic(name, fun, c=1, fun_singularity=None)``: register torch function
+    ``fun`` under ``name`` (its formula shows as an undefined sympy function ``name(x)``).
+
+    ``fun_singularity(x, y_th)``, pykan's singularity-protected version returning
+    ``(anything, values)``, is used for training when given.
+    """
+    safe = None
+    if fun_singularity is not None:
+        def safe(u, _f=fun_singularity):
+            return _f(u, torch.tensor(10.0, dtype=u.dtype, device=u.device))[1]
+    _add_symbolic(name, fun, sympy.Function(name), complexity=c, safe_fn=safe)
+
+
+def fit_params(x, y, fun, a_range=(-10, 10), b_range=(-10, 10), grid_number=101, iteration=3,
+               verbose=True, device="cpu"):
+    """Fit ``c*fun(a*x+b)+d`` to 1-D ``x``, ``y``; returns (tensor [a, b, c, d], r2)."""
+    name = "__fit_params__"
+    _add_symbolic(name, fun, sympy.Function("f"))
+    try:
+        res = fit_functions(torch.as_tensor(x).reshape(1, -1), torch.as_tensor(y).reshape(1, -1),
+                            [name], a_range=a_range, b_range=b_range,
+                            grid_number=max(3, min(int(grid_number), 101)))
+    finally:
+        SYMBOLIC_LIB.pop(name, None)
+    r2 = res.r2[0, 0]
+    if verbose:
+        print(f"r2 is {float(r2)}")
+        if r2 < 0.9:
+            print("r2 is not very high, please double check if you are choosing the correct "
+                  "symbolic function.")
+    return res.params[0, 0].to(device), r2.to(device)
+
+
+def sparse_mask(in_dim, out_dim):
+    """pykan's sparse initial mask: each input to its nearest output and vice versa."""
+    in_coord = (torch.arange(in_dim) + 0.5) / in_dim
+    out_coord = (torch.arange(out_dim) + 0.5) / out_dim
+    dist = (out_coord[:, None] - in_coord[None, :]).abs()
+    mask = torch.zeros(in_dim, out_dim)
+    mask[torch.arange(in_dim), dist.argmin(0)] = 1.0
+    mask[dist.argmin(1), torch.arange(out_dim)] = 1.0
+    return mask
+
+
+def augment_input(orig_vars, aux_vars, x):
+    """Prepend columns computed from sympy expressions ``aux_vars`` of ``orig_vars`` to ``x``
+    (a tensor, or a dataset dict whose inputs are all augmented)."""
+    if isinstance(x, dict):
+        x["train_input"] = augment_input(orig_vars, aux_vars, x["train_input"])
+        x["test_input"] = augment_input(orig_vars, aux_vars, x["test_input"])
+        return x
+    cols = [x[:, i].detach().cpu().numpy() for i in range(len(orig_vars))]
+    extra = []
+    for aux in aux_vars:
+        f = sympy.lambdify(list(orig_vars), aux, "numpy")
+        v = np.broadcast_to(np.asarray(f(*cols), dtype=np.float64), (x.shape[0],))
+        extra.append(torch.as_tensor(v.copy(), dtype=x.dtype, device=x.device)[:, None])
+    return torch.cat(extra + [x], dim=1)
+
+
+def batch_jacobian(func, x, create_graph=False, mode="scalar"):
+    """Per-sample Jacobian of ``func`` at ``x``; see :func:`kanlab.hypothesis.batch_jacobian`."""
+    from ..hypothesis import batch_jacobian as _bj
+
+    return _bj(func, x, create_graph=create_graph, mode=mode)
+
+
+def batch_hessian(model, x, create_graph=False):
+    """Per-sample Hessian of ``model`` at ``x``; see :func:`kanlab.hypothesis.batch_hessian`."""
+    from ..hypothesis import batch_hessian as _bh
+
+    return _bh(model, x, create_graph=create_graph)
+
+
+def model2param(model):
+    """All parameters of ``model`` as one flat vector."""
+    return torch.cat([p.reshape(-1) for p in model.parameters()])
