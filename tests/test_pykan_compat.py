@@ -260,3 +260,24 @@ def test_pykan_tutorial_runs_unchanged(name, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == [script.name]  # no files written
+
+
+def test_kanpiler_and_tree_through_the_compat_names():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from kanlab.pykan.compiler import kanpiler
+
+    x, y = sympy.symbols("x y")
+    expr = sympy.exp(sympy.sin(sympy.pi * x) + y ** 2)
+    model = kanpiler([x, y], expr)
+    assert [w[0] for w in model.width] == [2, 1, 1]  # pykan's expr2kan gives the same width
+    pts = torch.rand(200, 2) * 2 - 1
+    want = torch.exp(torch.sin(torch.pi * pts[:, :1]) + pts[:, 1:] ** 2)
+    torch.testing.assert_close(model(pts), want, rtol=1e-4, atol=1e-5)
+    from kanlab.pykan import KAN
+
+    tree_model = KAN(width=[2, 1], grid=3, k=3, seed=0, auto_save=False)
+    tree_model(pts)
+    fig = tree_model.tree()
+    assert fig is not None and len(fig.axes) >= 1

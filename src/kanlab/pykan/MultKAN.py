@@ -301,6 +301,14 @@ class MultKAN(_KAN):
     def prune(self, node_th=1e-2, edge_th=3e-2, x=None):
         return super().prune(node_th=node_th, edge_th=edge_th, x=x)
 
+    def tree(self, x=None, in_var=None, style="tree", sym_th=1e-3, sep_th=1e-1,
+             skip_sep_test=False, verbose=False):
+        """The tree of separable groups of the network's function on ``x`` (default: the
+        remembered input); see :func:`kanlab.hypothesis.plot_tree`. Returns the Figure."""
+        x = self._data(x, "tree()")
+        return plot_tree(self, x, in_var=in_var, style=style, sym_th=sym_th, sep_th=sep_th,
+                         skip_sep_test=skip_sep_test, verbose=verbose)
+
     def evaluate(self, dataset):
         """pykan's evaluation dict: test RMSE, active edges and grid size (plus train RMSE)."""
         out = super().evaluate(dataset)
