@@ -11,6 +11,7 @@ from torch import nn
 from .bases import resolve_base_fun
 from .layer import KANLayer, _check_dtype, _check_finite, _check_range
 from .symbolic.layer import SymbolicLayer
+from .edit import EditMixin
 from .prune import PruneMixin
 from .symbolic.mixin import SymbolicMixin
 from .widths import parse_arity as _parse_arity
@@ -24,7 +25,7 @@ log = logging.getLogger("kanlab")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-class KAN(SymbolicMixin, PruneMixin, nn.Module):
+class KAN(SymbolicMixin, PruneMixin, EditMixin, nn.Module):
     """Kolmogorov-Arnold Network.
 
     Args:

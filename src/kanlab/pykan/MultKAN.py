@@ -27,10 +27,6 @@ from .hypothesis import plot_tree  # noqa: F401
 from .spline import curve2coef  # noqa: F401
 from .utils import SYMBOLIC_LIB  # noqa: F401
 
-_LOGGED = ("fit", "refine", "prune", "prune_node", "prune_edge", "prune_input", "fix_symbolic",
-           "unfix_symbolic", "remove_edge", "remove_node", "auto_symbolic", "swap",
-           "expand_depth", "expand_width", "perturb", "module")
-
 
 def _logged(name):
     """Wrap kanlab's method ``name`` so the outermost call records a history version."""
@@ -326,7 +322,8 @@ class MultKAN(_KAN):
 
 def _wrap_logged():
     for name in ("prune_node", "prune_edge", "prune_input", "unfix_symbolic", "remove_edge",
-                 "remove_node", "swap", "expand_depth", "expand_width", "perturb", "module"):
+                 "remove_node", "swap", "auto_swap", "expand_depth", "expand_width", "perturb",
+                 "module"):
         base = getattr(_KAN, name, None)
         if base is not None and name not in MultKAN.__dict__:
             setattr(MultKAN, name, _logged(name)(base))
