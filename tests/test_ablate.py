@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import importlib
 import math
+import sys
 import os
 from typing import ClassVar
 
@@ -33,13 +34,16 @@ def line(x: torch.Tensor) -> torch.Tensor:
 
 
 class RecordingKAN(KAN):
-    """KAN that remembers every instance built, to check what the ablation trains."""
+    """KAN that remembers every instance the ablation builds, to check what it trains (models
+    derived by prune() or refine() have the same class but are not recorded)."""
 
     built: ClassVar[list] = []
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        RecordingKAN.built.append(self)
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        if caller == ab.__name__:
+            RecordingKAN.built.append(self)
 
 
 @pytest.fixture(scope="module")

@@ -120,3 +120,81 @@ def batch_hessian(model, x, create_graph=False):
 def model2param(model):
     """All parameters of ``model`` as one flat vector."""
     return torch.cat([p.reshape(-1) for p in model.parameters()])
+
+
+# pykan's singularity-protected functions, f(x, y_th) -> (aux, values): finite everywhere,
+# equal to the plain function where it stays below y_th in magnitude.
+def _cut(x, thr, inside, outside):
+    return torch.where(torch.abs(x) < thr, inside, torch.nan_to_num(outside))
+
+
+def _inv_power(n):
+    def f(x, y_th):
+        y_th = torch.as_tensor(y_th, dtype=x.dtype)
+        thr = y_th ** (-1.0 / n)
+        inside = y_th * (x / thr if n % 2 else torch.ones_like(x))
+        return (thr,), _cut(x, thr, inside, 1.0 / x ** n)
+    return f
+
+
+f_inv, f_inv2, f_inv3, f_inv4, f_inv5 = (_inv_power(n) for n in range(1, 6))
+
+
+def f_sqrt(x, y_th):
+    thr = 1.0 / torch.as_tensor(y_th, dtype=x.dtype) ** 2
+    return (thr,), _cut(x, thr, x * y_th,
+                        torch.sqrt(torch.abs(x)) * torch.sign(x))
+
+
+def f_power1d5(x, y_th):  # pykan's returns the values alone, not a pair
+    return torch.abs(x) ** 1.5
+
+
+def f_invsqrt(x, y_th):
+    y_th = torch.as_tensor(y_th, dtype=x.dtype)
+    thr = 1.0 / y_th ** 2
+    return (thr,), _cut(x, thr, y_th * torch.ones_like(x), 1.0 / torch.sqrt(torch.abs(x)))
+
+
+def f_log(x, y_th):
+    y_th = torch.as_tensor(y_th, dtype=x.dtype)
+    thr = torch.exp(-y_th)
+    return (thr,), _cut(x, thr, -y_th * torch.ones_like(x), torch.log(torch.abs(x)))
+
+
+def f_tan(x, y_th):
+    y_th = torch.as_tensor(y_th, dtype=x.dtype)
+    clip = torch.remainder(x, torch.pi)
+    delta = torch.pi / 2 - torch.arctan(y_th)
+    near = torch.abs(clip - torch.pi / 2) < delta
+    inside = -y_th / delta * (clip - torch.pi / 2)
+    return (clip, delta), torch.where(near, inside, torch.nan_to_num(torch.tan(clip)))
+
+
+def f_arctanh(x, y_th):
+    y_th = torch.as_tensor(y_th, dtype=x.dtype)
+    delta = 1 - torch.tanh(y_th) + 1e-4
+    edge = torch.abs(x) > 1 - delta
+    return (delta,), torch.where(edge, y_th * torch.sign(x), torch.nan_to_num(torch.arctanh(x)))
+
+
+def f_arcsin(x, y_th):
+    out = torch.where(torch.abs(x) > 1, torch.pi / 2 * torch.sign(x),
+                      torch.nan_to_num(torch.arcsin(x)))
+    return (), out
+
+
+def f_arccos(x, y_th):
+    out = torch.where(torch.abs(x) > 1, torch.pi / 2 * (1 - torch.sign(x)),
+                      torch.nan_to_num(torch.arccos(x)))
+    return (), out
+
+
+def f_exp(x, y_th):
+    y_th = torch.as_tensor(y_th, dtype=x.dtype)
+    thr = torch.log(y_th)
+    return (thr,), torch.where(x > thr, y_th * torch.ones_like(x), torch.exp(x))
+
+
+__all__ += ["f_inv", "f_inv2", "f_inv3", "f_inv4", "f_inv5", "f_sqrt", "f_power1d5", "f_invsqrt",
+            "f_log", "f_tan", "f_arctanh", "f_arcsin", "f_arccos", "f_exp"]
