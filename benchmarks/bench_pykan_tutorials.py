@@ -96,7 +96,7 @@ def run_one(script: Path, side: str, limit: float, workdir: Path) -> dict:
         "stopped": "" if rc == 0 else _where(err, script.name),
         "seconds": round(seconds, 1),
         "last_printed": printed[-4:],
-        "files_written": len(files),
+        "files_written": len(files),  # besides the script, in its folder
     }
 
 
@@ -105,22 +105,30 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         by.setdefault(r["script"], {})[r["side"]] = r
     sides = sorted({r["side"] for r in rows}, key=lambda s: s != "kanlab")
-    head = "| script | " + " | ".join(f"{s}: result | {s}: s" for s in sides) + " |"
-    lines = [head, "|" + "---|" * (1 + 2 * len(sides))]
+    head = "| script | " + " | ".join(f"{s}: result | {s}: s | {s}: files" for s in sides) + " |"
+    lines = [head, "|" + "---|" * (1 + 3 * len(sides))]
     for name in sorted(by):
         cells = []
         for s in sides:
             r = by[name].get(s)
             if r is None:
-                cells += ["-", "-"]
+                cells += ["-", "-", "-"]
                 continue
-            res = "ran" if r["ok"] else "stopped " + r["stopped"].replace("|", "/")
-            cells += [res, f"{r['seconds']:.1f}"]
+            res = "ran" if r["ok"] else "stopped " + r["stopped"].replace("|", "/")[:110]
+            cells += [res, f"{r['seconds']:.1f}", str(r["files_written"])]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     for s in sides:
         ok = sum(1 for r in rows if r["side"] == s and r["ok"])
         n = sum(1 for r in rows if r["side"] == s)
         lines.append(f"\n{s}: {ok} of {n} ran to the end")
+    both = [(v["kanlab"], v["pykan"]) for v in by.values()
+            if "kanlab" in v and "pykan" in v and v["kanlab"]["ok"] and v["pykan"]["ok"]]
+    if both:
+        ratios = sorted(p["seconds"] / k["seconds"] for k, p in both)
+        lines.append(f"\nwhere both ran to the end ({len(both)} scripts): pykan's time over "
+                     f"kanlab's, median {ratios[len(ratios) // 2]:.1f}x, range "
+                     f"{ratios[0]:.1f}x-{ratios[-1]:.1f}x (whole scripts, interpreter start and "
+                     f"imports included)")
     return "\n".join(lines)
 
 
