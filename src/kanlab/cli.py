@@ -279,6 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"kanlab: error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:  # a run that could not finish: one line, details on request
+        if args.verbose:
+            raise
+        print(f"kanlab: error: {err} (run again with --verbose for the details)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

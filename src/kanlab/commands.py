@@ -79,23 +79,54 @@ class _Progress(logging.Handler):
             print("  " + msg[len("discover: "):], file=sys.stderr, flush=True)
 
 
-def cmd_fit(args) -> int:
-    from .discovery import discover
-    from .runs import RUN_FORMAT, write_json_atomic
-    from .tabular import load_table, select_columns
+def _note(message):
+    print(f"kanlab: note: {message}", file=sys.stderr, flush=True)
 
-    cols, data = load_table(args.data)
-    features = [f.strip() for f in args.features.split(",")] if args.features else None
-    names, X, y = select_columns(cols, data, target=args.target, features=features, path=args.data)
-    n, d = X.shape
+
+def _check_fit_options(args):
+    """Options of ``kanlab fit`` that need no data, checked before the data is read."""
+    from .symbolic.library import check_lib
+
     if not 0.0 < args.test_size < 0.9:
         raise ValueError(f"--test-size must be in (0, 0.9), got {args.test_size}")
+    if not args.time_budget > 0:
+        raise ValueError(f"--time-budget must be a positive number of seconds, got "
+                         f"{args.time_budget:g}")
+    try:
+        return check_lib(args.lib) if args.lib else None
+    except ValueError as err:
+        raise ValueError(f"--lib: {err}") from None
+
+
+def cmd_fit(args) -> int:
+    from .tabular import load_table, select_columns
+
+    lib = _check_fit_options(args)
+    table = load_table(args.data)
+    features = [f.strip() for f in args.features.split(",")] if args.features else None
+    names, X, y = select_columns(table.columns, table.data, target=args.target, features=features,
+                                 path=args.data, text=table.text, note=_note)
+    n, d = X.shape
     n_test = int(round(n * args.test_size))
     if n - n_test < 10 or n_test < 1:
         raise ValueError(f"{args.data} has {n} rows: too few for a {args.test_size:g} test split "
                          "(at least 10 training rows and 1 test row)")
     hidden = _parse_hidden(args, d)
+    created = not os.path.exists(args.out)
     _prepare_out(args.out, args.overwrite)
+    try:
+        return _fit_and_write(args, names, X, y, n_test, hidden, lib)
+    except BaseException:
+        if created and os.path.isdir(args.out) and not os.listdir(args.out):
+            os.rmdir(args.out)  # a failed run leaves no empty folder behind
+        raise
+
+
+def _fit_and_write(args, names, X, y, n_test, hidden, lib) -> int:
+    from .discovery import discover
+    from .runs import RUN_FORMAT, write_json_atomic
+
+    n = X.shape[0]
     perm = np.random.default_rng(args.seed).permutation(n)
     te, tr = perm[:n_test], perm[n_test:]
     print(f"kanlab fit: {args.data}: {n} rows, target {args.target!r}, features {names}; "
@@ -114,7 +145,7 @@ def cmd_fit(args) -> int:
         res = discover(X[tr], y[tr], var_names=names, time_budget=args.time_budget, seed=args.seed,
                        hidden=hidden, grid=args.grid, steps=(args.steps,) * 3,
                        record_shares=True,  # history.csv and the report show them
-                       lib=[s.strip() for s in args.lib.split(",")] if args.lib else None)
+                       lib=lib)
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
@@ -217,9 +248,11 @@ def cmd_predict(args) -> int:
     from .tabular import load_table, select_columns
 
     run = load_run(args.run)
-    cols, data = load_table(args.data)
-    _, X, _ = select_columns(cols, data, features=run.features, path=args.data)
-    y = data[:, cols.index(run.target)] if run.target in cols else None  # only for a score
+    table = load_table(args.data)
+    cols, data = table
+    _, X, _ = select_columns(cols, data, features=run.features, path=args.data, text=table.text)
+    y = data[:, cols.index(run.target)] if run.target in cols and run.target not in table.text \
+        else None  # only for a score
     pred = run.predict(X, use=args.use)
     out_name = f"{run.target}_pred"
     if args.out:

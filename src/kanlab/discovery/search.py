@@ -34,6 +34,7 @@ import torch
 
 from ..model import KAN
 from ..symbolic.formula import expression_size, make_symbols
+from ..symbolic.library import check_lib
 from ..symbolic.snap import _floats, snap_constants
 from .result import DiscoveryResult, _as_array, _evaluate, _exact, _r2, minmax_scaling
 from .candidates import algebraic_attempts
@@ -174,6 +175,7 @@ def discover(
     symbols = make_symbols(d, var_names)
     if var_names is not None and len({s.name for s in symbols}) != d:
         raise ValueError(f"var_names must be distinct, got {list(var_names)}")
+    lib = check_lib(lib)
 
     rng = np.random.default_rng(seed)
     perm = rng.permutation(n)
