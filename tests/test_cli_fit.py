@@ -208,3 +208,21 @@ def test_text_columns_are_left_out_or_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "column 'planet': 'mars' is not a number" in err
     assert not (tmp_path / "r2").exists()
+
+
+def test_progress_lines_are_short_and_formula_shortened(tmp_path, capsys):
+    from kanlab.commands import _middle
+
+    rng = np.random.default_rng(2)
+    X = rng.uniform(-1, 1, (200, 2))
+    y = np.sin(3 * X[:, 0]) * X[:, 1] + 0.3 * X[:, 0]
+    np.savetxt(tmp_path / "d.csv", np.c_[X, y], delimiter=",", header="a,b,y", comments="")
+    assert main(["fit", str(tmp_path / "d.csv"), "--target", "y", "--time-budget", "15",
+                 "--out", str(tmp_path / "run"), "--no-plots"]) == 0
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip().startswith("attempt")]
+    assert lines and all(len(ln) < 120 for ln in lines), lines
+    assert all("r2=" in ln and "complexity" in ln for ln in lines)
+    long = "x + " * 500
+    short = _middle(long, 400)
+    assert len(short) <= 400 + 80 and short.startswith(long[:100]) and short.endswith(long[-100:])
+    assert "characters left out" in short and _middle("a + b") == "a + b"

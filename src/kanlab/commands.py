@@ -155,7 +155,7 @@ def _fit_and_write(args, names, X, y, n_test, hidden, lib) -> int:
     test_s = _scores(res.predict(X[te]), y[te])
 
     expr = res.formula
-    print(f"\n{args.target} = {expr}\n")
+    print(f"\n{args.target} = {_middle(str(expr))}\n")
     print(f"train RMSE {train_s['rmse']:.4g}  R2 {train_s['r2']:.10g}")
     print(f"test  RMSE {test_s['rmse']:.4g}  R2 {test_s['r2']:.10g}  "
           f"(complexity {res.complexity}, {len(res.attempts)} attempt(s), {seconds:.1f} s)")
@@ -210,6 +210,16 @@ def _fit_and_write(args, names, X, y, n_test, hidden, lib) -> int:
         files.append("report.html")
     print(f"wrote {', '.join(files)} to {os.path.abspath(folder)}")
     return 0
+
+
+def _middle(text: str, width: int = 400) -> str:
+    """``text`` shortened in the middle when longer than ``width`` (the full formula is in
+    run.json)."""
+    if len(text) <= width:
+        return text
+    keep = (width - 60) // 2
+    return (f"{text[:keep]} ... [{len(text) - 2 * keep} characters left out; the whole formula "
+            f"is in run.json] ... {text[-keep:]}")
 
 
 def _short(expr):

@@ -274,13 +274,15 @@ def discover(
             stages[k] += v
         h, s = shape_name(shape(a)), int(seed) + a
         if res is None:
-            log.info("discover: attempt %d (seed %d, hidden %s) failed: %s", a, s, h, err)
+            log.info("discover: attempt %d (seed %d, hidden %s) failed: %s", a, s, h,
+                     str(err).splitlines()[0][:120] if str(err) else type(err).__name__)
             attempts.append({"seed": s, "hidden": h, "r2": -math.inf, "complexity": 0,
                              "formula": None, "seconds": dt})
             return
         res["seconds"] = dt
-        log.info("discover: attempt %d seed %d hidden %s: r2=%.6g size=%d  %s (%.1fs)",
-                 a, s, h, res["r2"], res["complexity"], res["formula"], dt)
+        log.info("discover: attempt %d seed %d hidden %s: r2=%.6g complexity %d (%.1f s)",
+                 a, s, h, res["r2"], res["complexity"], dt)
+        log.debug("discover: attempt %d formula %s", a, res["formula"])
         fold(res)
 
     def go_on(n_started):
@@ -309,7 +311,7 @@ def discover(
         stages["algebraic"] = dt
         for res in recs:
             res["seconds"] = dt / len(recs)
-            log.info("discover: %s: r2=%.6g size=%d", res["hidden"], res["r2"],
+            log.info("discover: %s: r2=%.6g complexity %d", res["hidden"], res["r2"],
                      res["complexity"])
             fold(res)
     if workers == 1:
