@@ -226,3 +226,15 @@ def test_progress_lines_are_short_and_formula_shortened(tmp_path, capsys):
     short = _middle(long, 400)
     assert len(short) <= 400 + 80 and short.startswith(long[:100]) and short.endswith(long[-100:])
     assert "characters left out" in short and _middle("a + b") == "a + b"
+
+
+def test_every_command_has_a_description(capsys):
+    from kanlab.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    for name, parser in sub.choices.items():
+        assert parser.description and len(parser.description) > 40, name
+    from kanlab.symbolic.library import describe_lib
+
+    text = describe_lib()
+    assert "sqrt (= x^0.5)" in text and text.count("x^0.5") == 1

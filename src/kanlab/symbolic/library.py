@@ -22,7 +22,7 @@ import sympy
 import torch
 
 __all__ = ["SymbolicFunction", "SYMBOLIC_LIB", "add_symbolic", "get_symbolic", "default_lib",
-           "check_lib"]
+           "check_lib", "describe_lib"]
 
 # singularity guards: |u| below _TINY counts as 0 for 1/u; arguments kept inside (-1, 1) by _EDGE
 _TINY = 1e-4
@@ -132,6 +132,22 @@ def get_symbolic(name: str) -> SymbolicFunction:
         ) from None
 
 
+def describe_lib() -> str:
+    """The registered names, each alias beside its first name (``sqrt (= x^0.5)``)."""
+    import sympy
+
+    u = sympy.Symbol("u")
+    groups: dict = {}
+    for name, fn in SYMBOLIC_LIB.items():
+        try:
+            key = sympy.srepr(fn.sympy_fn(u))
+        except Exception:  # noqa: BLE001 - a user function sympy cannot apply: its own entry
+            key = name
+        groups.setdefault(key, []).append(name)
+    return ", ".join(g[0] + (f" (= {', '.join(g[1:])})" if len(g) > 1 else "")
+                     for g in groups.values())
+
+
 def check_lib(lib) -> list[str] | None:
     """``lib`` (None, or names of registered functions) checked before any work: a ValueError
     naming every unknown entry and the known names, never a failure deep inside a search."""
@@ -149,7 +165,7 @@ def check_lib(lib) -> list[str] | None:
     if bad:
         raise ValueError(
             f"unknown function name(s) in lib: {', '.join(repr(b) for b in bad)}; known: "
-            f"{', '.join(sorted(SYMBOLIC_LIB))} (register others with kanlab.add_symbolic)")
+            f"{describe_lib()} (register others with kanlab.add_symbolic)")
     return list(dict.fromkeys(names))
 
 
