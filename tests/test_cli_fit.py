@@ -238,3 +238,30 @@ def test_every_command_has_a_description(capsys):
 
     text = describe_lib()
     assert "sqrt (= x^0.5)" in text and text.count("x^0.5") == 1
+
+
+def test_width_with_several_hidden_layers(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    X = rng.uniform(-1, 1, (200, 3))
+    y = X[:, 0] * X[:, 1] + np.sin(X[:, 2])
+    np.savetxt(tmp_path / "d.csv", np.c_[X, y], delimiter=",", header="a,b,c,y", comments="")
+    assert main(["fit", str(tmp_path / "d.csv"), "--target", "y", "--width", "3,4,3,1",
+                 "--time-budget", "20", "--out", str(tmp_path / "run"), "--no-plots"]) == 0
+    err = capsys.readouterr().err
+    assert "hidden [4, 3]" in err or "algebraic" in err
+    rc = main(["fit", str(tmp_path / "d.csv"), "--target", "y", "--width", "3,0,1",
+               "--out", str(tmp_path / "r2"), "-q"])
+    assert rc == 2 and "--width must be 3,H,1 or 3,H1,H2,...,1" in capsys.readouterr().err
+
+
+def test_discover_accepts_deep_hidden_shapes():
+    from kanlab.discovery.attempt import _attempt  # noqa: F401  (the shape reaches the model)
+    from kanlab import discover
+
+    rng = np.random.default_rng(4)
+    X = rng.uniform(-1, 1, (150, 2))
+    y = np.exp(np.sin(np.pi * X[:, 0]) + X[:, 1] ** 2)
+    res = discover(X, y, hidden=[[4, 3]], algebraic=False, time_budget=15, max_attempts=1)
+    assert res.attempts and res.attempts[0]["hidden"] == [4, 3]
+    with pytest.raises(ValueError, match="lists of them"):
+        discover(X, y, hidden=[[4, 0]], time_budget=5)

@@ -174,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "array per column) or .parquet (needs pyarrow)")
     f.add_argument("--target", required=True, help="name of the column to predict")
     f.add_argument("--features", metavar="A,B,...", help="feature columns (default: all others)")
-    f.add_argument("--width", metavar="D,H,1", help="network width to try, e.g. 2,5,1")
+    f.add_argument("--width", metavar="D,H,1", help="network width to try, e.g. 2,5,1, or with "
+                                                    "several hidden layers 4,5,5,1")
     f.add_argument("--hidden", metavar="H,...", help="hidden widths to try in turn (default 2d, "
                                                      "2d+1, d+2)")
     f.add_argument("--grid", type=_positive_int, default=5, help="grid intervals (default 5)")

@@ -32,10 +32,10 @@ def _parse_hidden(args, d):
         except ValueError:
             raise ValueError(f"--width takes comma-separated integers such as {d},5,1, "
                              f"got {args.width!r}") from None
-        if len(w) != 3 or w[0] != d or w[2] != 1 or w[1] < 1:
-            raise ValueError(f"--width must be {d},H,1 ({d} features, H hidden nodes, 1 target); "
-                             f"got {args.width}")
-        return [w[1]]
+        if len(w) < 3 or w[0] != d or w[-1] != 1 or min(w[1:-1]) < 1:
+            raise ValueError(f"--width must be {d},H,1 or {d},H1,H2,...,1 ({d} features, hidden "
+                             f"layers of H nodes, 1 target); got {args.width}")
+        return [w[1]] if len(w) == 3 else [w[1:-1]]
     if args.hidden:
         try:
             h = [int(t) for t in args.hidden.split(",") if t.strip()]

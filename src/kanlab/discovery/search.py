@@ -213,10 +213,18 @@ def discover(
         hidden = [2 * d, "separable", 2 * d + 1, d + 2] if d > 1 else [2, 3]
     elif isinstance(hidden, (int, str)):
         hidden = [hidden]
-    hidden = list(hidden)
-    if not hidden or any(not (h in ("mult", "separable") or
-                              (isinstance(h, (int, np.integer)) and h >= 1)) for h in hidden):
-        raise ValueError(f"hidden must list positive ints, 'mult' or 'separable', got {hidden}")
+    hidden = [[int(v) for v in h] if isinstance(h, list) else h for h in hidden]
+
+    def _ok(h):
+        if isinstance(h, list):  # several hidden layers, e.g. [5, 5]
+            return bool(h) and all(v >= 1 for v in h)
+        if isinstance(h, str):
+            return h in ("mult", "separable")
+        return isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1
+
+    if not hidden or not all(_ok(h) for h in hidden):
+        raise ValueError(f"hidden must list positive ints, lists of them (several hidden "
+                         f"layers, e.g. [5, 5]), 'mult' or 'separable', got {hidden}")
     if d == 1 or "separable" not in hidden:
         hidden = [h for h in hidden if h != "separable"] or [2, 3]
 
