@@ -60,7 +60,7 @@ class DiscoveryResult:
     def predict(self, X) -> np.ndarray:
         """Evaluate the formula on (n, d) inputs."""
         X = np.asarray(X, dtype=np.float64)
-        fn = sympy.lambdify(self.variables, self.formula, modules="numpy")
+        fn = sympy.lambdify(self.variables, self.formula, modules="numpy", dummify=True)
         with np.errstate(all="ignore"):
             out = fn(*[X[:, i] for i in range(X.shape[1])])
         return np.broadcast_to(np.asarray(out, dtype=np.float64), (X.shape[0],)).copy()
@@ -116,7 +116,7 @@ def _finite_between(expr, symbols, Xtr, ytr) -> bool:
 
 
 def _evaluate(expr, symbols, X) -> np.ndarray:
-    fn = sympy.lambdify(symbols, expr, modules="numpy")
+    fn = sympy.lambdify(symbols, expr, modules="numpy", dummify=True)
     with np.errstate(all="ignore"):
         out = fn(*[X[:, i] for i in range(X.shape[1])])
     out = np.asarray(out)
