@@ -265,3 +265,13 @@ def test_discover_accepts_deep_hidden_shapes():
     assert res.attempts and res.attempts[0]["hidden"] == [4, 3]
     with pytest.raises(ValueError, match="lists of them"):
         discover(X, y, hidden=[[4, 0]], time_budget=5)
+
+
+def test_overfitting_is_flagged():
+    from kanlab.commands import overfitting
+
+    assert overfitting(1.0 - 1e-10, 0.47).startswith("the formula fits the training rows")
+    assert "train R2 1, test R2 0.47" in overfitting(1.0, 0.47)
+    assert overfitting(0.9, 0.88) == ""            # noisy but honest
+    assert overfitting(1.0, 1.0 - 1e-9) == ""      # exact
+    assert overfitting(float("nan"), 0.5) == ""

@@ -159,6 +159,9 @@ def _fit_and_write(args, names, X, y, n_test, hidden, lib) -> int:
     print(f"train RMSE {train_s['rmse']:.4g}  R2 {train_s['r2']:.10g}")
     print(f"test  RMSE {test_s['rmse']:.4g}  R2 {test_s['r2']:.10g}  "
           f"(complexity {res.complexity}, {len(res.attempts)} attempt(s), {seconds:.1f} s)")
+    overfit = overfitting(train_s["r2"], test_s["r2"])
+    if overfit:
+        print(f"warning: {overfit}", file=sys.stderr)
 
     const = res.constant_columns  # the columns the model was fed as 0
     folder = args.out
@@ -174,6 +177,7 @@ def _fit_and_write(args, names, X, y, n_test, hidden, lib) -> int:
         "scores": {"train_rmse": train_s["rmse"], "train_r2": train_s["r2"],
                    "test_rmse": test_s["rmse"], "test_r2": test_s["r2"],
                    "discover_heldout_r2": res.r2},
+        "overfitting": overfit or None,
         "x_center": res.x_center, "x_scale": res.x_scale, "constant_columns": const.tolist(),
         "y_center": res.y_center, "y_scale": res.y_scale,
         "stages_seconds": res.stages, "seconds": seconds,
@@ -203,13 +207,27 @@ def _fit_and_write(args, names, X, y, n_test, hidden, lib) -> int:
                      title=f"kanlab fit: {os.path.basename(args.data)}",
                      scores={"train RMSE": train_s["rmse"], "train R2": train_s["r2"],
                              "test RMSE": test_s["rmse"], "test R2": test_s["r2"],
-                             "complexity": res.complexity, "seconds": round(seconds, 2)},
+                             "complexity": res.complexity, "seconds": round(seconds, 2),
+                             **({"overfitting": overfit} if overfit else {})},
                      data_info={"file": os.path.basename(args.data), "rows": n,
                                 "train / test": f"{len(tr)} / {len(te)}",
                                 "features": ", ".join(names), "target": args.target})
         files.append("report.html")
     print(f"wrote {', '.join(files)} to {os.path.abspath(folder)}")
     return 0
+
+
+def overfitting(train_r2: float, test_r2: float) -> str:
+    """A warning when the test rows are fitted far worse than the training rows (the
+    unexplained share of the test target at least 3x the training one, plus 5 points);
+    '' otherwise."""
+    if not (math.isfinite(train_r2) and math.isfinite(test_r2)):
+        return ""
+    if 1 - test_r2 <= 3 * (1 - train_r2) + 0.05:
+        return ""
+    return (f"the formula fits the training rows far better than the test rows (train R2 "
+            f"{train_r2:.4g}, test R2 {test_r2:.4g}): it is overfitting. Trust the test score; "
+            f"a smaller --width, fewer --lib functions or more rows give simpler formulas")
 
 
 def _middle(text: str, width: int = 400) -> str:

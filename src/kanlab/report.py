@@ -98,7 +98,11 @@ def render_report(model, *, formula=None, variables=None, target_name="y", histo
     if data_info:
         parts.append("<h2>Data</h2>" + _table([data_info], list(data_info), left=list(data_info)))
     if scores:
-        parts.append("<h2>Scores</h2>" + _table([scores], list(scores)))
+        notes = {k: v for k, v in scores.items() if isinstance(v, str)}
+        nums = {k: v for k, v in scores.items() if not isinstance(v, str)}
+        parts.append("<h2>Scores</h2>" + _table([nums], list(nums)))
+        parts += [f'<p class="warn"><b>{html.escape(k)}:</b> {html.escape(v)}</p>'
+                  for k, v in notes.items()]
     exprs = formula if isinstance(formula, (list, tuple)) else ([formula] if formula is not None else [])
     if exprs:
         parts.append("<h2>Formula</h2>")
