@@ -197,7 +197,7 @@ def _fit_and_write(args, names, X, y, n_test, hidden, lib) -> int:
 
         zt = torch.as_tensor(z, dtype=res.model.dtype)
         fig = res.model.plot(x=zt, in_vars=names, out_vars=[args.target],
-                             title=f"{args.target} = {_short(expr)}"[:120])
+                             title=_diagram_title(args.target, expr, res.model_kind))
         fig.savefig(os.path.join(folder, "diagram.png"), dpi=130, bbox_inches="tight")
         files.append("diagram.png")
         from .report import write_report
@@ -205,6 +205,7 @@ def _fit_and_write(args, names, X, y, n_test, hidden, lib) -> int:
         write_report(os.path.join(folder, "report.html"), res.model, formula=expr,
                      target_name=args.target, history=res.history, x=zt, in_vars=names,
                      title=f"kanlab fit: {os.path.basename(args.data)}",
+                     model_kind=res.model_kind,
                      scores={"train RMSE": train_s["rmse"], "train R2": train_s["r2"],
                              "test RMSE": test_s["rmse"], "test R2": test_s["r2"],
                              "complexity": res.complexity, "seconds": round(seconds, 2),
@@ -238,6 +239,14 @@ def _middle(text: str, width: int = 400) -> str:
     keep = (width - 60) // 2
     return (f"{text[:keep]} ... [{len(text) - 2 * keep} characters left out; the whole formula "
             f"is in run.json] ... {text[-keep:]}")
+
+
+def _diagram_title(target, expr, model_kind) -> str:
+    """A whole title: the formula when it is short, never one cut in the middle of a term."""
+    if model_kind == "surrogate":
+        return f"numeric network of {target} (the formula is in run.json)"
+    text = f"{target} = {_short(expr)}"
+    return text if len(text) <= 90 else f"the network of {target}'s formula (see run.json)"
 
 
 def _short(expr):
