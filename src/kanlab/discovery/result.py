@@ -86,13 +86,17 @@ def minmax_scaling(X: np.ndarray):
     lo, hi = X.min(0), X.max(0)
     center = (lo + hi) / 2
     half = (hi - lo) / 2
-    constant = half <= 1e-12 * np.maximum(np.abs(center), 1.0)
+    # relative to the column's own magnitude only: a column of values ~1e-13 that vary is data
+    constant = (half == 0) | (half <= 1e-12 * np.abs(center))
     return center, np.where(constant, 1.0, half), constant
 
 
 def _r2(pred: np.ndarray, y: np.ndarray) -> float:
     if not np.all(np.isfinite(pred)):
         return -math.inf
+    scale = float(np.max(np.abs(y))) if y.size else 0.0
+    if math.isfinite(scale) and scale > 0 and not 1e-100 < scale < 1e100:
+        pred, y = pred / scale, y / scale  # squares of huge or tiny targets over/underflow
     sst = float(np.sum((y - y.mean()) ** 2))
     sse = float(np.sum((pred - y) ** 2))
     if sst <= 0:

@@ -185,7 +185,9 @@ def discover(
 
     # standardize: inputs to about [-1, 1], target to zero mean and unit spread
     xc, xs, const_cols = minmax_scaling(Xtr)
-    yc, ysd = float(ytr.mean()), float(ytr.std())
+    yc = float(ytr.mean())
+    spread = float(np.max(np.abs(ytr - yc)))  # std without squaring huge values (1e200 overflows)
+    ysd = spread * float(np.std((ytr - yc) / spread)) if 0 < spread < math.inf else 0.0
     if not ysd > 0:
         expr = sympy.Float(yc, 15)
         expr = snap_constants(expr, symbols, Xtr, ytr) if snap else expr
