@@ -428,3 +428,55 @@ def test_saved_file_permissions_follow_umask(tmp_path):
     os.chmod(path, 0o640)
     model.save(path)  # overwriting keeps the file's existing mode
     assert os.stat(path).st_mode & 0o777 == 0o640
+
+
+def test_load_refuses_damaged_or_crafted_tensors(tmp_path):
+    """Checksums, NaN weights, wrong dtypes and zero-stride tensors are refused on load."""
+    import pytest
+    import torch
+
+    from kanlab import KAN
+
+    model = KAN(width=[2, 3, 1], grid=5, k=3, seed=0)
+    path = tmp_path / "m.kan"
+    model.save(path)
+    x = torch.rand(8, 2)
+    torch.testing.assert_close(KAN.load(path)(x), model(x))
+
+    def rewrite(edit, name):
+        payload = torch.load(path, weights_only=True)
+        edit(payload)
+        out = tmp_path / name
+        torch.save(payload, out)
+        return out
+
+    def change_weight(p):
+        p["state_dict"]["act_fun.0.coef"][0, 0, 0] += 0.25
+
+    with pytest.raises(ValueError, match="checksum"):
+        KAN.load(rewrite(change_weight, "flip.kan"))
+
+    def nan_weight(p):
+        p["state_dict"]["act_fun.0.coef"][0, 0, 0] = float("nan")
+        p.pop("checksum")
+
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        KAN.load(rewrite(nan_weight, "nan.kan"))
+
+    def wrong_dtype(p):
+        p["state_dict"]["act_fun.0.coef"] = p["state_dict"]["act_fun.0.coef"].double()
+
+    with pytest.raises(ValueError, match="is float64 but the model is float32"):
+        KAN.load(rewrite(wrong_dtype, "dtype.kan"))
+
+    def zero_stride(p):
+        g = p["state_dict"]["act_fun.0.grid"]
+        p["state_dict"]["act_fun.0.grid"] = g[:, :1].expand_as(g)
+
+    with pytest.raises(ValueError, match="zero-stride"):
+        KAN.load(rewrite(zero_stride, "stride.kan"))
+
+    def old_file(p):  # files written before checksums existed still load
+        p.pop("checksum")
+
+    torch.testing.assert_close(KAN.load(rewrite(old_file, "old.kan"))(x), model(x))

@@ -75,3 +75,19 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     dom, console = _render(bad)
     assert 'data-rendered="images 3/4' in dom
     assert any("nope is not defined" in ln for ln in console)
+
+
+def test_report_says_which_model_the_diagram_shows_and_all_symbolic_contributions():
+    from kanlab.report import render_report
+
+    model = KAN(width=[2, 1], grid=3, k=3, seed=0)
+    x = torch.rand(50, 2) * 2 - 1
+    model(x)
+    html_sur = render_report(model, x=x, model_kind="surrogate")
+    assert "not the formula" in html_sur
+    assert "spline left to compare" not in html_sur and "<td>nan</td>" not in html_sur
+    model.fix_symbolic(0, 0, 0, "sin", x=x, verbose=False)
+    model.fix_symbolic(0, 1, 0, "x^2", x=x, verbose=False)
+    html_sym = render_report(model, x=x, model_kind="symbolic")
+    assert "The formula's own network" in html_sym
+    assert "Every edge is symbolic" in html_sym and "nan" not in html_sym.split("Base function")[1][:400]

@@ -260,7 +260,7 @@ def _symbolic_stage(model: KAN, data: dict, data64: dict, spec: _RunSpec, steps:
 
 
 def _evaluate(expr, symbols, X: np.ndarray) -> np.ndarray:
-    fn = sympy.lambdify(symbols, expr, modules="numpy")
+    fn = sympy.lambdify(symbols, expr, modules="numpy", dummify=True)
     with np.errstate(all="ignore"):
         out = np.asarray(fn(*[X[:, i] for i in range(X.shape[1])]))
     if np.iscomplexobj(out):

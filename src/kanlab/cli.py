@@ -154,7 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"kanlab {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    d = sub.add_parser("demo", help="train the built-in toy example and print test RMSE and time")
+    d = sub.add_parser("demo", help="train the built-in toy example and print test RMSE and time",
+                       description="Train KAN(width=[2, 5, 1]) on exp(sin(pi x) + y^2) (1000 "
+                                   "samples), refine its grid from 3 to 10, and print the test "
+                                   "RMSE and time of each stage.")
     d.add_argument("--steps", type=_positive_int, default=50, help="LBFGS steps per stage (default 50)")
     d.add_argument("--save", metavar="PATH", help="save the trained model to PATH")
     d.add_argument("--progress", action="store_true", default=None, help="show a progress bar")
@@ -171,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "array per column) or .parquet (needs pyarrow)")
     f.add_argument("--target", required=True, help="name of the column to predict")
     f.add_argument("--features", metavar="A,B,...", help="feature columns (default: all others)")
-    f.add_argument("--width", metavar="D,H,1", help="network width to try, e.g. 2,5,1")
+    f.add_argument("--width", metavar="D,H,1", help="network width to try, e.g. 2,5,1, or with "
+                                                    "several hidden layers 4,5,5,1")
     f.add_argument("--hidden", metavar="H,...", help="hidden widths to try in turn (default 2d, "
                                                      "2d+1, d+2)")
     f.add_argument("--grid", type=_positive_int, default=5, help="grid intervals (default 5)")
@@ -202,13 +206,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the formula (default) or the symbolic network")
     pr.set_defaults(func=_lazy("cmd_predict"))
 
-    fo = sub.add_parser("formula", help="print a run's (or a symbolic model file's) formula")
+    fo = sub.add_parser("formula", help="print a run's (or a symbolic model file's) formula",
+                        description="Print the formula of a run folder written by 'kanlab fit' "
+                                    "(read from run.json, never executed), or of a .kan model "
+                                    "file whose edges are all symbolic, as text or LaTeX.")
     fo.add_argument("run", help="run folder, or a .kan model whose edges are all symbolic")
     fo.add_argument("--latex", action="store_true", help="print LaTeX")
     fo.add_argument("--digits", type=int, metavar="N", help="round constants to N decimals")
     fo.set_defaults(func=_lazy("cmd_formula"))
 
-    pl = sub.add_parser("plot", help="draw a model's network diagram (or one edge) to PNG/SVG")
+    pl = sub.add_parser("plot", help="draw a model's network diagram (or one edge) to PNG/SVG",
+                        description="Draw the network diagram of a run folder or .kan model "
+                                    "(every edge's learned curve, opacity by importance, symbolic "
+                                    "edges named), or with --edge one edge's total, base and "
+                                    "spline parts; the file type follows --out's suffix.")
     pl.add_argument("run", help="run folder or .kan model file")
     pl.add_argument("--out", metavar="FILE", help="image file (default: diagram.png next to "
                                                   "the model)")
@@ -279,6 +290,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"kanlab: error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:  # a run that could not finish: one line, details on request
+        if args.verbose:
+            raise
+        print(f"kanlab: error: {err} (run again with --verbose for the details)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

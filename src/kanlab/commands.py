@@ -32,10 +32,10 @@ def _parse_hidden(args, d):
         except ValueError:
             raise ValueError(f"--width takes comma-separated integers such as {d},5,1, "
                              f"got {args.width!r}") from None
-        if len(w) != 3 or w[0] != d or w[2] != 1 or w[1] < 1:
-            raise ValueError(f"--width must be {d},H,1 ({d} features, H hidden nodes, 1 target); "
-                             f"got {args.width}")
-        return [w[1]]
+        if len(w) < 3 or w[0] != d or w[-1] != 1 or min(w[1:-1]) < 1:
+            raise ValueError(f"--width must be {d},H,1 or {d},H1,H2,...,1 ({d} features, hidden "
+                             f"layers of H nodes, 1 target); got {args.width}")
+        return [w[1]] if len(w) == 3 else [w[1:-1]]
     if args.hidden:
         try:
             h = [int(t) for t in args.hidden.split(",") if t.strip()]
@@ -79,23 +79,54 @@ class _Progress(logging.Handler):
             print("  " + msg[len("discover: "):], file=sys.stderr, flush=True)
 
 
-def cmd_fit(args) -> int:
-    from .discovery import discover
-    from .runs import RUN_FORMAT, write_json_atomic
-    from .tabular import load_table, select_columns
+def _note(message):
+    print(f"kanlab: note: {message}", file=sys.stderr, flush=True)
 
-    cols, data = load_table(args.data)
-    features = [f.strip() for f in args.features.split(",")] if args.features else None
-    names, X, y = select_columns(cols, data, target=args.target, features=features, path=args.data)
-    n, d = X.shape
+
+def _check_fit_options(args):
+    """Options of ``kanlab fit`` that need no data, checked before the data is read."""
+    from .symbolic.library import check_lib
+
     if not 0.0 < args.test_size < 0.9:
         raise ValueError(f"--test-size must be in (0, 0.9), got {args.test_size}")
+    if not args.time_budget > 0:
+        raise ValueError(f"--time-budget must be a positive number of seconds, got "
+                         f"{args.time_budget:g}")
+    try:
+        return check_lib(args.lib) if args.lib else None
+    except ValueError as err:
+        raise ValueError(f"--lib: {err}") from None
+
+
+def cmd_fit(args) -> int:
+    from .tabular import load_table, select_columns
+
+    lib = _check_fit_options(args)
+    table = load_table(args.data)
+    features = [f.strip() for f in args.features.split(",")] if args.features else None
+    names, X, y = select_columns(table.columns, table.data, target=args.target, features=features,
+                                 path=args.data, text=table.text, note=_note)
+    n, d = X.shape
     n_test = int(round(n * args.test_size))
     if n - n_test < 10 or n_test < 1:
         raise ValueError(f"{args.data} has {n} rows: too few for a {args.test_size:g} test split "
                          "(at least 10 training rows and 1 test row)")
     hidden = _parse_hidden(args, d)
+    created = not os.path.exists(args.out)
     _prepare_out(args.out, args.overwrite)
+    try:
+        return _fit_and_write(args, names, X, y, n_test, hidden, lib)
+    except BaseException:
+        if created and os.path.isdir(args.out) and not os.listdir(args.out):
+            os.rmdir(args.out)  # a failed run leaves no empty folder behind
+        raise
+
+
+def _fit_and_write(args, names, X, y, n_test, hidden, lib) -> int:
+    from .discovery import discover
+    from .runs import RUN_FORMAT, write_json_atomic
+
+    n = X.shape[0]
     perm = np.random.default_rng(args.seed).permutation(n)
     te, tr = perm[:n_test], perm[n_test:]
     print(f"kanlab fit: {args.data}: {n} rows, target {args.target!r}, features {names}; "
@@ -114,7 +145,7 @@ def cmd_fit(args) -> int:
         res = discover(X[tr], y[tr], var_names=names, time_budget=args.time_budget, seed=args.seed,
                        hidden=hidden, grid=args.grid, steps=(args.steps,) * 3,
                        record_shares=True,  # history.csv and the report show them
-                       lib=[s.strip() for s in args.lib.split(",")] if args.lib else None)
+                       lib=lib)
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
@@ -124,10 +155,13 @@ def cmd_fit(args) -> int:
     test_s = _scores(res.predict(X[te]), y[te])
 
     expr = res.formula
-    print(f"\n{args.target} = {expr}\n")
+    print(f"\n{args.target} = {_middle(str(expr))}\n")
     print(f"train RMSE {train_s['rmse']:.4g}  R2 {train_s['r2']:.10g}")
     print(f"test  RMSE {test_s['rmse']:.4g}  R2 {test_s['r2']:.10g}  "
           f"(complexity {res.complexity}, {len(res.attempts)} attempt(s), {seconds:.1f} s)")
+    overfit = overfitting(train_s["r2"], test_s["r2"])
+    if overfit:
+        print(f"warning: {overfit}", file=sys.stderr)
 
     const = res.constant_columns  # the columns the model was fed as 0
     folder = args.out
@@ -143,6 +177,7 @@ def cmd_fit(args) -> int:
         "scores": {"train_rmse": train_s["rmse"], "train_r2": train_s["r2"],
                    "test_rmse": test_s["rmse"], "test_r2": test_s["r2"],
                    "discover_heldout_r2": res.r2},
+        "overfitting": overfit or None,
         "x_center": res.x_center, "x_scale": res.x_scale, "constant_columns": const.tolist(),
         "y_center": res.y_center, "y_scale": res.y_scale,
         "stages_seconds": res.stages, "seconds": seconds,
@@ -162,7 +197,7 @@ def cmd_fit(args) -> int:
 
         zt = torch.as_tensor(z, dtype=res.model.dtype)
         fig = res.model.plot(x=zt, in_vars=names, out_vars=[args.target],
-                             title=f"{args.target} = {_short(expr)}"[:120])
+                             title=_diagram_title(args.target, expr, res.model_kind))
         fig.savefig(os.path.join(folder, "diagram.png"), dpi=130, bbox_inches="tight")
         files.append("diagram.png")
         from .report import write_report
@@ -170,15 +205,48 @@ def cmd_fit(args) -> int:
         write_report(os.path.join(folder, "report.html"), res.model, formula=expr,
                      target_name=args.target, history=res.history, x=zt, in_vars=names,
                      title=f"kanlab fit: {os.path.basename(args.data)}",
+                     model_kind=res.model_kind,
                      scores={"train RMSE": train_s["rmse"], "train R2": train_s["r2"],
                              "test RMSE": test_s["rmse"], "test R2": test_s["r2"],
-                             "complexity": res.complexity, "seconds": round(seconds, 2)},
+                             "complexity": res.complexity, "seconds": round(seconds, 2),
+                             **({"overfitting": overfit} if overfit else {})},
                      data_info={"file": os.path.basename(args.data), "rows": n,
                                 "train / test": f"{len(tr)} / {len(te)}",
                                 "features": ", ".join(names), "target": args.target})
         files.append("report.html")
     print(f"wrote {', '.join(files)} to {os.path.abspath(folder)}")
     return 0
+
+
+def overfitting(train_r2: float, test_r2: float) -> str:
+    """A warning when the test rows are fitted far worse than the training rows (the
+    unexplained share of the test target at least 3x the training one, plus 5 points);
+    '' otherwise."""
+    if not (math.isfinite(train_r2) and math.isfinite(test_r2)):
+        return ""
+    if 1 - test_r2 <= 3 * (1 - train_r2) + 0.05:
+        return ""
+    return (f"the formula fits the training rows far better than the test rows (train R2 "
+            f"{train_r2:.4g}, test R2 {test_r2:.4g}): it is overfitting. Trust the test score; "
+            f"a smaller --width, fewer --lib functions or more rows give simpler formulas")
+
+
+def _middle(text: str, width: int = 400) -> str:
+    """``text`` shortened in the middle when longer than ``width`` (the full formula is in
+    run.json)."""
+    if len(text) <= width:
+        return text
+    keep = (width - 60) // 2
+    return (f"{text[:keep]} ... [{len(text) - 2 * keep} characters left out; the whole formula "
+            f"is in run.json] ... {text[-keep:]}")
+
+
+def _diagram_title(target, expr, model_kind) -> str:
+    """A whole title: the formula when it is short, never one cut in the middle of a term."""
+    if model_kind == "surrogate":
+        return f"numeric network of {target} (the formula is in run.json)"
+    text = f"{target} = {_short(expr)}"
+    return text if len(text) <= 90 else f"the network of {target}'s formula (see run.json)"
 
 
 def _short(expr):
@@ -217,9 +285,11 @@ def cmd_predict(args) -> int:
     from .tabular import load_table, select_columns
 
     run = load_run(args.run)
-    cols, data = load_table(args.data)
-    _, X, _ = select_columns(cols, data, features=run.features, path=args.data)
-    y = data[:, cols.index(run.target)] if run.target in cols else None  # only for a score
+    table = load_table(args.data)
+    cols, data = table
+    _, X, _ = select_columns(cols, data, features=run.features, path=args.data, text=table.text)
+    y = data[:, cols.index(run.target)] if run.target in cols and run.target not in table.text \
+        else None  # only for a score
     pred = run.predict(X, use=args.use)
     out_name = f"{run.target}_pred"
     if args.out:

@@ -68,7 +68,7 @@ def _seed(random_state) -> int:
 
 
 def _lambdify(symbols, expr):
-    fn = sympy.lambdify(symbols, expr, modules="numpy")
+    fn = sympy.lambdify(symbols, expr, modules="numpy", dummify=True)
 
     def f(X):
         with np.errstate(all="ignore"):

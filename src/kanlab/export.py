@@ -163,7 +163,7 @@ def formula_to_numpy(exprs, symbols) -> Callable[[np.ndarray], np.ndarray]:
     fns = []
     for e in items:
         try:  # scipy (a kanlab dependency) first: it vectorizes erf, gamma, ... that numpy lacks
-            fns.append(sympy.lambdify(syms, e, modules=["scipy", "numpy"]))
+            fns.append(sympy.lambdify(syms, e, modules=["scipy", "numpy"], dummify=True))
         except Exception as err:  # noqa: BLE001 - sympy's printers raise many kinds
             raise ValueError(f"cannot write {e} as numpy code: {type(err).__name__}: {err}") from None
     n_var = len(syms)

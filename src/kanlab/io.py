@@ -5,6 +5,8 @@ Written atomically (temporary file in the same folder, flushed, then renamed) an
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -41,6 +43,7 @@ def save_model(model, path) -> None:
         "trainable": {n: bool(p.requires_grad) for n, p in model.named_parameters()},
         "symbolic": [[list(row) for row in s.funs_name] for s in model.symbolic_fun],
     }
+    payload["checksum"] = _checksum(payload)
     folder = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:64]}.", suffix=".tmp", dir=folder)
     try:
@@ -116,7 +119,11 @@ def load_model(path, map_location=None, base_fun=None, *, cls):
                 "KAN.load(path, base_fun=your_function)"
             )
         cfg["base_fun"] = base_fun
+    _check_tensors(path, cfg, state)
     _check_size(path, cfg, state)
+    if "checksum" in payload and payload["checksum"] != _checksum(payload):
+        raise ValueError(f"{path} is damaged: its contents do not match the checksum stored "
+                         f"when it was saved (a changed byte?); save the model again")
     try:
         model = cls(**cfg)
     except (TypeError, ValueError) as err:
@@ -145,6 +152,47 @@ def load_model(path, map_location=None, base_fun=None, *, cls):
     if map_location is not None:
         model = model.to(map_location)
     return model
+
+
+def _checksum(payload: dict) -> str:
+    """SHA-256 of the config, the symbolic names, the trainable flags and every tensor."""
+    h = hashlib.sha256()
+    for key in ("config", "symbolic", "trainable"):
+        h.update(json.dumps(payload.get(key), sort_keys=True, default=str).encode())
+    state = payload.get("state_dict") or {}
+    for k in sorted(state):
+        v = state[k]
+        h.update(k.encode())
+        if isinstance(v, torch.Tensor):
+            t = v.detach().contiguous()
+            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _check_tensors(path, cfg: dict, state: dict) -> None:
+    """Every tensor backed by its own storage (no zero strides or storage smaller than the
+    shape claims: such a tensor expands to any size once used), finite, and of the model's
+    dtype where it is a floating tensor."""
+    want = cfg.get("dtype")
+    for k, v in state.items():
+        if not isinstance(v, torch.Tensor):
+            raise ValueError(f"{path}: state entry {k!r} is not a tensor: the file is damaged")
+        if v.numel() > 1 and any(st == 0 and n > 1 for st, n in zip(v.stride(), v.shape)):
+            raise ValueError(f"{path}: tensor {k!r} claims shape {tuple(v.shape)} over a "
+                             f"repeated (zero-stride) storage: the file is damaged or crafted")
+        if v.numel():
+            last = v.storage_offset() + sum((n - 1) * st for n, st in zip(v.shape, v.stride()))
+            if (last + 1) * v.element_size() > v.untyped_storage().nbytes():
+                raise ValueError(f"{path}: tensor {k!r} claims more data than the file holds: "
+                                 f"the file is damaged")
+        if v.is_floating_point():
+            if want is not None and str(v.dtype).replace("torch.", "") != want:
+                raise ValueError(f"{path}: tensor {k!r} is {str(v.dtype).replace('torch.', '')} "
+                                 f"but the model is {want}: the file is damaged")
+            if not bool(torch.isfinite(v).all()):
+                raise ValueError(f"{path}: tensor {k!r} holds NaN or Inf values: the model "
+                                 f"cannot predict with it (was it saved after a diverged fit?)")
 
 
 def _check_names(path, names, model) -> None:

@@ -85,9 +85,30 @@ def _table(rows, cols, left=()) -> str:
     return "\n".join(out)
 
 
+_DIAGRAM_CAPTIONS = {
+    "symbolic": "The formula's own network: every edge is the function shown on it "
+                "(edge opacity: importance)",
+    "surrogate": "A numeric network trained on the data, not the formula: the formula came "
+                 "from a stage that needs no network (edge opacity: importance)",
+    None: "Network (edge opacity: importance)",
+}
+
+
+def _contribution_part(c) -> str:
+    """The base-vs-spline table, or a sentence when no edge is numeric."""
+    if all(r["edges"] == 0 for r in c.layers):
+        return ("<h2>Base function vs spline</h2><p class='muted'>Every edge is symbolic: no "
+                "edge has a base function or spline left to compare.</p>")
+    rows = [{**r, "spline_share": "all symbolic"} if r["edges"] == 0 else r for r in c.layers]
+    return ("<h2>Base function vs spline</h2><p class='muted'>Share of each layer's edge "
+            "spread carried by the spline (1) or the base function (0); near 0 the layer acts "
+            "like an MLP. Symbolic edges are not counted.</p>"
+            + _table(rows, ["layer", "edges", "base_std", "spline_std", "spline_share"]))
+
+
 def render_report(model, *, formula=None, variables=None, target_name="y", history=None,
                   scores=None, formulas=None, x=None, title="kanlab report", data_info=None,
-                  in_vars=None) -> str:
+                  in_vars=None, model_kind=None) -> str:
     """The report as an HTML string (see :func:`write_report` for the arguments)."""
     from .plot import plot_history, plot_shares
 
@@ -98,7 +119,11 @@ def render_report(model, *, formula=None, variables=None, target_name="y", histo
     if data_info:
         parts.append("<h2>Data</h2>" + _table([data_info], list(data_info), left=list(data_info)))
     if scores:
-        parts.append("<h2>Scores</h2>" + _table([scores], list(scores)))
+        notes = {k: v for k, v in scores.items() if isinstance(v, str)}
+        nums = {k: v for k, v in scores.items() if not isinstance(v, str)}
+        parts.append("<h2>Scores</h2>" + _table([nums], list(nums)))
+        parts += [f'<p class="warn"><b>{html.escape(k)}:</b> {html.escape(v)}</p>'
+                  for k, v in notes.items()]
     exprs = formula if isinstance(formula, (list, tuple)) else ([formula] if formula is not None else [])
     if exprs:
         parts.append("<h2>Formula</h2>")
@@ -115,7 +140,7 @@ def render_report(model, *, formula=None, variables=None, target_name="y", histo
         parts.append("<h2>Candidate formulas (Pareto front)</h2>" + _table(rows, cols, left=("equation",)))
     figs = []
     try:
-        figs.append(("Network (edge opacity: importance)",
+        figs.append((_DIAGRAM_CAPTIONS.get(model_kind, _DIAGRAM_CAPTIONS[None]),
                      _png(model.plot(x=x, in_vars=in_vars, out_vars=[target_name] if
                                      model.width_in[-1] == 1 else None))))
     except Exception as err:  # a figure that cannot be drawn must not cost the report
@@ -134,12 +159,7 @@ def render_report(model, *, formula=None, variables=None, target_name="y", histo
         parts.append("</div>")
     if x is not None or getattr(model, "_cache_x", None) is not None:
         try:
-            c = model.contributions(x)
-            parts.append("<h2>Base function vs spline</h2><p class=\"muted\">Share of each "
-                         "layer's edge spread carried by the spline (1) or the base function "
-                         "(0); near 0 the layer acts like an MLP.</p>")
-            parts.append(_table(c.layers, ["layer", "edges", "base_std", "spline_std",
-                                           "spline_share"]))
+            parts.append(_contribution_part(model.contributions(x)))
         except Exception as err:
             parts.append(f'<p class="muted">contributions unavailable: {html.escape(str(err))}</p>')
     body = "\n".join(parts)
@@ -154,7 +174,9 @@ def write_report(path, model, **kwargs) -> str:
     Keyword arguments: ``formula`` (sympy expression or list, one per output), ``target_name``,
     ``history`` (fit history or list of them), ``scores`` (dict of name -> number),
     ``formulas`` (a ``formulas_`` DataFrame), ``x`` (data for the diagram and contributions;
-    default the last fit's inputs), ``title``, ``data_info`` (dict), ``in_vars`` (input names).
+    default the last fit's inputs), ``title``, ``data_info`` (dict), ``in_vars`` (input names),
+    ``model_kind`` ("symbolic": the model is the formula's network; "surrogate": a numeric
+    network of the data beside a formula found without one), which labels the diagram.
     """
     text = render_report(model, **kwargs)
     path = os.fspath(path)

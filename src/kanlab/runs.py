@@ -131,7 +131,7 @@ class Run:
         """Predictions on raw inputs X (n, d): from the formula or the symbolic network."""
         X = np.asarray(X, dtype=np.float64)
         if use == "formula":
-            fn = sympy.lambdify(self.symbols, self.formula, modules="numpy")
+            fn = sympy.lambdify(self.symbols, self.formula, modules="numpy", dummify=True)
             with np.errstate(all="ignore"):
                 out = np.asarray(fn(*[X[:, i] for i in range(X.shape[1])]))
             if np.iscomplexobj(out):

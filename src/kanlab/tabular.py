@@ -1,22 +1,38 @@
 """Reading tables for the command line: CSV/TSV, .npz and (with pyarrow) .parquet.
 
-Every loader returns ``(column names, float64 array (rows, columns))`` and raises ValueError with
-the file, row and column of the first problem: a missing header, ragged rows, text in a numeric
-column, missing values.
+Every loader returns a :class:`Table` (it unpacks as ``columns, data``: names and a float64
+array (rows, columns)) and raises ValueError with the file, row and column of the first problem:
+a missing header, ragged rows. Text columns (ids, names) are kept aside as NaN in ``data`` and
+listed in ``Table.text``; :func:`select_columns` refuses one only when the run uses it, and
+leaves them out of the default features with a note.
 """
 from __future__ import annotations
 
 import csv
 import math
 import os
+from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["load_table", "select_columns"]
+__all__ = ["Table", "load_table", "select_columns"]
 
 
-def load_table(path) -> tuple[list[str], np.ndarray]:
-    """Load a numeric table from ``path`` (.csv, .tsv, .txt, .npz or .parquet)."""
+@dataclass
+class Table:
+    """Column names, float64 data (NaN in text columns) and the text columns: for each, the
+    first cell that is not a number, as ``(file line, cell)``."""
+
+    columns: list
+    data: np.ndarray
+    text: dict = field(default_factory=dict)
+
+    def __iter__(self):  # columns, data = load_table(path)
+        return iter((self.columns, self.data))
+
+
+def load_table(path) -> Table:
+    """Load a table from ``path`` (.csv, .tsv, .txt, .npz or .parquet)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such data file: {path}")
@@ -24,10 +40,10 @@ def load_table(path) -> tuple[list[str], np.ndarray]:
         raise ValueError(f"{path} is a folder: give a .csv, .npz or .parquet file")
     ext = os.path.splitext(path)[1].lower()
     if ext == ".npz":
-        return _load_npz(path)
+        return Table(*_load_npz(path))
     if ext == ".parquet":
-        return _load_parquet(path)
-    return _load_csv(path)
+        return Table(*_load_parquet(path))
+    return Table(*_load_csv(path))
 
 
 def _is_number(text: str) -> bool:
@@ -67,6 +83,7 @@ def _load_csv(path):
     if not body:
         raise ValueError(f"{path} has a header but no data rows")
     data = np.empty((len(body), len(header)), dtype=np.float64)
+    text = {}
     for r, row in enumerate(body):
         if len(row) != len(header):
             raise ValueError(f"{path}, line {lines[r + 1]}: {len(row)} fields but the header "
@@ -79,9 +96,9 @@ def _load_csv(path):
             try:
                 data[r, c] = float(cell)
             except ValueError:
-                raise ValueError(f"{path}, line {lines[r + 1]}, column {header[c]!r}: {cell!r} is "
-                                 "not a number (only numeric columns are supported)") from None
-    return header, data
+                data[r, c] = math.nan
+                text.setdefault(header[c], (lines[r + 1], cell))
+    return header, data, text
 
 
 def _load_npz(path):
@@ -128,23 +145,42 @@ def _load_parquet(path):
     except ImportError:
         raise ValueError("reading .parquet needs pyarrow: pip install pyarrow (or use CSV)") from None
     table = pq.read_table(path)
-    cols, data = [], []
+    cols, data, text = [], [], {}
     for name in table.column_names:
-        v = table.column(name).to_numpy(zero_copy_only=False)
-        if not np.issubdtype(np.asarray(v).dtype, np.number):
-            raise ValueError(f"{path}: column {name!r} is not numeric")
+        v = np.asarray(table.column(name).to_numpy(zero_copy_only=False))
         cols.append(str(name))
+        if not np.issubdtype(v.dtype, np.number):
+            text[str(name)] = (None, str(v[0]) if len(v) else "")
+            v = np.full(len(v), np.nan)
         data.append(np.asarray(v, dtype=np.float64))
-    return cols, np.stack(data, 1)
+    return cols, np.stack(data, 1), text
 
 
-def select_columns(columns, data, target=None, features=None, path="data"):
+def _text_error(path, name, where):
+    line, cell = where
+    at = f", line {line}" if line is not None else ""
+    return ValueError(f"{path}{at}, column {name!r}: {cell!r} is not a number; only numeric "
+                      f"columns can be features or the target (name the ones to use with "
+                      f"--features)")
+
+
+def select_columns(columns, data, target=None, features=None, path="data", text=None,
+                   note=None):
     """Split a table into (feature names, X, y): ``target`` by name (y is None without one);
-    features by name, default every other column. Missing values are an error."""
+    features by name, default every other numeric column (text columns in ``text`` are then
+    left out, reported through ``note(message)``). A used text column or missing values are
+    an error."""
+    text = dict(text or {})
     if target is not None and target not in columns:
         raise ValueError(f"{path} has no column {target!r}; columns: {', '.join(columns)}")
     if features is None:
-        features = [c for c in columns if c != target]
+        features = [c for c in columns if c != target and c not in text]
+        skipped = [c for c in columns if c != target and c in text]
+        if skipped and note is not None:
+            note(f"left out text column(s) {', '.join(repr(c) for c in skipped)} (not numbers)")
+    for name in list(features) + ([target] if target is not None else []):
+        if name in text:
+            raise _text_error(path, name, text[name])
     missing = [f for f in features if f not in columns]
     if missing:
         raise ValueError(f"{path} lacks feature column(s) {missing}; columns: {', '.join(columns)}")

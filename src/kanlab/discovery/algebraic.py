@@ -107,7 +107,7 @@ def _monomial(X, y, symbols, live):
 
 
 def _evaluate_terms(expr, symbols, X):
-    fn = sympy.lambdify(symbols, expr, modules="numpy")
+    fn = sympy.lambdify(symbols, expr, modules="numpy", dummify=True)
     with np.errstate(all="ignore"):
         out = fn(*[X[:, i] for i in range(X.shape[1])])
     return np.broadcast_to(np.asarray(out, dtype=np.float64), (X.shape[0],))

@@ -27,6 +27,8 @@ def _attempt(dataset, d, h, seed, grid, refine_grid, lamb, steps, lib, stages, z
     t = time.perf_counter()
     if h == "mult":
         model = KAN(width=[d, [0, 1], 1], mult_arity=d, grid=grid, k=3, seed=seed, dtype=dtype)
+    elif isinstance(h, list):  # several hidden layers
+        model = KAN(width=[d, *[int(v) for v in h], 1], grid=grid, k=3, seed=seed, dtype=dtype)
     else:
         model = KAN(width=[d, int(h), 1], grid=grid, k=3, seed=seed, dtype=dtype)
     def over(*_):  # stops a fit once the time budget is spent
@@ -43,14 +45,17 @@ def _attempt(dataset, d, h, seed, grid, refine_grid, lamb, steps, lib, stages, z
     # still shrinks: one long regularized run rarely converges to the sparsest shape
     t = time.perf_counter()
     model = prune_by_spread(model, dataset["train_input"])
+    def hidden_nodes():
+        return sum(w[0] for w in model.width[1:-1])
+
     for _ in range(2 if h != "mult" else 0):
-        before = model.width[1][0]
-        if before == 1:
+        before = hidden_nodes()
+        if before <= model.depth - 1:
             break
         histories.append(fit(steps=max(steps[0] // 2, 1), lamb=_PRUNE_LAMB * lamb,
                              lamb_entropy=_PRUNE_ENT, update_grid=False))
         model = prune_by_spread(model, dataset["train_input"])
-        if model.width[1][0] == before:
+        if hidden_nodes() == before:
             break
     _collapse_single_input_nodes(model, dataset["train_input"])
     stages["prune"] += time.perf_counter() - t

@@ -60,7 +60,7 @@ class DiscoveryResult:
     def predict(self, X) -> np.ndarray:
         """Evaluate the formula on (n, d) inputs."""
         X = np.asarray(X, dtype=np.float64)
-        fn = sympy.lambdify(self.variables, self.formula, modules="numpy")
+        fn = sympy.lambdify(self.variables, self.formula, modules="numpy", dummify=True)
         with np.errstate(all="ignore"):
             out = fn(*[X[:, i] for i in range(X.shape[1])])
         return np.broadcast_to(np.asarray(out, dtype=np.float64), (X.shape[0],)).copy()
@@ -86,13 +86,17 @@ def minmax_scaling(X: np.ndarray):
     lo, hi = X.min(0), X.max(0)
     center = (lo + hi) / 2
     half = (hi - lo) / 2
-    constant = half <= 1e-12 * np.maximum(np.abs(center), 1.0)
+    # relative to the column's own magnitude only: a column of values ~1e-13 that vary is data
+    constant = (half == 0) | (half <= 1e-12 * np.abs(center))
     return center, np.where(constant, 1.0, half), constant
 
 
 def _r2(pred: np.ndarray, y: np.ndarray) -> float:
     if not np.all(np.isfinite(pred)):
         return -math.inf
+    scale = float(np.max(np.abs(y))) if y.size else 0.0
+    if math.isfinite(scale) and scale > 0 and not 1e-100 < scale < 1e100:
+        pred, y = pred / scale, y / scale  # squares of huge or tiny targets over/underflow
     sst = float(np.sum((y - y.mean()) ** 2))
     sse = float(np.sum((pred - y) ** 2))
     if sst <= 0:
@@ -116,7 +120,7 @@ def _finite_between(expr, symbols, Xtr, ytr) -> bool:
 
 
 def _evaluate(expr, symbols, X) -> np.ndarray:
-    fn = sympy.lambdify(symbols, expr, modules="numpy")
+    fn = sympy.lambdify(symbols, expr, modules="numpy", dummify=True)
     with np.errstate(all="ignore"):
         out = fn(*[X[:, i] for i in range(X.shape[1])])
     out = np.asarray(out)

@@ -34,6 +34,7 @@ import torch
 
 from ..model import KAN
 from ..symbolic.formula import expression_size, make_symbols
+from ..symbolic.library import check_lib
 from ..symbolic.snap import _floats, snap_constants
 from .result import DiscoveryResult, _as_array, _evaluate, _exact, _r2, minmax_scaling
 from .candidates import algebraic_attempts
@@ -174,6 +175,7 @@ def discover(
     symbols = make_symbols(d, var_names)
     if var_names is not None and len({s.name for s in symbols}) != d:
         raise ValueError(f"var_names must be distinct, got {list(var_names)}")
+    lib = check_lib(lib)
 
     rng = np.random.default_rng(seed)
     perm = rng.permutation(n)
@@ -183,7 +185,9 @@ def discover(
 
     # standardize: inputs to about [-1, 1], target to zero mean and unit spread
     xc, xs, const_cols = minmax_scaling(Xtr)
-    yc, ysd = float(ytr.mean()), float(ytr.std())
+    yc = float(ytr.mean())
+    spread = float(np.max(np.abs(ytr - yc)))  # std without squaring huge values (1e200 overflows)
+    ysd = spread * float(np.std((ytr - yc) / spread)) if 0 < spread < math.inf else 0.0
     if not ysd > 0:
         expr = sympy.Float(yc, 15)
         expr = snap_constants(expr, symbols, Xtr, ytr) if snap else expr
@@ -211,10 +215,18 @@ def discover(
         hidden = [2 * d, "separable", 2 * d + 1, d + 2] if d > 1 else [2, 3]
     elif isinstance(hidden, (int, str)):
         hidden = [hidden]
-    hidden = list(hidden)
-    if not hidden or any(not (h in ("mult", "separable") or
-                              (isinstance(h, (int, np.integer)) and h >= 1)) for h in hidden):
-        raise ValueError(f"hidden must list positive ints, 'mult' or 'separable', got {hidden}")
+    hidden = [[int(v) for v in h] if isinstance(h, list) else h for h in hidden]
+
+    def _ok(h):
+        if isinstance(h, list):  # several hidden layers, e.g. [5, 5]
+            return bool(h) and all(v >= 1 for v in h)
+        if isinstance(h, str):
+            return h in ("mult", "separable")
+        return isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1
+
+    if not hidden or not all(_ok(h) for h in hidden):
+        raise ValueError(f"hidden must list positive ints, lists of them (several hidden "
+                         f"layers, e.g. [5, 5]), 'mult' or 'separable', got {hidden}")
     if d == 1 or "separable" not in hidden:
         hidden = [h for h in hidden if h != "separable"] or [2, 3]
 
@@ -272,13 +284,15 @@ def discover(
             stages[k] += v
         h, s = shape_name(shape(a)), int(seed) + a
         if res is None:
-            log.info("discover: attempt %d (seed %d, hidden %s) failed: %s", a, s, h, err)
+            log.info("discover: attempt %d (seed %d, hidden %s) failed: %s", a, s, h,
+                     str(err).splitlines()[0][:120] if str(err) else type(err).__name__)
             attempts.append({"seed": s, "hidden": h, "r2": -math.inf, "complexity": 0,
                              "formula": None, "seconds": dt})
             return
         res["seconds"] = dt
-        log.info("discover: attempt %d seed %d hidden %s: r2=%.6g size=%d  %s (%.1fs)",
-                 a, s, h, res["r2"], res["complexity"], res["formula"], dt)
+        log.info("discover: attempt %d seed %d hidden %s: r2=%.6g complexity %d (%.1f s)",
+                 a, s, h, res["r2"], res["complexity"], dt)
+        log.debug("discover: attempt %d formula %s", a, res["formula"])
         fold(res)
 
     def go_on(n_started):
@@ -307,7 +321,7 @@ def discover(
         stages["algebraic"] = dt
         for res in recs:
             res["seconds"] = dt / len(recs)
-            log.info("discover: %s: r2=%.6g size=%d", res["hidden"], res["r2"],
+            log.info("discover: %s: r2=%.6g complexity %d", res["hidden"], res["r2"],
                      res["complexity"])
             fold(res)
     if workers == 1:

@@ -97,7 +97,7 @@ def augment_input(orig_vars, aux_vars, x):
     cols = [x[:, i].detach().cpu().numpy() for i in range(len(orig_vars))]
     extra = []
     for aux in aux_vars:
-        f = sympy.lambdify(list(orig_vars), aux, "numpy")
+        f = sympy.lambdify(list(orig_vars), aux, "numpy", dummify=True)
         v = np.broadcast_to(np.asarray(f(*cols), dtype=np.float64), (x.shape[0],))
         extra.append(torch.as_tensor(v.copy(), dtype=x.dtype, device=x.device)[:, None])
     return torch.cat(extra + [x], dim=1)

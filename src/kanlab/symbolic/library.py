@@ -21,7 +21,8 @@ from typing import Callable
 import sympy
 import torch
 
-__all__ = ["SymbolicFunction", "SYMBOLIC_LIB", "add_symbolic", "get_symbolic", "default_lib"]
+__all__ = ["SymbolicFunction", "SYMBOLIC_LIB", "add_symbolic", "get_symbolic", "default_lib",
+           "check_lib", "describe_lib"]
 
 # singularity guards: |u| below _TINY counts as 0 for 1/u; arguments kept inside (-1, 1) by _EDGE
 _TINY = 1e-4
@@ -129,6 +130,43 @@ def get_symbolic(name: str) -> SymbolicFunction:
             f"kanlab.add_symbolic({name!r}, torch_fn, sympy_fn, complexity) "
             f"(known: {', '.join(sorted(SYMBOLIC_LIB))})"
         ) from None
+
+
+def describe_lib() -> str:
+    """The registered names, each alias beside its first name (``sqrt (= x^0.5)``)."""
+    import sympy
+
+    u = sympy.Symbol("u")
+    groups: dict = {}
+    for name, fn in SYMBOLIC_LIB.items():
+        try:
+            key = sympy.srepr(fn.sympy_fn(u))
+        except Exception:  # noqa: BLE001 - a user function sympy cannot apply: its own entry
+            key = name
+        groups.setdefault(key, []).append(name)
+    return ", ".join(g[0] + (f" (= {', '.join(g[1:])})" if len(g) > 1 else "")
+                     for g in groups.values())
+
+
+def check_lib(lib) -> list[str] | None:
+    """``lib`` (None, or names of registered functions) checked before any work: a ValueError
+    naming every unknown entry and the known names, never a failure deep inside a search."""
+    if lib is None:
+        return None
+    if isinstance(lib, str):
+        lib = [t.strip() for t in lib.split(",") if t.strip()]
+    try:
+        names = list(lib)
+    except TypeError:
+        raise ValueError(f"lib must be a list of function names, got {lib!r}") from None
+    if not names:
+        raise ValueError("lib is empty: give at least one function name, e.g. ['x', 'x^2', 'sin']")
+    bad = [n for n in names if not isinstance(n, str) or n not in SYMBOLIC_LIB]
+    if bad:
+        raise ValueError(
+            f"unknown function name(s) in lib: {', '.join(repr(b) for b in bad)}; known: "
+            f"{describe_lib()} (register others with kanlab.add_symbolic)")
+    return list(dict.fromkeys(names))
 
 
 def default_lib() -> list[str]:

@@ -35,7 +35,7 @@ def _compile(expr, symbols):
     fl = _floats(expr)
     ps = sympy.symbols(f"_p0:{len(fl)}") if fl else ()
     body = expr.xreplace(dict(zip(fl, ps)))
-    fn = sympy.lambdify(list(symbols) + list(ps), body, modules="numpy")
+    fn = sympy.lambdify(list(symbols) + list(ps), body, modules="numpy", dummify=True)
 
     def f(X, p):
         with np.errstate(all="ignore"), warnings.catch_warnings():
