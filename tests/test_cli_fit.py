@@ -189,8 +189,8 @@ def test_text_columns_are_left_out_or_refused(tmp_path, capsys):
     """Real CSVs have id and name columns: read only the columns used."""
     rng = np.random.default_rng(1)
     X = rng.uniform(-1, 1, (120, 2))
-    rows = ["id,planet,a,b,y"] + [f"r{i},{'earth' if i % 2 else 'mars'},{a!r},{b!r},{2 * a - b!r}"
-                                  for i, (a, b) in enumerate(X)]
+    rows = ["id,planet,a,b,y"] + [f"r{i},{'earth' if i % 2 else 'mars'},{a:.17g},{b:.17g},"
+                                  f"{2 * a - b:.17g}" for i, (a, b) in enumerate(X)]
     (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "run"
     assert main(["fit", str(tmp_path / "d.csv"), "--target", "y", "--time-budget", "20",
@@ -237,7 +237,7 @@ def test_every_command_has_a_description(capsys):
     from kanlab.symbolic.library import describe_lib
 
     text = describe_lib()
-    assert "sqrt (= x^0.5)" in text and text.count("x^0.5") == 1
+    assert "sqrt (= x^0.5)" in text and ", x^0.5," not in text and text.startswith("x, x^2")
 
 
 def test_width_with_several_hidden_layers(tmp_path, capsys):
@@ -247,8 +247,8 @@ def test_width_with_several_hidden_layers(tmp_path, capsys):
     np.savetxt(tmp_path / "d.csv", np.c_[X, y], delimiter=",", header="a,b,c,y", comments="")
     assert main(["fit", str(tmp_path / "d.csv"), "--target", "y", "--width", "3,4,3,1",
                  "--time-budget", "20", "--out", str(tmp_path / "run"), "--no-plots"]) == 0
-    err = capsys.readouterr().err
-    assert "hidden [4, 3]" in err or "algebraic" in err
+    capsys.readouterr()
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["scores"]["test_r2"] > 0.99
     rc = main(["fit", str(tmp_path / "d.csv"), "--target", "y", "--width", "3,0,1",
                "--out", str(tmp_path / "r2"), "-q"])
     assert rc == 2 and "--width must be 3,H,1 or 3,H1,H2,...,1" in capsys.readouterr().err

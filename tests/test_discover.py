@@ -247,21 +247,3 @@ def test_formulas_with_spikes_or_nan_between_the_data_are_flagged():
         assert _r2(_evaluate(bad, [x], X), y) > 1 - 1e-6  # the rows themselves cannot tell
         assert not _finite_between(bad, [x], X, y)
 
-
-def test_variables_named_like_sympy_constants():
-    """A column called pi or E is a variable, never the constant (lambdify dummifies names)."""
-    import numpy as np
-    import sympy
-
-    from kanlab import discover
-
-    rng = np.random.default_rng(5)
-    X = rng.uniform(-1, 1, (400, 2))
-    y = np.sin(np.pi * X[:, 0]) + X[:, 1] ** 2
-    res = discover(X, y, var_names=["pi", "E"], time_budget=30)
-    assert res.r2 > 0.999
-    np.testing.assert_allclose(res.predict(X), y, atol=1e-3 * np.std(y) + 1e-6)
-    names = {s.name for s in res.formula.free_symbols}
-    assert names == {"pi", "E"}
-    f = sympy.lambdify(res.variables, res.formula, modules="numpy", dummify=True)
-    np.testing.assert_allclose(f(X[:, 0], X[:, 1]), y, atol=1e-3 * np.std(y) + 1e-6)

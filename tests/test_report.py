@@ -89,5 +89,5 @@ def test_report_says_which_model_the_diagram_shows_and_all_symbolic_contribution
     model.fix_symbolic(0, 0, 0, "sin", x=x, verbose=False)
     model.fix_symbolic(0, 1, 0, "x^2", x=x, verbose=False)
     html_sym = render_report(model, x=x, model_kind="symbolic")
-    assert "The formula's own network" in html_sym
+    assert "own network: every edge is the function shown on it" in html_sym
     assert "Every edge is symbolic" in html_sym and "nan" not in html_sym.split("Base function")[1][:400]
