@@ -275,3 +275,13 @@ def test_overfitting_is_flagged():
     assert overfitting(0.9, 0.88) == ""            # noisy but honest
     assert overfitting(1.0, 1.0 - 1e-9) == ""      # exact
     assert overfitting(float("nan"), 0.5) == ""
+
+
+def test_latin1_csv_reads(tmp_path):
+    from kanlab.tabular import load_table
+
+    p = tmp_path / "l1.csv"
+    p.write_bytes("vitesse,masse,énergie\n1.5,2,3\n2,3,4\n".encode("latin-1"))
+    table = load_table(p)
+    assert table.columns == ["vitesse", "masse", "énergie"]
+    np.testing.assert_allclose(table.data, [[1.5, 2, 3], [2, 3, 4]])

@@ -54,8 +54,20 @@ def _is_number(text: str) -> bool:
         return False
 
 
+def _encoding(path) -> str:
+    """UTF-8 (with or without a byte-order mark), else Latin-1, which reads any bytes: the
+    numbers are ASCII either way, only header and text cells can differ."""
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    try:
+        raw.decode("utf-8-sig")
+        return "utf-8-sig"
+    except UnicodeDecodeError:
+        return "latin-1"
+
+
 def _load_csv(path):
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+    with open(path, newline="", encoding=_encoding(path)) as fh:
         sample = fh.read(65536)
         fh.seek(0)
         if not sample.strip():
