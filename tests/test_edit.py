@@ -42,6 +42,17 @@ def _compiled(model, edges):
     return model
 
 
+def _compiled_ref(ref, edges):
+    """pykan's model made like :func:`_compiled`: numeric masks off, the edges symbolic."""
+    ref.symbolic_enabled = True
+    with torch.no_grad():
+        for layer in ref.act_fun:
+            layer.mask.zero_()
+    for l, i, j, f in edges:
+        ref.fix_symbolic(l, i, j, f, fit_params_bool=False, verbose=False, log_history=False)
+    return ref
+
+
 def _ref(model, tmp_path, width):
     pytest.importorskip("kan")
     from pykan_util import copy_to_pykan
@@ -192,13 +203,7 @@ def test_expand_width_sum_and_mult_nodes_keep_function():
 def test_expand_width_matches_pykan_on_a_compiled_model(tmp_path):
     edges = [(0, 0, 0, "x"), (0, 1, 1, "sin"), (1, 0, 0, "x"), (1, 1, 0, "x^2")]
     m = _compiled(EK(width=[2, 2, 1], grid=5, k=3, seed=0), edges)
-    ref = _ref(m, tmp_path, [2, 2, 1])
-    ref.symbolic_enabled = True
-    with torch.no_grad():
-        for layer in ref.act_fun:
-            layer.mask.zero_()
-    for l, i, j, f in edges:
-        ref.fix_symbolic(l, i, j, f, fit_params_bool=False, verbose=False, log_history=False)
+    ref = _compiled_ref(_ref(m, tmp_path, [2, 2, 1]), edges)
     x = _x(d=2)
     m.expand_width(1, 2)
     ref.expand_width(1, 2)
@@ -213,14 +218,8 @@ def test_expand_width_matches_pykan_on_a_compiled_model(tmp_path):
 def test_perturb_matches_pykan(mode, tmp_path):
     edges = [(0, 0, 0, "x"), (0, 1, 1, "sin"), (1, 0, 0, "x"), (1, 1, 0, "x^2")]
     m = EK(width=[2, 3, 1], grid=5, k=3, seed=0)
-    ref = _ref(m, tmp_path, [2, 3, 1])
-    ref.symbolic_enabled = True
+    ref = _compiled_ref(_ref(m, tmp_path, [2, 3, 1]), edges)
     _compiled(m, edges)
-    with torch.no_grad():
-        for layer in ref.act_fun:
-            layer.mask.zero_()
-    for l, i, j, f in edges:
-        ref.fix_symbolic(l, i, j, f, fit_params_bool=False, verbose=False, log_history=False)
     x = _x(d=2)
     y0 = m(x)
     torch.testing.assert_close(y0, ref(x), atol=1e-6, rtol=1e-6)

@@ -51,13 +51,8 @@ class _FirstOrderOnly(torch.autograd.Function):
             return torch.autograd.grad(MIXED(xx), xx, g)[0]
 
 
-class _OnceDifferentiable(torch.autograd.Function):
+class _OnceDifferentiable(_FirstOrderOnly):
     """MIXED whose backward builds no graph: double backward fails at the second pass."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return MIXED(x)
 
     @staticmethod
     @once_differentiable

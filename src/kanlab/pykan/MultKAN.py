@@ -101,23 +101,26 @@ class MultKAN(_KAN):
     @property
     def acts(self):
         """Inputs of every layer plus the output, on the remembered input."""
-        return self._edge_tensors()[0]
+        return self.layer_inputs(self._data(None, "acts"))
 
     @property
     def spline_preacts(self):
         """Per layer (batch, out, in): the input each edge sees (pykan's layout)."""
-        ins, acts = self._edge_tensors()
-        return [x[:, None, :].expand(-1, a.shape[2], -1) for x, a in zip(ins, acts)]
+        ins = self.acts
+        return [ins[l][:, None, :].expand(-1, self.width_out[l + 1], -1)
+                for l in range(self.depth)]
 
     @property
     def spline_postacts(self):
         """Per layer (batch, out, in): each edge's activation (pykan's layout)."""
-        return [a.permute(0, 2, 1) for a in self._edge_tensors()[1]]
+        with _torch.no_grad():
+            acts = self.activations(self._data(None, "spline_postacts"))
+        return [a.permute(0, 2, 1) for a in acts]
 
     def get_act(self, x=None):
-        """pykan: compute the activations of ``x`` (or the remembered input) and remember it."""
+        """pykan: the activations of ``x`` (or the remembered input); ``x`` is remembered."""
         x = self._data(x, "get_act()")
-        self.forward(x)
+        self.cache_data = x
         return super().get_act(x)
 
     def get_fun(self, l, i, j):

@@ -8,16 +8,10 @@ __all__ = ["B_batch", "coef2curve", "curve2coef", "extend_grid"]
 
 
 def _prepare(x, grid):
-    x = torch.as_tensor(x)
-    grid = torch.as_tensor(grid)
-    if grid.dim() == 1:
-        grid = grid[None, :]
-    if x.dim() != 2 or grid.dim() != 2:
-        raise ValueError(f"expected x of shape (batch, in_dim) and grid of shape (in_dim or 1, "
-                         f"knots), got {tuple(x.shape)} and {tuple(grid.shape)}")
-    if grid.dtype != x.dtype:
-        grid = grid.to(x.dtype)
-    return x, grid
+    """Tensors, and a 1-D knot vector as one row (kanlab's spline functions check the shapes,
+    share a one-row grid across inputs and match the grid's dtype to x)."""
+    x, grid = torch.as_tensor(x), torch.as_tensor(grid)
+    return x, grid[None, :] if grid.dim() == 1 else grid
 
 
 def B_batch(x, grid, k=0, extend=True, device="cpu"):
@@ -34,16 +28,12 @@ def B_batch(x, grid, k=0, extend=True, device="cpu"):
 def coef2curve(x_eval, grid, coef, k, device="cpu"):
     """Spline curves at ``x_eval`` (batch, in_dim) -> (batch, in_dim, out_dim)."""
     x, grid = _prepare(x_eval, grid)
-    if grid.shape[0] == 1 and x.shape[1] > 1:
-        grid = grid.expand(x.shape[1], -1)
     return _splines.coef2curve(x, grid, coef.to(x.dtype), int(k))
 
 
 def curve2coef(x_eval, y_eval, grid, k):
     """Least-squares coefficients (in_dim, out_dim, G + k) of curves ``y_eval`` (batch, in, out)."""
     x, grid = _prepare(x_eval, grid)
-    if grid.shape[0] == 1 and x.shape[1] > 1:
-        grid = grid.expand(x.shape[1], -1)
     return _splines.curve2coef(x, y_eval.to(x.dtype), grid, int(k))
 
 

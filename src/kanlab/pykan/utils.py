@@ -6,6 +6,7 @@ import sympy
 import torch
 
 from ..datasets import create_dataset
+from ..hypothesis import batch_hessian, batch_jacobian
 from ..symbolic import SYMBOLIC_LIB, ex_round
 from ..symbolic import add_symbolic as _add_symbolic
 from ..symbolic.fit import fit_functions
@@ -101,20 +102,6 @@ def augment_input(orig_vars, aux_vars, x):
         v = np.broadcast_to(np.asarray(f(*cols), dtype=np.float64), (x.shape[0],))
         extra.append(torch.as_tensor(v.copy(), dtype=x.dtype, device=x.device)[:, None])
     return torch.cat(extra + [x], dim=1)
-
-
-def batch_jacobian(func, x, create_graph=False, mode="scalar"):
-    """Per-sample Jacobian of ``func`` at ``x``; see :func:`kanlab.hypothesis.batch_jacobian`."""
-    from ..hypothesis import batch_jacobian as _bj
-
-    return _bj(func, x, create_graph=create_graph, mode=mode)
-
-
-def batch_hessian(model, x, create_graph=False):
-    """Per-sample Hessian of ``model`` at ``x``; see :func:`kanlab.hypothesis.batch_hessian`."""
-    from ..hypothesis import batch_hessian as _bh
-
-    return _bh(model, x, create_graph=create_graph)
 
 
 def model2param(model):
