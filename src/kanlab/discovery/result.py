@@ -73,10 +73,20 @@ class DiscoveryResult:
 def _as_array(a, name: str) -> np.ndarray:
     if isinstance(a, torch.Tensor):
         a = a.detach().cpu().numpy()
+    message = f"{name} must be numeric (an array or tensor of numbers)"
     try:
-        arr = np.asarray(a, dtype=np.float64)
+        arr = np.asarray(a)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be numeric (an array or tensor of numbers)") from None
+        raise ValueError(message) from None
+    if np.iscomplexobj(arr):
+        if np.any(arr.imag != 0):
+            raise ValueError(f"{name} is complex: discovery needs real numbers (pass the real "
+                             "and imaginary parts as separate columns)")
+        arr = arr.real
+    try:
+        arr = np.asarray(arr, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(message) from None
     return arr
 
 

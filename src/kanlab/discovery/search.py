@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 
 import numpy as np
 import sympy
@@ -38,6 +39,7 @@ from ..symbolic.library import check_lib
 from ..symbolic.snap import _floats, snap_constants
 from .result import DiscoveryResult, _as_array, _evaluate, _exact, _r2, minmax_scaling
 from .candidates import algebraic_attempts
+from .conditioning import Conditioning
 from .runner import _attempt_job, _run_parallel
 from .select import RULES, choose, pareto_front
 from .structure import _product_groups, _structure_name, _surrogate
@@ -80,12 +82,17 @@ def discover(
     """Find a formula ``y = f(X)`` with a KAN.
 
     Args:
-        X: (n, d) inputs (array, tensor or nested lists); any scale.
-        y: (n,) or (n, 1) target.
-        var_names: names of the d inputs (default ``x_1 ... x_d``).
+        X: (n, d) inputs (array, tensor or nested lists); any scale and offset: columns far
+            from zero against their spread are shifted, extreme magnitudes scaled by powers of
+            ten, and the formula keeps the shifts inside ``(x - c)`` (:mod:`.conditioning`).
+        y: (n,) or (n, 1) target, likewise.
+        var_names: names of the d inputs (default ``x_1 ... x_d``); any names, ``pi`` and ``E``
+            included (the formula's symbols carry them; no newlines or tabs).
         time_budget: seconds. No new attempt starts once it would likely overrun, and the running
             attempt cuts its training and constant snapping short at the deadline (the first
-            attempt still returns a formula, possibly a rougher one).
+            attempt still returns a formula, possibly a rougher one, snapped to a few functions
+            only; on a budget under about 2 s that attempt may run up to a second or two past).
+            A result that scores worse than the mean on held-out data comes with a warning.
         seed: first seed; attempts use seed, seed+1, ...
         lib: candidate function names (default: the whole library).
         test_size: held-out fraction for the reported R2.
@@ -141,7 +148,29 @@ def discover(
     Returns:
         :class:`DiscoveryResult`.
     """
+    options = dict(locals())
     t_start = time.perf_counter()
+    X, y, symbols = _validated(X, y, var_names, test_size, time_budget, backend, workers,
+                               model_selection)
+    check_lib(lib)
+    cond = Conditioning.of(X, y, symbols)
+    if cond.rescales:
+        log.info("discover: searching on rescaled data (offsets %s, powers of ten %s, target "
+                 "offset %s, target power of ten %s)", [str(c) for c in cond.offsets],
+                 cond.xexp, cond.y_offset, cond.yexp)
+    U, v = cond.data(X, y)
+    options.update(X=U, y=v, var_names=cond.inner,
+                   time_budget=float(time_budget) - (time.perf_counter() - t_start))
+    res = cond.result(_search(**options))
+    if res.r2 < 0:
+        warnings.warn(f"discover: the best formula found scores R2 {res.r2:.3g} on held-out data, "
+                      "worse than predicting the mean; it is not a law of the data (raise "
+                      "time_budget, or check the data)", RuntimeWarning, stacklevel=2)
+    return res
+
+
+def _validated(X, y, var_names, test_size, time_budget, backend, workers, model_selection):
+    """(X, y, symbols) as float64 arrays and sympy symbols, or a ValueError saying what to fix."""
     X = _as_array(X, "X")
     y = _as_array(y, "y")
     if X.ndim == 1:
@@ -172,9 +201,24 @@ def discover(
         raise ValueError(f"model_selection must be one of {RULES}, got {model_selection!r}")
     if var_names is not None and (isinstance(var_names, str) or len(list(var_names)) != d):
         raise ValueError(f"var_names needs {d} names (one per column of X), got {var_names!r}")
+    if var_names is not None:
+        bad = [v for v in var_names if isinstance(v, str) and any(ch in v for ch in "\n\r\t\x00")]
+        if bad:
+            raise ValueError(f"variable names must not hold newlines, tabs or NUL: {bad!r}")
     symbols = make_symbols(d, var_names)
     if var_names is not None and len({s.name for s in symbols}) != d:
         raise ValueError(f"var_names must be distinct, got {list(var_names)}")
+    return X, y, symbols
+
+
+def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid, refine_grid, lamb,
+            steps, r2_target, max_attempts, snap, dtype, workers, backend, record_shares,
+            algebraic, model_selection, numeric_model, selection_floor) -> DiscoveryResult:
+    """The search of :func:`discover` on validated, conditioned data, in the symbols
+    ``var_names`` (names sympy and NumPy read as themselves, see :mod:`.conditioning`)."""
+    t_start = time.perf_counter()
+    n, d = X.shape
+    symbols = make_symbols(d, var_names)
     lib = check_lib(lib)
 
     rng = np.random.default_rng(seed)
@@ -193,6 +237,9 @@ def discover(
         expr = snap_constants(expr, symbols, Xtr, ytr) if snap else expr
         r2 = _r2(_evaluate(expr, symbols, Xte), yte)
         model = KAN(width=[d, 1], grid=grid, seed=seed, dtype=dtype)
+        with torch.no_grad():  # the network of a constant: output 0, i.e. y = y_center
+            for p in model.parameters():
+                p.zero_()
         return DiscoveryResult(expr, r2, expression_size(expr), model, {}, symbols, [],
                                xc, xs, yc, 1.0, constant_columns=const_cols)
     if const_cols.any():
@@ -234,7 +281,8 @@ def discover(
     # a small numeric network first: the oracle of the structure tests, and its held-out error
     # is the noise floor that decides whether a formula's constants may be snapped
     t = time.perf_counter()
-    sur = _try_surrogate(dataset, d, int(seed)) if len(ytr) >= 20 else None
+    sur = _try_surrogate(dataset, d, int(seed), t_start + 0.25 * float(time_budget)) \
+        if len(ytr) >= 20 else None
     stages["surrogate"] = time.perf_counter() - t
     floor = (sur[2] * ysd) ** 2 if sur is not None and math.isfinite(sur[2]) else None
     common = (dataset, d, grid, refine_grid, lamb, steps, lib, zs, back, symbols, ysd, yc, Xtr,
@@ -300,8 +348,8 @@ def discover(
         if best is not None and _final(best, r2_target):
             return False
         runs = [a for a in attempts if not str(a["hidden"]).startswith("algebraic")]
-        if not runs:
-            return True
+        if not runs:  # one network attempt, unless the algebraic stage has used up the budget
+            return best is None or time.perf_counter() - t_start < time_budget
         if max_attempts is not None and n_started >= max_attempts:
             return False
         mean = sum(a["seconds"] for a in runs) / len(runs)
@@ -356,9 +404,12 @@ def discover(
 
 
 
-def _try_surrogate(dataset, d, seed):
+def _try_surrogate(dataset, d, seed, deadline):
+    """The surrogate of :func:`_surrogate`, or None when it fails or cannot finish by
+    ``deadline`` (a quarter of the budget): a half-trained oracle would mislead the structure
+    tests and the noise floor."""
     try:
-        return _surrogate(dataset, d, seed)
+        return _surrogate(dataset, d, seed, deadline)
     except (RuntimeError, ValueError, ArithmeticError) as err:
         log.info("discover: the surrogate network failed: %s", err)
         return None
@@ -417,7 +468,7 @@ def _final(res, r2_target) -> bool:
     without being the law, so a network attempt gets its chance."""
     if res["r2"] < r2_target or _free_constants(res["expr"]) > _MAX_FREE:
         return False
-    return not str(res["hidden"]).startswith("algebraic") or res["r2"] >= 1 - 1e-12
+    return not str(res["hidden"]).startswith("algebraic") or res["r2"] >= 1 - 1e-14
 
 
 def _free_constants(expr) -> int:

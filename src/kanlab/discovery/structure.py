@@ -191,7 +191,7 @@ def _join_unless_split(live, splits):
     return sorted(groups.values())
 
 
-def _surrogate(dataset, d, seed):
+def _surrogate(dataset, d, seed, deadline=math.inf):
     """A small KAN of the standardized data, fitted without sparsity and refined: the oracle
     of the structure tests. Returns (model, fit histories, held-out RMSE in units of y's
     spread)."""
@@ -202,9 +202,12 @@ def _surrogate(dataset, d, seed):
     # 2x more or less accurate flips borderline cases (tests/test_discover.py), so keep it
     plain = dict(opt="LBFGS", steps=15, progress=False, spline_share_warning=0.0,
                  lbfgs_bias_scale=1.0)
-    hists = [model.fit(dataset, **plain)]
+    late = lambda *_: time.perf_counter() > deadline  # noqa: E731
+    hists = [model.fit(dataset, callback=late, **plain)]
     model = model.refine(12, x=x)
-    h = model.fit(dataset, update_grid=False, **plain)
+    h = model.fit(dataset, update_grid=False, callback=late, **plain)
+    if late():
+        raise RuntimeError("no time left to train it (a quarter of the budget)")
     hists.append(h)
     hists[0]["stage"], hists[1]["stage"] = "surrogate", "surrogate_refine"
     err = h["test_loss"][-1] if h["test_loss"] else math.inf
