@@ -285,3 +285,42 @@ def test_latin1_csv_reads(tmp_path):
     table = load_table(p)
     assert table.columns == ["vitesse", "masse", "énergie"]
     np.testing.assert_allclose(table.data, [[1.5, 2, 3], [2, 3, 4]])
+
+
+HOSTILE_FIELDS = [
+    ("formula_srepr", "Float('1.5', precision=1000000000)"),
+    ("formula_srepr", "Pow(Integer(10), Integer(1000000000000))"),
+    ("formula_srepr", "Integer(" + "9" * 5000 + ")"),
+    ("formula_srepr", "Add(" * 400 + "Integer(1)" + ", Integer(1))" * 400),
+    ("formula_srepr", "zoo"),
+    ("formula_srepr", "Rational(1, 0)"),
+    ("formula_srepr", "Add(Symbol('nobody'), Integer(1))"),
+    ("features", 5),
+    ("features", [["speed"], "mass"]),
+    ("symbols", ["speed"]),
+    ("x_center", "abc"),
+    ("x_scale", [1.0, -1.0]),
+    ("constant_columns", "abc"),
+    ("constant_columns", [0, 1]),
+    ("y_scale", "NaN"),
+    ("target", {"a": 1}),
+]
+
+
+@pytest.mark.parametrize("field,value", HOSTILE_FIELDS)
+def test_damaged_run_json_is_refused_quickly(run, tmp_path, capsys, field, value):
+    """Every field of run.json is checked: a damaged or crafted one is a one-line error from
+    every command, never a hang (huge precision, exponent or nesting), a traceback or silently
+    wrong predictions."""
+    import shutil
+
+    folder = tmp_path / "bad"
+    shutil.copytree(run / "run", folder)
+    info = json.loads((folder / "run.json").read_text())
+    info[field] = value
+    (folder / "run.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match="damaged"):
+        load_run(folder)
+    assert main(["formula", str(folder)]) == 2
+    assert main(["predict", str(folder), str(run / "data.csv"), "--use", "model"]) == 2
+    assert "Traceback" not in capsys.readouterr().err

@@ -104,3 +104,40 @@ def test_cli_fit_at_1e30_and_near_float32_overflow(tmp_path, capsys):
         text = capsys.readouterr().out
         test_line = next(line for line in text.splitlines() if line.startswith("test"))
         assert float(test_line.split("R2")[1].split()[0]) > 1 - 1e-6, text
+
+
+def test_tiny_budget_still_gives_the_exact_polynomial():
+    """The algebraic stage scores its best candidate even when finding candidates used its
+    whole share of the budget, and a formula with few floats is snapped even past the deadline."""
+    X = RNG.uniform(-1, 1, (200, 2))
+    for budget in (0.5, 5.0):
+        res = kanlab.discover(X, X[:, 0] * X[:, 1] + 1, time_budget=budget)
+        x1, x2 = res.variables
+        assert res.formula == x1 * x2 + 1, (budget, res.formula)
+
+
+UNGUARDED = """
+import warnings, numpy as np, kanlab
+rng = np.random.default_rng(0)
+X = rng.uniform(-1, 1, (100, 2))
+with warnings.catch_warnings(record=True) as w:
+    warnings.simplefilter("always")
+    res = kanlab.discover(X, X[:, 0] * X[:, 1] + 1, workers=2, time_budget=3, max_attempts=1)
+print("WARNED", any("__main__" in str(m.message) for m in w))
+print("FORMULA", res.formula)
+"""
+
+
+def test_parallel_discover_without_a_main_guard_runs_serially(tmp_path):
+    """A script calling discover(workers=2) at its top level (no __main__ guard) would break
+    the process pool; it runs serially and says how to fix it."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "script.py"
+    script.write_text(UNGUARDED)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "WARNED True" in out.stdout and "FORMULA x_1*x_2 + 1" in out.stdout, out.stdout
+    assert "BrokenProcessPool" not in out.stderr

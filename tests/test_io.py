@@ -480,3 +480,41 @@ def test_load_refuses_damaged_or_crafted_tensors(tmp_path):
         p.pop("checksum")
 
     torch.testing.assert_close(KAN.load(rewrite(old_file, "old.kan"))(x), model(x))
+
+
+def test_model_saved_on_a_gpu_loads_on_a_cpu(tmp_path):
+    """A file whose tensors claim a CUDA device (as one saved on a GPU does) loads onto the
+    CPU of a machine without CUDA, through KAN.load and the run folder commands."""
+    from unittest import mock
+
+    model = KAN(width=[2, 3, 1], seed=0)
+    path = tmp_path / "gpu.kan"
+    with mock.patch("torch.serialization.location_tag", lambda storage: "cuda:0"):
+        model.save(path)
+    if not torch.cuda.is_available():  # the file really claims CUDA
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(path, weights_only=True)
+    loaded = KAN.load(path)
+    x = torch.rand(7, 2)
+    assert all(p.device.type == "cpu" for p in loaded.parameters())
+    torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+
+
+def test_save_removes_temporary_files_of_killed_writers(tmp_path):
+    """A save killed outright (kill -9) leaves its temporary file; the next write in that folder
+    removes it, and leaves those of writers still running alone."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".model.kan.{dead_pid}.abc123.tmp"
+    live = tmp_path / f".model.kan.{os.getpid()}.def456.tmp"
+    other = tmp_path / ".notes.tmp"
+    for p in (stale, live, other):
+        p.write_bytes(b"partial")
+    KAN(width=[2, 1], seed=0).save(tmp_path / "model.kan")
+    assert not stale.exists() and live.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [".notes.tmp", live.name, "model.kan"])

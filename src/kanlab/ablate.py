@@ -36,6 +36,7 @@ import numbers
 import pickle
 import statistics
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +50,8 @@ from .bases import resolve_base_fun
 from .datasets import create_dataset
 from .inspect import layer_spline_shares
 from .model import KAN, _parse_width
-from .parallel import _init_worker, _mp_context, _single_thread_env, _torch_threads
+from .parallel import (_init_worker, _mp_context, _single_thread_env, _torch_threads,
+                       unguarded_main_call)
 from .symbolic.formula import ex_round, make_symbols
 from .symbolic.library import SYMBOLIC_LIB, default_lib, get_symbolic
 from .symbolic.snap import snap_constants
@@ -662,7 +664,13 @@ def _execute(specs: list[_RunSpec], workers: int, backend: str, callback) -> lis
                 ray.shutdown()
         return rows
 
-    if workers == 1 or len(specs) == 1:
+    where = unguarded_main_call() if workers > 1 and len(specs) > 1 else None
+    if where:
+        warnings.warn(f"ablate(workers={workers}) is called at {where}, outside an `if __name__ "
+                      "== \"__main__\":` block: worker processes would run that line again, so "
+                      "the runs go one at a time in this process. Put the call under the guard "
+                      "to use several workers.", RuntimeWarning, stacklevel=3)
+    if workers == 1 or len(specs) == 1 or where:
         for i, spec in enumerate(specs):
             done(i, _run_one(spec))
         return rows

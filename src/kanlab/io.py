@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from .atomic import atomic_write
 
 __all__ = ["save_model", "load_model", "FORMAT", "FORMAT_VERSION"]
 
@@ -44,28 +44,7 @@ def save_model(model, path) -> None:
         "symbolic": [[list(row) for row in s.funs_name] for s in model.symbolic_fun],
     }
     payload["checksum"] = _checksum(payload)
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:64]}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # mkstemp makes the file private; give it the mode a plain open() would (or the old one)
-        if path.exists():
-            mode = path.stat().st_mode & 0o7777
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, lambda fh: torch.save(payload, fh), binary=True)
 
 
 def load_model(path, map_location=None, base_fun=None, *, cls):

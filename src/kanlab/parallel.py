@@ -8,7 +8,8 @@ import os
 
 import torch
 
-__all__ = ["_torch_threads", "_single_thread_env", "_mp_context", "_init_worker", "check_backend"]
+__all__ = ["_torch_threads", "_single_thread_env", "_mp_context", "_init_worker", "check_backend",
+           "unguarded_main_call"]
 
 
 @contextlib.contextmanager
@@ -54,6 +55,48 @@ def _mp_context():
         ctx.set_forkserver_preload(["kanlab"])
         return ctx
     return multiprocessing.get_context("spawn")
+
+
+def unguarded_main_call() -> str | None:
+    """Where this call sits if it comes from a script's top level outside an
+    ``if __name__ == "__main__":`` block (``"script.py, line 12"``), else None.
+
+    Worker processes (spawn and forkserver alike) import the main script again; a call there that
+    the guard does not protect would run again in every worker and break the pool
+    (BrokenProcessPool), so the caller runs serially instead and says why."""
+    import ast
+    import sys
+
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not path or not os.path.isfile(path) or multiprocessing.parent_process() is not None:
+        return None
+    frame = sys._getframe(1)
+    line = None
+    while frame is not None:  # the outermost frame running the script's own top-level code
+        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__main__":
+            line = frame.f_lineno
+        frame = frame.f_back
+    if line is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            tree = ast.parse(fh.read())
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+    def is_guard(node) -> bool:
+        test = node.test
+        return (isinstance(test, ast.Compare) and len(test.ops) == 1
+                and isinstance(test.ops[0], ast.Eq)
+                and {ast.dump(test.left), ast.dump(test.comparators[0])} ==
+                {ast.dump(ast.Name("__name__", ast.Load())), ast.dump(ast.Constant("__main__"))})
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and is_guard(node) and \
+                node.body[0].lineno <= line <= (node.body[-1].end_lineno or line):
+            return None
+    return f"{os.path.basename(path)}, line {line}"
 
 
 def _init_worker() -> None:

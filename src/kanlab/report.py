@@ -11,10 +11,11 @@ import base64
 import html
 import io
 import os
-import tempfile
 import time
 
 import sympy
+
+from .atomic import atomic_write
 
 __all__ = ["write_report", "render_report"]
 
@@ -180,19 +181,7 @@ def write_report(path, model, **kwargs) -> str:
     """
     text = render_report(model, **kwargs)
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".report-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a report is a normal file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda fh: fh.write(text), keep_mode=False)
     return path
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import ast
 import json
 import os
-import tempfile
 
 import numpy as np
 import sympy
+
+from .atomic import atomic_write
 
 __all__ = ["parse_srepr", "write_json_atomic", "load_run", "Run"]
 
@@ -22,8 +23,15 @@ RUN_FORMAT = 1
 _FUNCS = {name: getattr(sympy, name) for name in (
     "Add", "Mul", "Pow", "exp", "log", "sin", "cos", "tan", "tanh", "sinh", "cosh", "asin", "acos",
     "atan", "atanh", "asinh", "acosh", "Abs", "sign", "sqrt", "Heaviside", "Max", "Min")}
-_CONSTS = {"pi": sympy.pi, "E": sympy.E, "oo": sympy.oo, "zoo": sympy.zoo, "nan": sympy.nan,
-           "I": sympy.I}
+_CONSTS = {"pi": sympy.pi, "E": sympy.E}
+# bounds on what a stored formula may hold, so that no file can make the parser or sympy run
+# for long: kanlab's own formulas stay far inside them
+_MAX_TEXT = 1_000_000  # characters
+_MAX_DEPTH = 200  # nesting of calls
+_MAX_NODES = 100_000
+_MAX_DIGITS = 400  # of an integer literal
+_MAX_PRECISION = 400  # bits of a Float
+_MAX_EXPONENT = 1000  # |numeric exponent| of a Pow
 
 
 def parse_srepr(text: str) -> sympy.Expr:
@@ -33,12 +41,21 @@ def parse_srepr(text: str) -> sympy.Expr:
     ``Float`` with literal arguments, and the constants pi, E, oo are accepted; anything else is a
     ValueError.
     """
+    if not isinstance(text, str) or len(text) > _MAX_TEXT:
+        raise ValueError("a stored formula must be srepr text of at most 1e6 characters")
     try:
         tree = ast.parse(text, mode="eval")
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         raise ValueError(f"not a sympy srepr expression: {text[:80]!r}") from None
+    count = [0]
 
-    def build(node):
+    def build(node, depth=0):
+        count[0] += 1
+        if depth > _MAX_DEPTH or count[0] > _MAX_NODES:
+            raise ValueError("a stored formula nests too deeply or is too large")
+        if isinstance(node, ast.Constant) and isinstance(node.value, int) and \
+                not isinstance(node.value, bool) and abs(node.value) >= 10 ** _MAX_DIGITS:
+            raise ValueError("an integer in a stored formula is too large")
         if isinstance(node, ast.Name):
             if node.id in _CONSTS:
                 return _CONSTS[node.id]
@@ -50,8 +67,8 @@ def parse_srepr(text: str) -> sympy.Expr:
             return -node.operand.value
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             name = node.func.id
-            args = [build(a) for a in node.args]
-            kwargs = {k.arg: build(k.value) for k in node.keywords}
+            args = [build(a, depth + 1) for a in node.args]
+            kwargs = {k.arg: build(k.value, depth + 1) for k in node.keywords}
             if name == "Symbol":
                 if len(args) != 1 or not isinstance(args[0], str) or \
                         not all(isinstance(v, bool) for v in kwargs.values()):
@@ -63,34 +80,36 @@ def parse_srepr(text: str) -> sympy.Expr:
                 return sympy.Rational(args[0], args[1])
             if name == "Float" and len(args) == 1 and isinstance(args[0], (str, float, int)) and \
                     set(kwargs) <= {"precision"} and all(isinstance(v, int) for v in kwargs.values()):
-                return sympy.Float(args[0], precision=kwargs.get("precision", 53))
+                precision = kwargs.get("precision", 53)
+                if not 1 <= precision <= _MAX_PRECISION or len(str(args[0])) > 200:
+                    raise ValueError("a Float in a stored formula has an unreasonable precision")
+                value = sympy.Float(args[0], precision=precision)
+                if not value.is_finite:
+                    raise ValueError("a stored formula holds a non-finite number")
+                return value
             if name in _FUNCS and not kwargs and all(isinstance(a, sympy.Basic) for a in args):
+                if name == "Pow" and len(args) == 2 and args[1].is_Number and \
+                        not abs(args[1]) <= _MAX_EXPONENT:
+                    raise ValueError("an exponent in a stored formula is too large")
                 return _FUNCS[name](*args)
             raise ValueError(f"unsupported call {name}(...) in a stored formula")
         raise ValueError(f"unsupported syntax in a stored formula: {ast.dump(node)[:60]}")
 
-    expr = build(tree.body)
-    if not isinstance(expr, sympy.Basic):
-        raise ValueError("a stored formula must be a sympy expression")
+    try:
+        expr = build(tree.body)
+    except (TypeError, ArithmeticError, RecursionError) as err:
+        raise ValueError(f"a stored formula cannot be rebuilt: {err}") from None
+    if not isinstance(expr, sympy.Basic) or expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+        raise ValueError("a stored formula must be a finite sympy expression")
     return expr
 
 
 def write_json_atomic(path, obj) -> None:
     """Write JSON to ``path`` via a temporary file and a rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2, default=_jsonable)
-            fh.write("\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    def write(fh):
+        json.dump(obj, fh, indent=2, default=_jsonable)
+        fh.write("\n")
+    atomic_write(path, write, keep_mode=False)
 
 
 def _jsonable(v):
@@ -101,6 +120,29 @@ def _jsonable(v):
     return str(v)
 
 
+def _strings(info, key, n=None) -> list:
+    v = info[key]
+    if not isinstance(v, list) or not all(isinstance(s, str) and s for s in v) or \
+            (n is not None and len(v) != n):
+        want = f"{n} names" if n is not None else "a list of names"
+        raise ValueError(f"field {key!r} must be {want}, got {str(v)[:60]}")
+    return list(v)
+
+
+def _numbers(info, key, n=None) -> np.ndarray:
+    v = info[key]
+    ok = isinstance(v, list) and len(v) == n if n is not None else isinstance(v, (int, float))
+    if ok and n is not None:
+        ok = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+    if ok and isinstance(v, bool):
+        ok = False
+    arr = np.asarray(v, dtype=np.float64) if ok else None
+    if arr is None or not np.all(np.isfinite(arr)):
+        want = f"{n} finite numbers" if n is not None else "a finite number"
+        raise ValueError(f"field {key!r} must be {want}, got {str(v)[:60]}")
+    return arr
+
+
 class Run:
     """A loaded run folder: ``features``, ``target``, ``formula`` (sympy), ``symbols``,
     ``model`` (loaded on first use), standardization and the stored ``info`` dict."""
@@ -108,15 +150,26 @@ class Run:
     def __init__(self, folder, info):
         self.folder = folder
         self.info = info
-        self.features = list(info["features"])
+        self.features = _strings(info, "features")
+        d = len(self.features)
         self.target = info["target"]
+        if not isinstance(self.target, str):
+            raise ValueError(f"field 'target' must be a column name, got {self.target!r}")
         self.formula = parse_srepr(info["formula_srepr"])
-        self.symbols = [sympy.Symbol(n) for n in info["symbols"]]
-        self.x_center = np.asarray(info["x_center"], dtype=np.float64)
-        self.x_scale = np.asarray(info["x_scale"], dtype=np.float64)
-        self.constant_columns = np.asarray(info["constant_columns"], dtype=bool)
-        self.y_center = float(info["y_center"])
-        self.y_scale = float(info["y_scale"])
+        self.symbols = [sympy.Symbol(n) for n in _strings(info, "symbols", d)]
+        self.x_center = _numbers(info, "x_center", d)
+        self.x_scale = _numbers(info, "x_scale", d)
+        if not np.all(self.x_scale > 0):
+            raise ValueError("field 'x_scale' must be positive")
+        flags = info["constant_columns"]
+        if not isinstance(flags, list) or len(flags) != d or \
+                not all(isinstance(v, bool) for v in flags):
+            raise ValueError(f"field 'constant_columns' must be {d} true/false values")
+        self.constant_columns = np.asarray(flags, dtype=bool)
+        self.y_center = float(_numbers(info, "y_center"))
+        self.y_scale = float(_numbers(info, "y_scale"))
+        if not self.formula.free_symbols <= set(self.symbols):
+            raise ValueError("the stored formula uses variables that are not in 'symbols'")
         self._model = None
 
     @property
@@ -172,3 +225,5 @@ def load_run(path) -> Run:
         return Run(folder, info)
     except KeyError as err:
         raise ValueError(f"{meta} lacks the field {err.args[0]!r}") from None
+    except ValueError as err:
+        raise ValueError(f"{meta} is damaged: {err}") from None

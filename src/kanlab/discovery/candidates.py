@@ -50,8 +50,8 @@ def algebraic_attempts(Xtr, ytr, Xte, yte, symbols, *, seed: int, snap: bool, de
     scored.sort(key=lambda e: (e[0] < 1 - 1e-9, e[1] if e[0] >= 1 - 1e-9 else bic(e)))
     out = []
     for r2_train, _, c in scored[:keep]:
-        if time.perf_counter() > deadline:
-            break
+        if out and time.perf_counter() > deadline:  # the best candidate is scored even when
+            break                                  # the search for candidates used the share
         expr = _finish(c.expr, r2_train > 0.99, symbols, Xtr, ytr, snap, deadline, floor)
         r2 = _r2(_evaluate(expr, symbols, Xte), yte)
         out.append({"seed": seed, "hidden": f"algebraic({c.label})", "r2": r2,

@@ -36,7 +36,12 @@ def _finish(expr, clean, symbols, Xtr, ytr, snap, deadline, floor=None):
     ``floor``: the squared error the data allow (the noise floor: a numeric surrogate's
     held-out MSE), if known. Constants are snapped only when the formula fits within it (or,
     without one, to 1e-6 of the target's variance): snapping the constants of a formula that
-    misses the data by more only dresses up its error."""
+    misses the data by more only dresses up its error. A formula with at most three floats
+    gets up to a second past ``deadline``: snapping it costs milliseconds (a second on the
+    first call, which imports and compiles), and without it an exact law would come back as
+    ``1.0*x_1*x_2 + 1.0``."""
+    if sum(1 for a in sympy.preorder_traversal(expr) if isinstance(a, sympy.Float)) <= 3:
+        deadline = max(deadline, time.perf_counter() + 1.0)
     if clean and time.perf_counter() < deadline:
         expr = refine_constants(expr, symbols, Xtr, ytr)
         resid = _evaluate(expr, symbols, Xtr) - ytr

@@ -153,6 +153,17 @@ def discover(
     X, y, symbols = _validated(X, y, var_names, test_size, time_budget, backend, workers,
                                model_selection)
     check_lib(lib)
+    if workers > 1 and backend == "process":
+        from ..parallel import unguarded_main_call
+
+        where = unguarded_main_call()
+        if where:
+            warnings.warn(f"discover(workers={workers}) is called at {where}, outside an "
+                          "`if __name__ == \"__main__\":` block: worker processes would run that "
+                          "line again, so the attempts run in this process, one at a time. Put "
+                          "the call under the guard to use several workers.", RuntimeWarning,
+                          stacklevel=2)
+            options["workers"] = 1
     cond = Conditioning.of(X, y, symbols)
     if cond.rescales:
         log.info("discover: searching on rescaled data (offsets %s, powers of ten %s, target "
@@ -362,7 +373,7 @@ def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid,
         return (a, h, int(seed) + a, remaining, common)
 
     if algebraic:  # cheap, so first; a few seconds at most
-        share = t_start + min(0.25 * float(time_budget), 8.0)
+        share = time.perf_counter() + min(0.25 * float(time_budget), 8.0)
         recs, dt = algebraic_attempts(Xtr, ytr, Xte, yte, symbols, seed=int(seed), snap=snap,
                                       deadline=share, lib=lib, floor=floor,
                                       max_terms=10 if algebraic is True else int(algebraic))
