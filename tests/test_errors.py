@@ -318,3 +318,16 @@ def test_constant_input_column(lamb):
         assert torch.isfinite(model(ds["test_input"])).all()
     fine = model.refine(6)
     assert _all_params_finite(fine)
+
+
+def test_fit_on_text_data_names_the_key():
+    model = KAN(width=[2, 1], seed=0)
+    text = np.array([["a", "b"]] * 20)
+    data = {"train_input": text, "train_label": np.ones((20, 1)), "test_input": text,
+            "test_label": np.ones((20, 1))}
+    with pytest.raises(ValueError, match=r"train_input.*numbers"):
+        model.fit(data, steps=1, progress=False)
+    numbers = np.ones((20, 2), dtype=object)  # object arrays of numbers are numbers
+    data = {"train_input": numbers, "train_label": np.ones((20, 1)), "test_input": numbers,
+            "test_label": np.ones((20, 1))}
+    model.fit(data, steps=1, progress=False)

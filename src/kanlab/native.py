@@ -3,7 +3,9 @@
 The library is built by ``pip install`` (setup.py) when a C++ compiler is present; it has no
 PyTorch headers, so it does not depend on the installed torch's C++ ABI. Without it (no compiler,
 an unusual platform, ``KANLAB_NATIVE=0`` in the environment, or :func:`set_enabled(False)`)
-every layer runs the pure-PyTorch path, which computes the same values.
+every layer runs the pure-PyTorch path, which computes the same values up to float rounding
+(sums in another order). Long L-BFGS runs amplify that rounding, so parameters trained on the two
+paths are not bit-identical (tests/test_native.py compares them within tolerances).
 
 The kernels build a KAN layer's fused feature matrix on the CPU (span search, Horner on the
 span's polynomials, base column, zeros elsewhere) in one pass, and contract the feature gradient

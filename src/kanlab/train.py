@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Callable
 
+import numpy as np
 import torch
 
 from .optim import LBFGS
@@ -37,6 +38,20 @@ def check_finite(t: torch.Tensor, name: str) -> None:
         )
 
 
+def _numeric(v, key: str) -> torch.Tensor:
+    """``dataset[key]`` as a tensor, or a ValueError naming the key when it holds text or
+    objects that are not numbers."""
+    try:
+        return torch.as_tensor(v)
+    except (TypeError, ValueError, RuntimeError):
+        pass
+    try:  # object arrays and nested lists of numbers
+        return torch.as_tensor(np.asarray(v, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise ValueError(f"dataset['{key}'] must hold numbers (an array or tensor); it holds "
+                         f"text or other objects: convert or drop those columns first") from None
+
+
 def prepare_dataset(model, dataset: dict, need_labels_match: bool = True) -> dict:
     """Validate a pykan-style dataset dict and move it to the model's dtype and device."""
     if not isinstance(dataset, dict):
@@ -50,8 +65,8 @@ def prepare_dataset(model, dataset: dict, need_labels_match: bool = True) -> dic
     n_out = model.width_out[-1]
     out = {}
     for split in ("train", "test"):
-        x = torch.as_tensor(dataset[f"{split}_input"])
-        y = torch.as_tensor(dataset[f"{split}_label"])
+        x = _numeric(dataset[f"{split}_input"], f"{split}_input")
+        y = _numeric(dataset[f"{split}_label"], f"{split}_label")
         if x.dim() == 1 and n_in == 1:
             x = x[:, None]
         if x.dim() != 2 or x.shape[1] != n_in:
