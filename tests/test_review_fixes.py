@@ -8,13 +8,19 @@ from kanlab import KAN, KANLayer, create_dataset
 from kanlab.optim import LBFGS
 
 
-def test_second_derivatives_raise_instead_of_being_wrong():
+def test_second_derivatives_are_right_not_refused():
+    """Once refused (first derivatives only); now double backward gives u_xx, equal to
+    central differences of the first derivative."""
     model = KAN([1, 2, 1], grid=5, seed=0, dtype=torch.float64)
     x = (torch.rand(5, 1, dtype=torch.float64) * 2 - 1).requires_grad_(True)
-    with pytest.raises(RuntimeError, match="first derivatives only"):
-        torch.autograd.grad(model(x).sum(), x, create_graph=True)
-    # first derivatives stay available
-    assert torch.autograd.grad(model(x).sum(), x)[0].shape == x.shape
+    (g,) = torch.autograd.grad(model(x).sum(), x, create_graph=True)
+    (h,) = torch.autograd.grad(g.sum(), x)
+
+    def d1(z):
+        z = z.detach().requires_grad_(True)
+        return torch.autograd.grad(model(z).sum(), z)[0]
+    fd = (d1(x + 1e-5) - d1(x - 1e-5)) / 2e-5
+    torch.testing.assert_close(h, fd, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("offset", [0.0, 100.0, 1000.0])

@@ -11,6 +11,9 @@ edge, ``Var(phi_ij) = w_ij^T Cov(F_i) w_ij``, from the same features.
 Backward recomputes ``F`` and the analytic basis derivative from ``x``; the saved state is ``x``,
 ``b(x)`` (batch, in) and the parameters, never a (batch, in, 1+P) or (batch, in, out) tensor.
 Weight assembly is done inside the function, so one autograd node covers the whole layer.
+A backward asked for a differentiable result (``create_graph=True``: second derivatives, PDE
+losses) returns the gradient of :mod:`kanlab.reference`'s plain computation instead, so higher
+derivatives are autograd's own; first-order backward stays the fused one.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import torch
 
 from . import native
 from .basis import BasisPlan
+from .reference import cached_reference, layer_reference, reference_vjp
 
 __all__ = ["kan_layer", "kan_layer_cached", "LayerFeatures", "fused_features", "layer_features"]
 
@@ -74,14 +78,6 @@ def _param_grads(need, gw, scale_sp, coef, mask):
     return gsb, gsp, gcoef
 
 
-def _no_double_backward():
-    if torch.is_grad_enabled():
-        raise RuntimeError(
-            "kanlab layers support first derivatives only: backward with create_graph=True "
-            "(second derivatives, Hessians, PDE losses on derivatives) is not implemented yet"
-        )
-
-
 def _centred(feat, plan, batch, dtype=None):
     f3 = feat[:, :-1].view(batch, plan.n_in, plan.width)
     if dtype is not None:
@@ -136,20 +132,23 @@ class _KANLayerFn(torch.autograd.Function):
         ctx.plan, ctx.want_var, ctx.has_bias = plan, want_var, bias is not None
         ctx.tables = tables
         if not want_var:
-            ctx.save_for_backward(x, base, scale_sp, coef, mask, W, row, u)
+            ctx.save_for_backward(x, base, scale_base, scale_sp, coef, mask, bias, W, row, u)
             return y
         cov = _feature_cov(feat, plan, batch)
-        ctx.save_for_backward(x, base, scale_sp, coef, mask, W, row, u, cov)
+        ctx.save_for_backward(x, base, scale_base, scale_sp, coef, mask, bias, W, row, u, cov)
         return y, _edge_var(w, cov)
 
     @staticmethod
     def backward(ctx, gy, gvar=None):
-        _no_double_backward()
-        if ctx.want_var:
-            x, base, scale_sp, coef, mask, W, row, u, cov = ctx.saved_tensors
-        else:
-            (x, base, scale_sp, coef, mask, W, row, u), cov = ctx.saved_tensors, None
+        saved = ctx.saved_tensors
         plan = ctx.plan
+        if torch.is_grad_enabled():  # create_graph: a gradient autograd can differentiate again
+            def fn(*args):
+                return layer_reference(*args, plan.grid, plan.k, ctx.want_var)
+            grads = reference_vjp(fn, saved[:7], ctx.needs_input_grad[:7], (gy, gvar))
+            return (*grads, None, None)
+        x, base, _, scale_sp, coef, mask, _, W, row, u = saved[:10]
+        cov = saved[10] if ctx.want_var else None
         batch, n_in = x.shape
         # under autocast the forward's product ran in lower precision; gradients are computed
         # in the parameters' dtype (gy may come back as bfloat16)
@@ -222,16 +221,21 @@ class _KANLayerConstFn(torch.autograd.Function):
         feat = cache.feat
         y = feat @ W if bias is None else torch.addmm(bias, feat, W)
         ctx.cache, ctx.want_var, ctx.has_bias = cache, want_var, bias is not None
-        ctx.save_for_backward(scale_sp, coef, mask, W)
+        ctx.save_for_backward(scale_base, scale_sp, coef, mask, bias, W)
         if not want_var:
             return y
         return y, _edge_var(w, cache.cov)
 
     @staticmethod
     def backward(ctx, gy, gvar=None):
-        _no_double_backward()
-        scale_sp, coef, mask, W = ctx.saved_tensors
+        saved = ctx.saved_tensors
         cache = ctx.cache
+        if torch.is_grad_enabled():  # create_graph: second derivatives in the parameters
+            def fn(*args):
+                return cached_reference(cache.feat, cache.cov, cache.plan, *args, ctx.want_var)
+            grads = reference_vjp(fn, saved[:5], ctx.needs_input_grad[1:6], (gy, gvar))
+            return (None, *grads, None)
+        _, scale_sp, coef, mask, _, W = saved
         n_in = coef.shape[0]
         gy = gy.to(W.dtype)  # bfloat16 under autocast
         gvar = gvar.to(W.dtype) if gvar is not None else None

@@ -3,12 +3,12 @@
 pykan's ``kan.hypothesis`` names, arguments and results. ``model`` is any callable mapping a
 (batch, n) tensor to (batch, 1) (a kanlab KAN, an MLP, a lambda); its first output is examined.
 
-kanlab's layers give first derivatives only. :func:`batch_hessian` (and :func:`get_dependence`)
-try double backward first and, when autograd refuses, silently take central differences of the
-first-order gradient, in float64 (a float64 copy of a module) with steps of 1e-4 * std of each
-input. Where even first derivatives fail (the gradient ratios of
-:func:`test_general_separability` on a kanlab KAN), second differences of values are used.
-``create_graph=True`` needs double backward and raises on a model without it.
+Second derivatives come from double backward (kanlab's layers give derivatives of any order).
+For a ``model`` whose autograd refuses double backward (a user function with a first-order
+custom Function), :func:`batch_hessian` (and :func:`get_dependence`) take central differences of
+the first-order gradient instead, in float64 (a float64 copy of a module) with steps of
+1e-4 * std of each input; where even first derivatives fail, second differences of values.
+``create_graph=True`` needs double backward and raises on such a model.
 
 Unlike pykan, nothing is printed unless ``verbose``, and :func:`plot_tree` returns a new
 :class:`matplotlib.figure.Figure` (no ``plt.show()``, no file, no pyplot state).
@@ -29,7 +29,7 @@ __all__ = [
 
 _NO_DOUBLE_BACKWARD = (
     "{}(create_graph=True) needs second derivatives through autograd, which this "
-    "model does not support (kanlab layers give first derivatives only); with "
+    "model does not support (its autograd refuses double backward); with "
     "create_graph=False finite differences are used instead")
 _FD_ROWS = 1 << 16  # rows per model call in the finite differences
 

@@ -15,6 +15,7 @@ from torch import nn
 from .basis import BasisPlan
 from .bases import resolve_base_fun
 from .functional import LayerFeatures, kan_layer, kan_layer_cached
+from .reference import in_functorch_transform, layer_reference
 from .regularize import var_to_std
 from .splines import coef2curve, curve2coef, make_grid
 
@@ -230,6 +231,9 @@ class KANLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, in) -> (batch, out)."""
+        if in_functorch_transform():  # torch.func: plain operations it can transform
+            return layer_reference(x, self.base_fun(x), self.scale_base, self.scale_sp,
+                                   self.coef, self.mask, self.bias, self.grid, self.k)
         tables = self._triton_tables(x)
         if tables is not None:
             from . import triton_spline
@@ -247,6 +251,10 @@ class KANLayer(nn.Module):
 
     def forward_with_var(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Output (batch, out) and the exact batch variance (unbiased) of every edge (in, out)."""
+        if in_functorch_transform():
+            return layer_reference(x, self.base_fun(x), self.scale_base, self.scale_sp,
+                                   self.coef, self.mask, self.bias, self.grid, self.k,
+                                   want_var=True)
         cache = self._cached(x) if torch.is_grad_enabled() else None
         if cache is not None:
             return kan_layer_cached(cache, self.scale_base, self.scale_sp, self.coef, self.mask,

@@ -16,6 +16,8 @@ import math
 
 import torch
 
+from .reference import in_functorch_transform, reference_vjp
+
 __all__ = ["sparsity", "edge_scores", "coefficient_penalty", "var_to_std"]
 
 _EPS = 1e-4
@@ -46,24 +48,31 @@ def _dh(p):
     return torch.log2(p + _EPS) + p / ((p + _EPS) * math.log(2.0))
 
 
+def _sparsity_total(lamb_l1, lamb_entropy, normalized, *tensors):
+    """The regularizer's value from (var, xstd) pairs, in plain (differentiable) operations."""
+    total = tensors[0].new_zeros(())
+    for var, xstd in zip(tensors[0::2], tensors[1::2]):
+        _, _, a, _, _, p, q, _ = _layer_terms(var, xstd, normalized)
+        ent = -_h(p).sum(0).mean() - _h(q).sum(1).mean()
+        total = total + lamb_l1 * a.sum() + lamb_entropy * ent
+    return total
+
+
 class _SparsityFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, lamb_l1, lamb_entropy, normalized, *tensors):
-        total = tensors[0].new_zeros(())
-        for var, xstd in zip(tensors[0::2], tensors[1::2]):
-            _, _, a, _, _, p, q, _ = _layer_terms(var, xstd, normalized)
-            ent = -_h(p).sum(0).mean() - _h(q).sum(1).mean()
-            total = total + lamb_l1 * a.sum() + lamb_entropy * ent
         ctx.save_for_backward(*tensors)
         ctx.lamb_l1, ctx.lamb_entropy, ctx.normalized = lamb_l1, lamb_entropy, normalized
-        return total
+        return _sparsity_total(lamb_l1, lamb_entropy, normalized, *tensors)
 
     @staticmethod
     def backward(ctx, g):
-        if torch.is_grad_enabled():
-            raise RuntimeError("kanlab's regularizer supports first derivatives only "
-                               "(backward with create_graph=True is not implemented)")
         tensors = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: the plain computation's gradient
+            def fn(*ts):
+                return _sparsity_total(ctx.lamb_l1, ctx.lamb_entropy, ctx.normalized, *ts)
+            return (None, None, None,
+                    *reference_vjp(fn, tensors, ctx.needs_input_grad[3:], (g,)))
         grads = []
         for var, xstd in zip(tensors[0::2], tensors[1::2]):
             s, d, a, c_out, c_in, p, q, live = _layer_terms(var, xstd, ctx.normalized)
@@ -103,6 +112,8 @@ def sparsity(inputs, variances, lamb_l1=1.0, lamb_entropy=2.0, normalized=True,
     stds = input_stds if input_stds is not None else [_input_std(x) for x in inputs]
     for var, sd in zip(variances, stds):
         tensors += [var, sd]
+    if in_functorch_transform():  # torch.func: the plain computation
+        return _sparsity_total(float(lamb_l1), float(lamb_entropy), bool(normalized), *tensors)
     return _SparsityFn.apply(float(lamb_l1), float(lamb_entropy), bool(normalized), *tensors)
 
 

@@ -66,8 +66,11 @@ The PyTorch path (:mod:`kanlab.functional`) stays the reference and the fallback
 from __future__ import annotations
 
 import os
+from functools import partial
 
 import torch
+
+from .reference import dense_basis, reference_vjp
 
 try:  # Triton is optional: without it this module only reports that it is unavailable
     import triton
@@ -170,6 +173,7 @@ class SplineTables:
         self.tw = tab.shape[-1]
         self.tab = tab.reshape(n_in * (S + 2), self.tw).t().to(torch.float32).contiguous()
         self.knots = grid.detach().to(torch.float32).t().contiguous()
+        self.grid = grid.detach()  # for the differentiable reference (second derivatives)
         self.nb = 1 + P
         self.nc = 1 << max(0, (P - 1).bit_length())  # next power of two >= P
         self.split = self.nc == P
@@ -444,6 +448,18 @@ def _launch_cfg(B: int, n_in: int, n_out: int, nc: int, split: bool, prec: int) 
     return dict(fwd=fwd, dw=dw, dx=dx, dw_parts=parts)
 
 
+_BASE_FUNS = {0: torch.zeros_like, 1: lambda x: x, 2: torch.nn.functional.silu}
+
+
+def triton_reference(x, w, tables: SplineTables, base_code: int) -> torch.Tensor:
+    """What the fused kernel computes, ``[b(x), B_1(x), ...] @ w`` (w: (in, nb, out), as
+    :func:`combined_weights` builds it), in plain operations autograd differentiates to any
+    order. Backward with ``create_graph`` (second derivatives) runs through this."""
+    basis = dense_basis(x, tables.grid, tables.k)
+    feat = torch.cat([_BASE_FUNS[base_code](x).unsqueeze(-1), basis], -1)
+    return torch.einsum("bip,ipo->bo", feat, w[:, : feat.shape[-1]].to(feat.dtype)).to(x.dtype)
+
+
 class _TritonKANLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w, tables, base_code, prec):
@@ -461,13 +477,19 @@ class _TritonKANLayer(torch.autograd.Function):
             f = cfg["fwd"]
             _fwd_kernel[(triton.cdiv(n_out, f["BLOCK_O"]), triton.cdiv(B, f["BLOCK_B"]))](
                 xc, tables.knots, tables.tab, wk, y, B, n_in, n_out, **f, **meta)
-        ctx.save_for_backward(xc, wk)
+        ctx.save_for_backward(x, w, xc, wk)
         ctx.tables, ctx.meta, ctx.cfg, ctx.wdtype = tables, meta, cfg, w.dtype
         return y.to(x.dtype)
 
     @staticmethod
     def backward(ctx, dy):
-        xc, wk = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: hand over to the plain computation
+            x, w = ctx.saved_tensors[:2]
+            return (*reference_vjp(partial(triton_reference, tables=ctx.tables,
+                                           base_code=ctx.meta["BASE"]),
+                                   (x, w), ctx.needs_input_grad[:2], (dy,)),
+                    None, None, None)
+        xc, wk = ctx.saved_tensors[2:]
         tables, meta, cfg = ctx.tables, ctx.meta, ctx.cfg
         B, n_in = xc.shape
         n_out = wk.shape[2]

@@ -1,0 +1,125 @@
+"""The KAN layer as plain PyTorch operations: differentiable to any order.
+
+The fast layer paths (:mod:`kanlab.functional`, the native CPU kernels, the Triton kernel) are
+custom autograd Functions with hand-written first derivatives. Higher derivatives (a PDE loss on
+``u_xx``, ``torch.autograd.grad(..., create_graph=True)``, Hessians) and the ``torch.func``
+transforms (``grad``, ``jacrev``, ``jacfwd``, ``hessian``, ``vmap``, ``functional_call``) need a
+computation autograd itself can differentiate again. This module is that computation:
+
+* :func:`dense_basis`: all ``G + k`` B-splines of every input by the Cox-de Boor recursion on
+  whole tensors (comparisons, differences and products only, so every derivative, forward or
+  reverse mode, batched or not, is defined). It is the slow way to evaluate splines, used only
+  where derivatives of derivatives are asked for.
+* :func:`layer_reference`: ``y = b(x) @ (scale_base * mask) + sum_m B_m(x) coef_m (scale_sp *
+  mask) + bias`` (and the edge variances of the regularizer) from it.
+* :func:`reference_vjp`: what a fast Function's ``backward`` returns when autograd asks it for a
+  differentiable gradient (``create_graph=True``): the gradient of the plain computation, built
+  as a graph, so the next derivative is autograd's own.
+
+Values agree with the fast paths to rounding (tests/test_derivatives.py).
+"""
+from __future__ import annotations
+
+import torch
+
+__all__ = ["dense_basis", "layer_reference", "cached_reference", "reference_vjp",
+           "in_functorch_transform"]
+
+
+def in_functorch_transform() -> bool:
+    """Whether the caller runs inside a ``torch.func`` transform (grad, vmap, jacrev, ...),
+    where custom autograd Functions of the old style cannot run."""
+    try:
+        return torch._C._functorch.peek_interpreter_stack() is not None
+    except AttributeError:  # an older or newer torch without this helper
+        return False
+
+
+def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """num / den, 0 where den is 0 (repeated knots)."""
+    safe = torch.where(den == 0, torch.ones_like(den), den)
+    return torch.where(den == 0, torch.zeros_like(num), num / safe)
+
+
+def dense_basis(x: torch.Tensor, grid: torch.Tensor, k: int) -> torch.Tensor:
+    """B-splines (batch, in, G + k) of order ``k`` on the knots ``grid`` (in, G + 2k + 1) at
+    ``x`` (batch, in); 0 outside the knots (half-open intervals, as the fast paths)."""
+    g = grid.to(x.dtype).unsqueeze(0)  # (1, in, n_knots)
+    xe = x.unsqueeze(-1)
+    basis = ((xe >= g[..., :-1]) & (xe < g[..., 1:])).to(x.dtype)
+    for p in range(1, k + 1):
+        left = _ratio(xe - g[..., : -(p + 1)], g[..., p:-1] - g[..., : -(p + 1)])
+        right = _ratio(g[..., p + 1:] - xe, g[..., p + 1:] - g[..., 1:-p])
+        basis = left * basis[..., :-1] + right * basis[..., 1:]
+    return basis
+
+
+def _edge_weights(scale_base, scale_sp, coef, mask) -> torch.Tensor:
+    """Per-edge weights (in, 1 + P, out): the base weight, then the spline coefficients."""
+    return torch.cat([(scale_base * mask).unsqueeze(1),
+                      (coef * (scale_sp * mask).unsqueeze(-1)).transpose(1, 2)], 1)
+
+
+def _variance(feat: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Unbiased batch variance (in, out) of every edge ``feat_i . w_io``, in float64."""
+    dtype = w.dtype if w.device.type == "mps" else torch.float64
+    f = feat.to(dtype)
+    fc = f - f.mean(0, keepdim=True)
+    cov = torch.einsum("bip,biq->ipq", fc, fc) / max(feat.shape[0] - 1, 1)
+    w64 = w.to(dtype)
+    return torch.einsum("ipo,ipq,iqo->io", w64, cov, w64).to(w.dtype)
+
+
+def layer_reference(x, base, scale_base, scale_sp, coef, mask, bias, grid, k,
+                    want_var: bool = False):
+    """The layer ``y`` (batch, out) (and with ``want_var`` the edge variances (in, out)) from
+    plain operations. ``base`` is ``b(x)`` (batch, in), computed by the caller."""
+    feat = torch.cat([base.unsqueeze(-1), dense_basis(x, grid, k)], -1)  # (batch, in, 1+P)
+    w = _edge_weights(scale_base, scale_sp, coef, mask).to(feat.dtype)
+    y = torch.einsum("bip,ipo->bo", feat, w)
+    if bias is not None:
+        y = y + bias
+    return (y, _variance(feat, w)) if want_var else y
+
+
+def cached_reference(feat, cov, plan, scale_base, scale_sp, coef, mask, bias,
+                     want_var: bool = False):
+    """:func:`layer_reference` on the fused features (batch, in*(1+P)+1) of a fixed input and
+    their covariance (in, 1+P, 1+P): differentiable in the parameters to any order."""
+    w = _edge_weights(scale_base, scale_sp, coef, mask)
+    n_in, width, n_out = w.shape
+    y = feat[:, :-1] @ w.reshape(n_in * width, n_out).to(feat.dtype)
+    if bias is not None:
+        y = y + bias
+    if not want_var:
+        return y
+    w64 = w.to(cov.dtype)
+    return y, torch.einsum("ipo,ipq,iqo->io", w64, cov, w64).to(w.dtype)
+
+
+def reference_vjp(fn, inputs: tuple, needs, grads: tuple) -> list:
+    """Gradients of ``fn(*inputs)`` against the output gradients ``grads``, for the inputs
+    flagged in ``needs``, as tensors autograd can differentiate again (``create_graph``).
+    Inputs that are not tensors, or need no gradient, get None."""
+    wanted = [i for i, (t, n) in enumerate(zip(inputs, needs))
+              if n and isinstance(t, torch.Tensor) and t.requires_grad]
+    out = [None] * len(inputs)
+    if not wanted:
+        return out
+    with torch.enable_grad():
+        # aliases: each input's own node, so the gradient of one is partial (b(x) and x are
+        # separate inputs of the layer) while still a function of the originals for the next
+        # derivative
+        alias = [t.view_as(t) if isinstance(t, torch.Tensor) and t.requires_grad else t
+                 for t in inputs]
+        outs = fn(*alias)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    pairs = [(o, g) for o, g in zip(outs, grads) if g is not None and o.requires_grad]
+    if not pairs:
+        return out
+    got = torch.autograd.grad([o for o, _ in pairs], [alias[i] for i in wanted],
+                              [g.to(o.dtype) for o, g in pairs], create_graph=True,
+                              allow_unused=True)
+    for i, g in zip(wanted, got):
+        out[i] = torch.zeros_like(inputs[i]) if g is None else g
+    return out
