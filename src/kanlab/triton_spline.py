@@ -457,7 +457,9 @@ def triton_reference(x, w, tables: SplineTables, base_code: int) -> torch.Tensor
     order. Backward with ``create_graph`` (second derivatives) runs through this."""
     basis = dense_basis(x, tables.grid, tables.k)
     feat = torch.cat([_BASE_FUNS[base_code](x).unsqueeze(-1), basis], -1)
-    return torch.einsum("bip,ipo->bo", feat, w[:, : feat.shape[-1]].to(feat.dtype)).to(x.dtype)
+    batch, n_in, width = feat.shape
+    wf = w[:, :width].to(feat.dtype).reshape(n_in * width, -1)
+    return (feat.reshape(batch, n_in * width) @ wf).to(x.dtype)
 
 
 class _TritonKANLayer(torch.autograd.Function):

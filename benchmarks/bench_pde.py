@@ -1,0 +1,227 @@
+"""Physics-informed training on pykan Example_6's problem, three ways in one process.
+
+    u_xx + u_yy = -2 pi^2 sin(pi x) sin(pi y) on [-1, 1]^2,  u = 0 on the boundary,
+    exact solution u = sin(pi x) sin(pi y).
+
+Same collocation points (21 x 21 random interior points, 4 x 21 boundary points, seed 0), same
+loss (0.01 * PDE residual MSE + boundary MSE), same optimizer (L-BFGS, history 10, strong Wolfe,
+tolerances 1e-32, pykan's settings) and the same number of steps for:
+
+* pykan: Example_6's recipe as the tutorial writes it (KAN(width=[2, 2, 1], grid=5, k=3,
+  seed=1), derivatives by ``torch.autograd.functional.jacobian`` with create_graph, grid
+  updates from the interior points every 5 steps before step 50);
+* kanlab: the same network, seed and grid updates through ``kanlab.pde.fit``;
+* an MLP PINN (tanh) with about the same number of trainable parameters, derivatives by
+  autograd.
+
+Reported per method: RMSE against the exact solution on a 101 x 101 test grid after every step,
+the training time (evaluation excluded), and the time each method needs to reach pykan's final
+error. Nothing else may run on the machine (2 cores) during the run.
+
+    python benchmarks/bench_pde.py                # 20 steps (the tutorial), all three
+    python benchmarks/bench_pde.py --steps 50 --no-pykan
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _results import write_results  # noqa: E402
+
+ALPHA = 0.01
+
+
+def sol(x):
+    return torch.sin(math.pi * x[:, [0]]) * torch.sin(math.pi * x[:, [1]])
+
+
+def source(x):
+    return -2 * math.pi ** 2 * sol(x)
+
+
+def points(seed: int = 0, n: int = 21):
+    g = torch.Generator().manual_seed(seed)
+    x_i = torch.rand(n * n, 2, generator=g) * 2 - 1
+    m = torch.linspace(-1, 1, n)
+    X, Y = torch.meshgrid(m, m, indexing="ij")
+
+    def side(a, b):
+        return torch.stack([a.reshape(-1), b.reshape(-1)], 1)
+    x_b = torch.cat([side(X[0], Y[0]), side(X[-1], Y[0]), side(X[:, 0], Y[:, 0]),
+                     side(X[:, 0], Y[:, -1])])
+    t = torch.linspace(-1, 1, 101)
+    TX, TY = torch.meshgrid(t, t, indexing="ij")
+    return x_i, x_b, side(TX, TY)
+
+
+def rmse(model, x_test):
+    with torch.no_grad():
+        return float(torch.sqrt(torch.mean((model(x_test) - sol(x_test)) ** 2)))
+
+
+def _lbfgs(cls, params):
+    return cls(params, lr=1, history_size=10, line_search_fn="strong_wolfe", tolerance_grad=1e-32,
+               tolerance_change=1e-32, tolerance_ys=1e-32)
+
+
+def run_pykan(steps, x_i, x_b, x_test):
+    """Example_6's training loop, as the tutorial writes it (its batch_jacobian)."""
+    from kan import KAN as PyKAN
+    from kan import LBFGS as PyLBFGS
+    from torch import autograd
+
+    model = PyKAN(width=[2, 2, 1], grid=5, k=3, seed=1, device="cpu", auto_save=False)
+
+    def batch_jacobian(func, x, create_graph=False):
+        def _func_sum(x):
+            return func(x).sum(dim=0)
+        return autograd.functional.jacobian(_func_sum, x, create_graph=create_graph).permute(1, 0, 2)
+
+    opt = _lbfgs(PyLBFGS, model.parameters())
+    errs, secs, elapsed = [], [], 0.0
+    for step in range(steps):
+        t = time.perf_counter()
+
+        def closure():
+            opt.zero_grad()
+            d1 = lambda x: batch_jacobian(model, x, create_graph=True)[:, 0, :]  # noqa: E731
+            d2 = batch_jacobian(d1, x_i, create_graph=True)
+            lap = torch.sum(torch.diagonal(d2, dim1=1, dim2=2), dim=1, keepdim=True)
+            pde_loss = torch.mean((lap - source(x_i)) ** 2)
+            bc_loss = torch.mean((model(x_b) - sol(x_b)) ** 2)
+            loss = ALPHA * pde_loss + bc_loss
+            loss.backward()
+            return loss
+        if step % 5 == 0 and step < 50:
+            model.update_grid_from_samples(x_i)
+        opt.step(closure)
+        elapsed += time.perf_counter() - t
+        secs.append(elapsed)
+        errs.append(rmse(model, x_test))
+    return {"rmse": errs, "seconds": secs,
+            "params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+
+
+def run_kanlab(steps, x_i, x_b, x_test):
+    from kanlab import KAN, pde
+
+    model = KAN(width=[2, 2, 1], grid=5, k=3, seed=1)
+    conds = [pde.Condition(x_i, lambda x, u, D: D.laplacian() - source(x), ALPHA, "pde"),
+             pde.dirichlet(x_b, sol, name="bc")]
+    errs = []
+    hist = pde.fit(model, conds, steps=steps,
+                   callback=lambda s, h: errs.append(rmse(model, x_test)) and False)
+    return {"rmse": errs, "seconds": hist["seconds"],
+            "params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+
+
+class MLP(torch.nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        layers = []
+        for a, b in zip(width[:-1], width[1:]):
+            layers += [torch.nn.Linear(a, b), torch.nn.Tanh()]
+        self.net = torch.nn.Sequential(*layers[:-1])
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def run_mlp(steps, x_i, x_b, x_test, n_params):
+    from kanlab import pde
+
+    h = max(2, round((-4 + math.sqrt(16 - 4 * (1 - n_params))) / 2))  # h^2 + 4h + 1 params
+    torch.manual_seed(1)
+    model = MLP([2, h, h, 1])
+    conds = [pde.Condition(x_i, lambda x, u, D: D.laplacian() - source(x), ALPHA, "pde"),
+             pde.dirichlet(x_b, sol, name="bc")]
+    errs = []
+    hist = pde.fit(model, conds, steps=steps, grid_update_every=0,
+                   callback=lambda s, h_: errs.append(rmse(model, x_test)) and False)
+    return {"rmse": errs, "seconds": hist["seconds"], "width": [2, h, h, 1],
+            "params": sum(p.numel() for p in model.parameters())}
+
+
+def time_to(run, target):
+    """Training seconds until the RMSE first reaches ``target`` (None if never)."""
+    for e, s in zip(run["rmse"], run["seconds"]):
+        if e <= target:
+            return s
+    return None
+
+
+def _commit():
+    try:
+        return subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                              text=True, cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+def report(runs, steps, args) -> str:
+    import kanlab
+
+    lines = ["# Physics-informed training: pykan Example_6's Poisson problem", "",
+             f"Run of {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}: torch "
+             f"{torch.__version__} ({torch.get_num_threads()} threads), {os.cpu_count()} CPUs, "
+             f"Python {platform.python_version()}, kanlab {kanlab.__version__} at commit "
+             f"`{_commit()}`.", "",
+             f"Command: `benchmarks/bench_pde.py {' '.join(sys.argv[1:])}`", "",
+             "Problem: u_xx + u_yy = -2 pi^2 sin(pi x) sin(pi y) on [-1, 1]^2, u = 0 on the "
+             "boundary; 441 random interior points, 84 boundary points (seed 0); loss 0.01 * "
+             f"PDE MSE + boundary MSE; L-BFGS (history 10, strong Wolfe, pykan's tolerances), "
+             f"{steps} steps. Error: RMSE against sin(pi x) sin(pi y) on a 101 x 101 grid. "
+             "Time: training only (the per-step evaluation is excluded).", "",
+             "| method | trainable params | final RMSE | best RMSE | training s | s per step "
+             "| s to reach pykan's final RMSE | speed-up to that error vs pykan |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    target = runs["pykan"]["rmse"][-1] if "pykan" in runs else None
+    ref = time_to(runs["pykan"], target) if target is not None else None
+    for name, r in runs.items():
+        t = time_to(r, target) if target is not None else None
+        speed = f"{ref / t:.1f}x" if t and ref else ("never reached" if target is not None else "-")
+        label = name if name != "mlp" else f"MLP {r['width']} (tanh)"
+        lines.append(f"| {label} | {r['params']} | {r['rmse'][-1]:.3e} | {min(r['rmse']):.3e} | "
+                     f"{r['seconds'][-1]:.2f} | {r['seconds'][-1] / len(r['seconds']):.3f} | "
+                     f"{'-' if t is None else f'{t:.2f}'} | {speed} |")
+    lines += ["", "RMSE after each step:", "",
+              "| step | " + " | ".join(runs) + " |", "| ---: |" + " ---: |" * len(runs)]
+    for s in range(steps):
+        lines.append(f"| {s + 1} | " + " | ".join(
+            f"{r['rmse'][s]:.3e}" if s < len(r["rmse"]) else "-" for r in runs.values()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--no-pykan", action="store_true")
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                  "results", "pde"))
+    args = ap.parse_args(argv)
+    torch.set_default_dtype(torch.float32)
+    x_i, x_b, x_test = points()
+    runs = {}
+    if not args.no_pykan:
+        runs["pykan"] = run_pykan(args.steps, x_i, x_b, x_test)
+        print("pykan", runs["pykan"]["rmse"][-1], runs["pykan"]["seconds"][-1], flush=True)
+    runs["kanlab"] = run_kanlab(args.steps, x_i, x_b, x_test)
+    print("kanlab", runs["kanlab"]["rmse"][-1], runs["kanlab"]["seconds"][-1], flush=True)
+    runs["mlp"] = run_mlp(args.steps, x_i, x_b, x_test, runs["kanlab"]["params"])
+    print("mlp", runs["mlp"]["rmse"][-1], runs["mlp"]["seconds"][-1], flush=True)
+    text = report(runs, args.steps, args)
+    print(text)
+    if args.out:
+        write_results(args.out, text, {"steps": args.steps, "runs": runs})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""kanlab.pde: derivatives of the solution, residual training, and the Taylor-mode jet."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from kanlab import KAN, pde
+from kanlab.taylor import jet
+
+F64 = torch.float64
+
+
+class _Known(torch.nn.Module):
+    """u = sin(x) y^2 + x^3 y: derivatives known in closed form."""
+
+    def forward(self, z):
+        x, y = z[:, :1], z[:, 1:2]
+        return torch.sin(x) * y ** 2 + x ** 3 * y
+
+
+def test_derivatives_of_a_known_function():
+    z = (torch.rand(9, 2, dtype=F64) * 2 - 1).requires_grad_(True)
+    u = _Known()(z)
+    D = pde.Derivatives(u, z)
+    x, y = z[:, :1].detach(), z[:, 1:2].detach()
+    cases = {(0,): torch.cos(x) * y ** 2 + 3 * x ** 2 * y, (1,): 2 * torch.sin(x) * y + x ** 3,
+             (0, 0): -torch.sin(x) * y ** 2 + 6 * x * y, (0, 1): 2 * torch.cos(x) * y + 3 * x ** 2,
+             (1, 0): 2 * torch.cos(x) * y + 3 * x ** 2, (1, 1): 2 * torch.sin(x),
+             (0, 0, 1): -2 * torch.sin(x) * y + 6 * x}
+    for index, want in cases.items():
+        torch.testing.assert_close(D(*index).detach(), want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(D.laplacian().detach(), cases[(0, 0)] + cases[(1, 1)])
+    torch.testing.assert_close(D.grad().detach(), torch.cat([cases[(0,)], cases[(1,)]], 1))
+    with pytest.raises(ValueError, match="columns"):
+        D(2)
+
+
+def test_jet_and_nested_autograd_agree_on_a_kan():
+    model = KAN(width=[2, [2, 1], 1], mult_arity=2, grid=4, k=3, seed=0, dtype=F64,
+                noise_scale=0.5)
+    model.update_grid_from_samples(torch.randn(100, 2, dtype=F64) * 0.6)
+    z = (torch.rand(12, 2, dtype=F64) * 1.8 - 0.9).requires_grad_(True)
+    u = model(z)
+    slow = pde.Derivatives(u, z)  # no model: nested autograd
+    fast = pde.Derivatives(u, z, model)  # Taylor mode
+    for index in [(0,), (1,), (0, 0), (1, 1)]:
+        torch.testing.assert_close(fast(*index), slow(*index), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fast(0, 1), slow(0, 1), rtol=1e-10, atol=1e-12)  # mixed: autograd
+    v, dv, d2v = jet(model, z)
+    torch.testing.assert_close(v, u, rtol=1e-12, atol=1e-12)
+    # the jet is differentiable in the parameters: its gradient equals nested autograd's
+    g_fast = torch.autograd.grad(d2v.sum(), model.act_fun[0].coef, retain_graph=True)[0]
+    g_slow = torch.autograd.grad((slow(0, 0) + slow(1, 1)).sum(), model.act_fun[0].coef)[0]
+    torch.testing.assert_close(g_fast, g_slow, rtol=1e-9, atol=1e-12)
+
+
+def test_fit_solves_a_1d_poisson_problem():
+    """u'' = -pi^2 sin(pi x) on [-1, 1], u(-1) = u(1) = 0: u = sin(pi x)."""
+    x = torch.linspace(-1, 1, 60, dtype=F64)[1:-1, None]
+    exact = lambda t: torch.sin(math.pi * t)  # noqa: E731
+    conds = [pde.Condition(x, lambda t, u, D: D(0, 0) + math.pi ** 2 * exact(t), 0.01, "pde"),
+             pde.dirichlet(torch.tensor([[-1.0], [1.0]], dtype=F64), 0.0)]
+    model = KAN(width=[1, 3, 1], grid=5, k=3, seed=0, dtype=F64)
+    hist = pde.fit(model, conds, steps=12, exact=exact)
+    assert hist["l2"][-1] < 3e-2 and hist["l2"][0] > 0.3  # from 0.42 to ~0.01
+    assert set(hist) == {"loss", "pde", "boundary", "seconds", "l2"}
+    assert hist["loss"][-1] < 1e-3 * hist["loss"][0]
+
+
+def test_fit_with_adam_on_any_module_and_neumann_condition():
+    """u' = cos(x) on [0, 1] with u(0) = 0 (u = sin x), an MLP and Adam: the helper is not
+    KAN-specific."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(1, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    x = torch.rand(40, 1)
+    conds = [pde.Condition(x, lambda t, u, D: D(0) - torch.cos(t)),
+             pde.dirichlet(torch.zeros(1, 1), 0.0)]
+    hist = pde.fit(net, conds, steps=300, opt="Adam", lr=1e-2, exact=torch.sin)
+    assert hist["l2"][-1] < 0.05
+
+
+def test_fit_checks_its_input():
+    model = KAN(width=[1, 1], seed=0)
+    with pytest.raises(ValueError, match="at least one"):
+        pde.fit(model, [])
+    with pytest.raises(ValueError, match="NaN"):
+        pde.fit(model, [pde.dirichlet(torch.tensor([[float("nan")]]), 0.0)])
+    with pytest.raises(ValueError, match="opt"):
+        pde.fit(model, [pde.dirichlet(torch.zeros(2, 1), 0.0)], opt="SGD")
+    bad = pde.Condition(torch.zeros(3, 1), lambda t, u, D: u[:2])
+    with pytest.raises(ValueError, match="one row per point"):
+        pde.fit(model, [bad], steps=1)
