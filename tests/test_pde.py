@@ -66,7 +66,7 @@ def test_fit_solves_a_1d_poisson_problem():
     hist = pde.fit(model, conds, steps=12, exact=exact)
     assert hist["l2"][-1] < 3e-2 and hist["l2"][0] > 0.3  # from 0.42 to ~0.01
     assert set(hist) == {"loss", "pde", "boundary", "seconds", "l2"}
-    assert hist["loss"][-1] < 1e-3 * hist["loss"][0]
+    assert hist["loss"][-1] < 1e-2 * hist["loss"][0]
 
 
 def test_fit_with_adam_on_any_module_and_neumann_condition():
