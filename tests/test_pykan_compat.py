@@ -299,3 +299,31 @@ def test_singularity_functions_match_pykans_away_from_the_cut():
                                    getattr(kan_utils, name)(xs, y_th)[1], msg=name)
     for name in ("f_inv", "f_log", "f_sqrt", "f_tan", "f_exp"):
         assert torch.isfinite(getattr(utils, name)(torch.linspace(-5, 5, 101).double(), y_th)[1]).all()
+
+
+def test_get_derivative_hessian_of_the_loss_over_parameters():
+    """pykan's utils.get_derivative: the loss's Jacobian and Hessian over the flat parameters
+    (pykan's shapes), equal to backward and to a Hessian-vector product by double backward."""
+    from kanlab.pykan import KAN as PKAN
+    from kanlab.pykan.utils import get_derivative
+
+    model = PKAN(width=[2, 2, 1], grid=3, seed=0)
+    x, y = torch.rand(20, 2), torch.rand(20, 1)
+    H = get_derivative(model, x, y)
+    J = get_derivative(model, x, y, derivative="jacobian")
+    n = sum(p.numel() for p in model.parameters())
+    assert H.shape == (1, n, n) and J.shape == (1, 1, n)
+    params = list(model.parameters())
+    loss = torch.mean((model(x) - y) ** 2)
+    grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
+    flat = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                      for g, p in zip(grads, params)])
+    torch.testing.assert_close(J[0, 0], flat.detach(), rtol=1e-4, atol=1e-6)
+    v = torch.randn(n)
+    live = [p for p, g in zip(params, grads) if g is not None]
+    hv = torch.autograd.grad(flat @ v, live, allow_unused=True)
+    hv = {id(p): h for p, h in zip(live, hv)}
+    hv = torch.cat([(hv.get(id(p)) if hv.get(id(p)) is not None else torch.zeros_like(p))
+                    .reshape(-1) for p in params])
+    torch.testing.assert_close(H[0] @ v, hv, rtol=1e-3, atol=1e-5)
+    torch.testing.assert_close(H[0], H[0].T, rtol=1e-4, atol=1e-6)

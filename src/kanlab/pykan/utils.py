@@ -12,6 +12,7 @@ from ..symbolic import add_symbolic as _add_symbolic
 from ..symbolic.fit import fit_functions
 
 __all__ = ["SYMBOLIC_LIB", "create_dataset", "create_dataset_from_data", "fit_params",
+           "get_derivative",
            "sparse_mask", "add_symbolic", "ex_round", "augment_input", "batch_jacobian",
            "batch_hessian", "model2param"]
 
@@ -107,6 +108,48 @@ def augment_input(orig_vars, aux_vars, x):
 def model2param(model):
     """All parameters of ``model`` as one flat vector."""
     return torch.cat([p.reshape(-1) for p in model.parameters()])
+
+
+def get_derivative(model, inputs, labels, derivative="hessian", loss_mode="pred", reg_metric="w",
+                   lamb=0.0, lamb_l1=1.0, lamb_entropy=0.0):
+    """Jacobian (1, 1, P) or Hessian (1, P, P) of the loss over all P parameters (in
+    ``model.parameters()`` order), pykan's shapes: ``loss_mode`` 'pred' (MSE of the
+    predictions), 'reg' (the sparsity regularizer on ``inputs``) or 'all' (pred + lamb * reg).
+    By torch.func on a functional call of the model; nothing of the model changes."""
+    if derivative not in ("hessian", "jacobian"):
+        raise ValueError(f"derivative must be 'hessian' or 'jacobian', got {derivative!r}")
+    if loss_mode not in ("pred", "reg", "all"):
+        raise ValueError(f"loss_mode must be 'pred', 'reg' or 'all', got {loss_mode!r}")
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for _, p in model.named_parameters()]
+    sizes = [p.numel() for _, p in model.named_parameters()]
+    labels = torch.as_tensor(labels)
+
+    class _Loss(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            terms = []
+            if loss_mode in ("pred", "all"):
+                terms.append(torch.mean((self.model(x) - labels) ** 2))
+            if loss_mode in ("reg", "all"):
+                reg = self.model.reg(x, lamb_l1=lamb_l1, lamb_entropy=lamb_entropy)
+                terms.append(reg if loss_mode == "reg" else lamb * reg)
+            return sum(terms)
+
+    wrapper = _Loss()
+
+    def loss(p):
+        parts = torch.split(p, sizes)
+        params = {f"model.{n}": t.reshape(s) for n, t, s in zip(names, parts, shapes)}
+        return torch.func.functional_call(wrapper, params, (inputs,))
+
+    p = model2param(model).detach()
+    if derivative == "hessian":
+        return torch.func.hessian(loss)(p)[None]
+    return torch.func.jacrev(loss)(p)[None, None]
 
 
 # pykan's singularity-protected functions, f(x, y_th) -> (aux, values): finite everywhere,
