@@ -92,3 +92,21 @@ def test_fit_checks_its_input():
     bad = pde.Condition(torch.zeros(3, 1), lambda t, u, D: u[:2])
     with pytest.raises(ValueError, match="one row per point"):
         pde.fit(model, [bad], steps=1)
+
+
+def test_repeated_evaluations_agree_with_mixed_derivatives():
+    """After its first evaluation a condition that uses derivatives takes the Taylor-mode pass
+    on the fixed points (cached first-layer features); mixed derivatives then still come from
+    autograd on a connected graph: the loss and its gradient are the same every time."""
+    model = KAN(width=[2, 3, 1], grid=4, k=3, seed=0, dtype=F64, noise_scale=0.5)
+    x = torch.rand(30, 2, dtype=F64) * 2 - 1
+    cond = pde.Condition(x, lambda t, u, D: D(0, 1) + D.laplacian() + D(1) * u)
+    values = []
+    for _ in range(3):
+        (loss,) = pde._losses(model, [cond], F64, "cpu")
+        g = torch.autograd.grad(loss, model.act_fun[0].coef)[0]
+        values.append((loss.detach(), g))
+    for loss, g in values[1:]:
+        torch.testing.assert_close(loss, values[0][0], rtol=1e-10, atol=1e-14)
+        torch.testing.assert_close(g, values[0][1], rtol=1e-9, atol=1e-12)
+    assert cond._derivatives

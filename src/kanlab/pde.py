@@ -42,9 +42,10 @@ class Derivatives:
 
     def __init__(self, u: torch.Tensor, x: torch.Tensor, model=None, jet=None):
         self.u, self.x = u, x
-        self._cache: dict = {}
         self._model = model if model is not None and taylor.supports(model) else None
-        self._jet = jet
+        self._any_model = model
+        self._jet = jet  # (u, du, d2u) of x, possibly computed on x detached
+        self._auto: dict = {}  # derivatives by autograd, keyed (out, *index)
         self.used = False  # whether a residual asked for any derivative
 
     def _from_jet(self, index, out):
@@ -55,30 +56,38 @@ class Derivatives:
             self._jet = taylor.jet(self._model, self.x)
         return self._jet[len(index)][:, index[0], out:out + 1]
 
+    def _connected(self, out):
+        """u as a function of x that autograd can differentiate (the jet may have been computed
+        on fixed points, detached from x)."""
+        if ("u", out) not in self._auto:
+            u = self.u
+            if not (u.requires_grad and self._jet is None) and self._any_model is not None:
+                u = self._any_model(self.x)
+            self._auto[("u", out)] = u[:, out:out + 1]
+        return self._auto[("u", out)]
+
+    def _autograd(self, index, out):
+        key = (out, *index)
+        if key not in self._auto:
+            lower = self._connected(out) if len(index) == 1 else self._autograd(index[:-1], out)
+            grad = None
+            if lower.requires_grad:
+                (grad,) = torch.autograd.grad(lower.sum(), self.x, create_graph=True,
+                                              allow_unused=True)
+            grad = torch.zeros_like(self.x) if grad is None else grad  # identically 0
+            for j in range(self.x.shape[1]):  # one call gives the derivatives in every column
+                self._auto.setdefault((out, *index[:-1], j), grad[:, j:j + 1])
+        return self._auto[key]
+
     def __call__(self, *index: int, out: int = 0) -> torch.Tensor:
         if not index:
             return self.u[:, out:out + 1]
         self.used = True
-        key = (out, *index)
-        if key not in self._cache:
-            d = self.x.shape[1]
-            if not all(isinstance(i, int) and 0 <= i < d for i in index):
-                raise ValueError(f"derivative indices must be input columns 0..{d - 1}, "
-                                 f"got {index}")
-            fast = self._from_jet(index, out)
-            if fast is not None:
-                self._cache[key] = fast
-                return fast
-            lower = self(*index[:-1], out=out)
-            if not lower.requires_grad:  # a derivative that is identically 0
-                grad = torch.zeros_like(self.x)
-            else:
-                (grad,) = torch.autograd.grad(lower.sum(), self.x, create_graph=True,
-                                              allow_unused=True)
-                grad = torch.zeros_like(self.x) if grad is None else grad
-            for j in range(d):  # one autograd call gives the derivatives in every column
-                self._cache.setdefault((out, *index[:-1], j), grad[:, j:j + 1])
-        return self._cache[key]
+        d = self.x.shape[1]
+        if not all(isinstance(i, int) and 0 <= i < d for i in index):
+            raise ValueError(f"derivative indices must be input columns 0..{d - 1}, got {index}")
+        fast = self._from_jet(index, out)
+        return fast if fast is not None else self._autograd(index, out)
 
     def grad(self, out: int = 0) -> torch.Tensor:
         return torch.cat([self(i, out=out) for i in range(self.x.shape[1])], 1)
@@ -134,7 +143,7 @@ def _losses(model, conditions, dtype, device):
     for c in conditions:
         x = c.points.to(dtype=dtype, device=device).detach().requires_grad_(True)
         if fast and getattr(c, "_derivatives", False):  # values and derivatives in one pass
-            jet = taylor.jet(model, x)
+            jet = taylor.jet(model, x.detach())  # fixed points: layer 0's features are reused
             u = jet[0]
             D = Derivatives(u, x, model, jet)
         else:

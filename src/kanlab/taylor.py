@@ -116,9 +116,25 @@ def _weights(layer):
     return torch.cat([w.reshape(n_in * width, n_out), w.new_zeros(1, n_out)], 0)
 
 
+def _features(layer, v):
+    """:func:`_spline_features`, reused while the input is the same fixed tensor (collocation
+    points that need no gradient, between grid updates): a PDE fit evaluates the same points
+    dozens of times per L-BFGS step."""
+    if v.requires_grad:
+        return _spline_features(layer, v)
+    plan = layer.plan()
+    key = (v.data_ptr(), tuple(v.shape), v.dtype, v._version, id(plan), plan.version,
+           layer.base_fun)
+    cached = getattr(layer, "_jet_cache", None)
+    if cached is None or cached[0] != key:
+        cached = (key, _spline_features(layer, v))
+        layer._jet_cache = cached
+    return cached[1]
+
+
 def _numeric_jet(layer, v, dv, d2v):
     """Layer outputs (batch, out) and their derivatives (batch, dirs, out)."""
-    (f0, f1, f2), width = _spline_features(layer, v)
+    (f0, f1, f2), width = _features(layer, v)
     W = _weights(layer)
     batch, dirs, n_in = dv.shape
     pad = dv.new_zeros(batch, dirs, 1)
