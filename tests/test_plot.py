@@ -80,6 +80,8 @@ def test_plot_wide_model_stays_bounded_and_mult_nodes(tmp_path):
     fig = big.plot(x=x, path=tmp_path / "big.png")
     w, h = fig.get_size_inches()
     assert w <= 16.0 + 1e-9 and h > 2
+    assert len(_boxes(fig)) == 44 + 10  # the 44 most important of layer 0's 100 edges boxed
+    fig = big.plot(x=x, max_boxes=None)
     assert len(_boxes(fig)) == 110
     # boxes of the 100-edge layer do not overlap each other
     b = sorted(_boxes(fig), key=lambda r: (r.get_y(), r.get_x()))
@@ -158,3 +160,152 @@ def test_plot_errors(trained):
     fresh = KAN(width=[2, 2, 1], seed=0)  # no data yet: draws over the grid range
     fig = fresh.plot()
     assert len(_boxes(fig)) == 6
+
+
+def _px(fig, r):
+    """(width, height) in pixels at 100 dpi of rectangle ``r`` on the figure's axes."""
+    ax = fig.axes[0]
+    (x0, y0), (x1, y1) = ax.transData.transform([(r.get_x(), r.get_y()),
+                                                 (r.get_x() + r.get_width(),
+                                                  r.get_y() + r.get_height())])
+    return (x1 - x0) * 100 / fig.dpi, (y1 - y0) * 100 / fig.dpi
+
+
+def test_wide_diagram_keeps_readable_boxes_and_boxes_the_important_edges():
+    wide = KAN(width=[10, 21, 1], grid=3, seed=0)
+    x = torch.rand(200, 10) * 2 - 1
+    names = [f"v{i}" for i in range(10)]
+    fig = wide.plot(x=x, in_vars=names, out_vars=["target"], beta=3)
+    w, h = fig.get_size_inches()
+    assert 8 <= w <= 16.0 + 1e-9 and w / h <= 3.0 + 1e-6  # no 5:1 strip
+    boxes = _boxes(fig)
+    assert len(boxes) == 44 + 21
+    sizes = [_px(fig, r) for r in boxes]
+    assert min(sw for sw, _ in sizes) >= 45 and min(sh for _, sh in sizes) >= 40
+    # within a sub-row, no two boxes overlap
+    rows = {}
+    for r in boxes:
+        rows.setdefault(round(r.get_y(), 6), []).append(r)
+    for rs in rows.values():
+        rs.sort(key=lambda r: r.get_x())
+        for r1, r2 in zip(rs, rs[1:]):
+            assert r1.get_x() + r1.get_width() <= r2.get_x() + 1e-9
+    # layer 0's boxes (drawn first) are its 44 most important edges
+    scores = np.sort(np.tanh(3 * wide.edge_scores[0].flatten().numpy()))[::-1]
+    alphas = np.array([b.get_edgecolor()[3] for b in boxes[:44]]) - 0.1
+    assert alphas.min() >= max(scores[44], 0.04) - 1e-6
+    texts = " ".join(t.get_text() for t in fig.axes[0].texts)
+    assert "44 most important of 210 edges" in texts
+    assert {"v0", "v9", "target"} <= set(texts.split())
+
+
+def test_small_diagram_size(trained):
+    model, _, _ = trained
+    fig = model.plot()
+    w, h = fig.get_size_inches()
+    assert 4 <= w <= 9 and 2.5 <= h <= 7 and w / h <= 3.0 + 1e-6
+    assert min(_px(fig, r)[0] for r in _boxes(fig)) >= 45
+
+
+def test_plot_edge_names_units_and_legend(trained):
+    model, ds, _ = trained
+    fig = model.plot_edge(0, 1, 2, in_vars=["speed", "mass"])
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "mass" and "hidden node 2 of layer 1" in ax.get_ylabel()
+    assert "mass" in ax.get_title()
+    # the model works on (x - 5) / 2: the axis shows x; the last layer's output times y_scale
+    fig = model.plot_edge(0, 1, 2, in_vars=["speed", "mass"], x_center=[0.0, 5.0],
+                          x_scale=[1.0, 2.0])
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "mass (data units)"
+    x1 = ds["train_input"][:, 1]
+    xd = ax.get_lines()[0].get_xdata()
+    assert xd[0] == pytest.approx(5 + 2 * float(x1.min())) and xd[-1] == pytest.approx(
+        5 + 2 * float(x1.max()))
+    plain = model.plot_edge(1, 2, 0, out_vars=["force"]).axes[0]
+    scaled = model.plot_edge(1, 2, 0, out_vars=["force"], y_scale=10.0).axes[0]
+    assert plain.get_ylabel() == "contribution to force"
+    assert scaled.get_ylabel() == "contribution to force (data units)"
+    assert "internal units" in scaled.get_xlabel()
+    np.testing.assert_allclose(scaled.get_lines()[0].get_ydata(),
+                               10 * plain.get_lines()[0].get_ydata(), rtol=1e-6)
+    # tick labels come from a bounded locator: a handful, not one every 0.25
+    assert len(ax.get_xticks()) <= 8
+    m = model.copy()
+    m.fix_symbolic(0, 0, 1, "sin")
+    with torch.no_grad():
+        m.symbolic_fun[0].affine[1, 0] = torch.tensor([1.0, -3.57e-12, 1.0, 0.0])
+    labels = [ln.get_label() for ln in m.plot_edge(0, 0, 1).axes[0].get_lines()]
+    sym = [t for t in labels if t.startswith("symbolic")][0]
+    assert sym == "symbolic sin: sin(x_1)" and "e-1" not in sym
+
+
+def test_symbolic_label_is_short():
+    from kanlab.plot import symbolic_label
+
+    assert symbolic_label("sin", 2.0, 1.0, 1.0, 0.0) == "sin(2x + 1)"
+    assert symbolic_label("sin", 1.0, -3.57e-12, 1.0, 1e-13) == "sin(x)"
+    assert symbolic_label("exp", 1.23456, 0.0, 2.71828, -0.5) == "2.72 exp(1.23x) - 0.5"
+    assert symbolic_label("x^2", 1.0, -1.0, -0.5, 3.0) == "-0.5 (x - 1)^2 + 3"
+    assert symbolic_label("1/x", 2.0, 0.0, 3.0, 0.0) == "3/(2x)"
+    assert symbolic_label("1/sqrt(x)", 2.0, 1.0, 1.0, 0.0) == "1/sqrt(2x + 1)"
+    assert symbolic_label("x", 2.0, 1.0, 3.0, 0.5) == "6x + 3.5"  # one line, not 3(2x + 1) + 0.5
+    assert symbolic_label("tanh", 0.5, 0.0, -1.0, 0.0, var="bmi") == "-tanh(0.5\u00b7bmi)"
+
+
+def test_history_units_and_named_stages(trained):
+    _, _, h = trained
+    h2 = {k: v[:3] for k, v in h.items() if isinstance(v, list)}
+    fig = plot_history([dict(h, stage="train"), dict(h2, stage="refine")], y_scale=2.0,
+                       units="data units of y")
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "RMSE (data units of y)"
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(),
+                               2.0 * np.array(h["train_loss"] + h2["train_loss"]))
+    texts = {t.get_text().strip() for t in ax.texts}
+    assert {"train", "refine"} <= texts
+    assert "stage boundary" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert plot_history(h).axes[0].get_ylabel() == "RMSE"
+    assert plot_history(h, units="standardized target").axes[0].get_ylabel() == \
+        "RMSE (standardized target)"
+    assert {"fit 1", "fit 2"} <= {t.get_text().strip() for t in plot_history([h, h2]).axes[0].texts}
+    with pytest.raises(ValueError, match="stages has 1 names"):
+        plot_history([h, h2], stages=["a"])
+    fig = plot_shares([dict(h, stage="train"), dict(h2, stage="prune_1")])
+    assert {"train", "prune 1"} <= {t.get_text().strip() for t in fig.axes[0].texts}
+
+
+def test_cli_plot_edge_uses_the_run_names_units_and_data(tmp_path, monkeypatch):
+    import json
+
+    from matplotlib.figure import Figure
+
+    from kanlab.cli import main
+
+    rng = np.random.default_rng(0)
+    X = np.c_[rng.uniform(10, 20, 60), rng.uniform(-3, 1, 60)]
+    y = 3 * X[:, 0] + X[:, 1] ** 2
+    np.savetxt(tmp_path / "d.csv", np.c_[X, y], delimiter=",", header="speed,mass,y",
+               comments="")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    KAN(width=[2, 2, 1], grid=3, seed=0).save(folder / "model.kan")
+    xc, xs = [15.0, -1.0], [5.0, 2.0]
+    (folder / "run.json").write_text(json.dumps({
+        "kanlab_run": 1, "features": ["speed", "mass"], "target": "y", "symbols": ["speed", "mass"],
+        "formula_srepr": "Integer(0)", "x_center": xc, "x_scale": xs,
+        "constant_columns": [False, False], "y_center": 40.0, "y_scale": 7.0,
+        "data": {"file": str(tmp_path / "d.csv"), "rows": 60, "train_rows": 48, "test_rows": 12,
+                 "seed": 0}}))
+    figs = []
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: figs.append(self))
+    assert main(["plot", str(folder), "--edge", "0,1,0", "--out", str(tmp_path / "e.png")]) == 0
+    ax = figs[-1].axes[0]
+    assert ax.get_xlabel() == "mass (data units)"
+    train = X[np.random.default_rng(0).permutation(60)[12:], 1]  # kanlab fit's training rows
+    xd = ax.get_lines()[0].get_xdata()
+    assert xd[0] == pytest.approx(train.min()) and xd[-1] == pytest.approx(train.max())
+    assert main(["plot", str(folder), "--edge", "1,0,0", "--out", str(tmp_path / "e.png")]) == 0
+    assert figs[-1].axes[0].get_ylabel() == "contribution to y (data units)"
+    assert main(["plot", str(folder), "--out", str(tmp_path / "d.png")]) == 0
+    assert {"speed", "mass", "y"} <= {t.get_text() for t in figs[-1].axes[0].texts}

@@ -1,4 +1,5 @@
 """report.html: self-contained, and rendered by headless Chromium without console errors."""
+import html
 import os
 import re
 import shutil
@@ -67,6 +68,8 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert imgs == 3 and imgs_ok == 3
     assert maths == 1 and maths_ok == 1
     assert console == []
+    shown, natural = map(int, re.search(r'data-diagram="(\d+)/(\d+)"', dom).groups())
+    assert natural > 400 and shown == natural  # the diagram at its own size, not shrunk
     # the harness does catch a broken page: a missing image and a script error
     bad = tmp_path / "bad.html"
     text = report.read_text(encoding="utf-8")
@@ -91,3 +94,24 @@ def test_report_says_which_model_the_diagram_shows_and_all_symbolic_contribution
     html_sym = render_report(model, x=x, model_kind="symbolic")
     assert "own network: every edge is the function shown on it" in html_sym
     assert "Every edge is symbolic" in html_sym and "nan" not in html_sym.split("Base function")[1][:400]
+
+
+def test_report_diagram_at_its_own_size_and_curves_in_target_units():
+    from kanlab.report import render_report
+
+    model = KAN(width=[2, 3, 1], grid=3, seed=0)
+    x = torch.rand(50, 2) * 2 - 1
+    h = {"train_loss": [1.0, 0.5, 0.25], "test_loss": [1.1, 0.6, 0.3], "reg": [0.0] * 3}
+    text = render_report(model, x=x, in_vars=["speed", "mass"], target_name="f", y_scale=4.0,
+                         history=[dict(h, stage="train"), dict(h, stage="refine")])
+    # the diagram has a figure of its own, not the 520-px cap of the side-by-side figures
+    assert re.search(r'<figure class="diagram"><img alt="[^"]*" src="data:image/png;base64,', text)
+    css = text.split("<style>")[1].split("</style>")[0]
+    assert "520px" not in css
+    rule = re.search(r"figure\.diagram img \{([^}]*)\}", css).group(1)
+    assert "calc(100vw" in rule  # as wide as the window allows, beyond the text column
+    assert text.count('src="data:image/png;base64,') == 2  # diagram, training curves
+    assert "in the target's own units" in html.unescape(text)
+    assert "Dotted lines separate the stages" in text
+    single = render_report(model, x=x, history=h)
+    assert "Dotted lines" not in single and "own units" not in single

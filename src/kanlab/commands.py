@@ -202,8 +202,11 @@ def _fit_and_write(args, names, X, y, n_test, hidden, lib) -> int:
         files.append("diagram.png")
         from .report import write_report
 
+        staged = [dict(h, stage=h.get("stage", name))  # the training figure names the stages
+                  for name, h in zip(_stage_names(len(res.history)), res.history)]
         write_report(os.path.join(folder, "report.html"), res.model, formula=expr,
-                     target_name=args.target, history=res.history, x=zt, in_vars=names,
+                     target_name=args.target, history=staged, x=zt, in_vars=names,
+                     y_scale=res.y_scale,
                      title=f"kanlab fit: {os.path.basename(args.data)}",
                      model_kind=res.model_kind,
                      scores={"train RMSE": train_s["rmse"], "train R2": train_s["r2"],
@@ -339,16 +342,19 @@ def cmd_formula(args) -> int:
 
 def cmd_plot(args) -> int:
     out = args.out
+    names = {}  # a run: its feature and target names, and its standardization for --edge
+    x = None
     if _is_run(args.run):
         from .runs import load_run
 
         run = load_run(args.run)
-        model, in_vars, out_vars = run.model, run.features, [run.target]
-        base = run.folder
+        model, base = run.model, run.folder
+        names = dict(in_vars=run.features, out_vars=[run.target])
+        x = _run_inputs(run, model)
     else:
         from .model import KAN
 
-        model, in_vars, out_vars = KAN.load(args.run), None, None
+        model = KAN.load(args.run)
         base = os.path.dirname(os.path.abspath(args.run))
     if args.edge:
         try:
@@ -356,11 +362,38 @@ def cmd_plot(args) -> int:
         except ValueError:
             raise ValueError(f"--edge takes l,i,j (layer, input node, output node), got "
                              f"{args.edge!r}") from None
-        fig = model.plot_edge(l, i, j)
+        units = {} if not names else dict(x_center=run.x_center, x_scale=run.x_scale,
+                                          y_scale=run.y_scale)
+        fig = model.plot_edge(l, i, j, x=x, **names, **units)
         out = out or os.path.join(base, f"edge_{l}_{i}_{j}.png")
     else:
-        fig = model.plot(beta=args.beta, in_vars=in_vars, out_vars=out_vars)
+        fig = model.plot(x=x, beta=args.beta, **names)
         out = out or os.path.join(base, "diagram.png")
     fig.savefig(out, dpi=args.dpi, bbox_inches="tight")
     print(f"wrote {out}")
     return 0
+
+
+def _run_inputs(run, model):
+    """The run's training rows, standardized as the model sees them, to draw the curves over
+    (what ``kanlab fit`` drew diagram.png on); None, with a note, when the data file is gone or
+    changed (the curves are then drawn over the grid range)."""
+    import torch
+
+    from .tabular import load_table, select_columns
+
+    data = run.info.get("data")
+    data = data if isinstance(data, dict) else {}
+    try:
+        table = load_table(data["file"])
+        _, X, _ = select_columns(table.columns, table.data, features=run.features,
+                                 path=data["file"], text=table.text)
+    except (KeyError, OSError, ValueError, TypeError) as err:
+        _note(f"drawing over the grid range, not the run's data ({err})")
+        return None
+    n, n_test = X.shape[0], data.get("test_rows")
+    if n == data.get("rows") and isinstance(n_test, int):  # the rows kanlab fit trained on
+        X = X[np.random.default_rng(data.get("seed", 0)).permutation(n)[n_test:]]
+    z = (X - run.x_center) / run.x_scale
+    z[:, run.constant_columns] = 0.0
+    return torch.as_tensor(z, dtype=model.dtype)

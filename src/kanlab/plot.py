@@ -11,15 +11,24 @@ showing its learned curve over the range of its input on the data; the lines nod
 node j and the curve itself are drawn with opacity ``tanh(beta * importance)``. Numeric edges are
 black, symbolic edges red with their function name, edges that are both (mode 'sn') purple.
 Multiplication nodes are drawn as squares fed by their sub-nodes.
+
+Each box is placed near the middle of its two end nodes, so its lines stay short. The figure
+grows with the widest layer and the depth (boxes keep ``scale`` inches up to a 16-inch-wide
+figure, and the rows open up so the figure is never flatter than 3:1). A layer with more than
+``max_boxes`` edges (a wide model, e.g. 10 inputs into 21 hidden nodes: 210 edges) boxes only its
+most important ones and draws the rest as plain lines faded by importance, saying so under the
+figure. The single-edge figure is in :mod:`kanlab.plot_edge`, the training figures in
+:mod:`kanlab.plot_history`; all are importable from here.
 """
 from __future__ import annotations
 
 import logging
 import math
+import re
 
 import torch
 
-__all__ = ["plot_model", "plot_edge", "plot_history", "plot_shares"]
+__all__ = ["plot_model", "plot_edge", "plot_history", "plot_shares", "symbolic_label"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,10 +112,127 @@ def _modes(model, l):
              for j in range(n_out)] for i in range(n_in)]
 
 
+# Diagram layout, in units of one edge box (1 unit = ``scale`` inches, shrunk for a figure wider
+# than _MAX_W_IN). A band holds at most _PER_ROW boxes in a row; more stagger over sub-rows.
+_PER_ROW, _BOX_W, _BOX_GAP, _BOX_H, _SUB_GAP, _ROW_GAP = 22, 1.0, 0.35, 0.9, 0.3, 2.3
+_MAX_W_IN, _MAX_ASPECT = 16.0, 3.0  # widest figure (inches), widest width : height
+
+
+class _Layout:
+    """Where everything of the diagram goes: node rows, edge boxes, sub-nodes, figure size."""
+
+    def __init__(self, model, boxed, scale, title, label_len, varscale, n_notes):
+        self.model, self.depth = model, model.depth
+        w_in = model.width_in
+        self.n_boxes = [len(b) for b in boxed]
+        self.sub_rows = [max(1, math.ceil(n / _PER_ROW)) for n in self.n_boxes]
+        node_pitch = 1.6 if max(w_in) <= 12 else 1.35
+        row = max([math.ceil(n / r) for n, r in zip(self.n_boxes, self.sub_rows)] + [0])
+        self.W = max(row * (_BOX_W + _BOX_GAP), max(w_in) * node_pitch, 3.0)
+        self.bands = [r * _BOX_H + (r - 1) * _SUB_GAP for r in self.sub_rows]
+        self.has_mult = any(model._arity[l + 1] for l in range(self.depth))
+        s = scale
+        if (self.W + 0.4) * s > _MAX_W_IN:
+            s = _MAX_W_IN / (self.W + 0.4)
+        self.s = s
+        # input names: turned when they would run into each other at this size
+        fs, text_w = 11 * varscale, label_len * 11 * varscale * 0.6 / 72  # inches
+        self.rotate = text_w > 0.92 * s * self.W / w_in[0]
+        label_h = (text_w * 0.57 + fs / 72 * 0.82) if self.rotate else fs * 1.25 / 72
+        notes_h = n_notes * 8 * 1.4 / 72 + (0.1 if n_notes else 0.0)
+        self.y_lo = min(-1.2, -0.45 - (label_h + notes_h + 0.1) / s)
+        gap = _ROW_GAP
+        for _ in range(2):  # open the rows up until the figure is no flatter than _MAX_ASPECT
+            self.y_rows = [0.0]
+            for l in range(self.depth):
+                self.y_rows.append(self.y_rows[-1] + self.bands[l] + gap)
+            h_units = self.y_rows[-1] + 1.2 - self.y_lo
+            want = (self.W + 0.4) / _MAX_ASPECT
+            if h_units >= want:
+                break
+            gap = min(gap + (want - h_units) / self.depth, 3 * _ROW_GAP)
+        self.y_hi = self.y_rows[-1] + 1.2
+        self.x_lo, self.x_hi = -0.2, self.W + 0.2
+        if (self.x_hi - self.x_lo) * s < 4.0:  # a narrow network still gets a 4-inch figure
+            pad = (4.0 / s - (self.x_hi - self.x_lo)) / 2
+            self.x_lo, self.x_hi = self.x_lo - pad, self.x_hi + pad
+        top = 0.45 if title else 0.0
+        ax_h = (self.y_hi - self.y_lo) * s
+        self.size = ((self.x_hi - self.x_lo) * s, ax_h + top)
+        self.rect = (0.0, 0.0, 1.0, ax_h / (ax_h + top))
+
+    def node_x(self, n, count):
+        return (n + 0.5) * self.W / count
+
+    def sub_x(self, e, j):
+        """x of sub-node j of width entry e: under its node (spread around a product node)."""
+        model = self.model
+        arity, n_sum, w_in = model._arity[e], model.width[e][0], model.width_in
+        if not arity or j < n_sum:
+            return self.node_x(j, w_in[e])
+        m = _mult_owner(arity, j - n_sum)
+        first = n_sum + sum(arity[:m])
+        spacing = min(0.8, self.W / w_in[e] / (arity[m] + 0.5))
+        return self.node_x(n_sum + m, w_in[e]) + (j - first - (arity[m] - 1) / 2) * spacing
+
+    def y_sub(self, l):
+        """Height of the row of sub-nodes that layer l's edges end at."""
+        return self.y_rows[l + 1] - (0.55 if self.has_mult and self.model._arity[l + 1] else 0.0)
+
+    def boxes(self, l, boxed):
+        """{(i, j): (x, y, width)} of layer l's boxed edges. Each box sits as near the middle
+        of its two ends as the others let it (sorted by that middle, at least a box apart in its
+        sub-row), so the lines node -> box -> node stay short."""
+        nb, n_sub = self.n_boxes[l], self.sub_rows[l]
+        if not nb:
+            return {}
+        w_in = self.model.width_in
+        mid = {e: (self.node_x(e[0], w_in[l]) + self.sub_x(l + 1, e[1])) / 2 for e in boxed}
+        order = sorted(boxed, key=lambda e: (mid[e], e))
+        if n_sub == 1:
+            bw, step = _BOX_W, _BOX_W + _BOX_GAP
+        else:
+            bw = min(_BOX_W, n_sub * self.W / nb - 0.15)
+            step = min((bw + _BOX_GAP) / n_sub, self.W / nb)
+        lo, hi = bw / 2, self.W - bw / 2
+        if (nb - 1) * step > hi - lo:  # no room to spare: even slots over the whole width
+            step = (hi - lo) / max(nb - 1, 1)
+        want = [mid[e] for e in order]
+        push_r = _pack(want, step, lo, hi)  # crowded boxes pushed right, then left ...
+        push_l = [-v for v in _pack([-v for v in want[::-1]], step, -hi, -lo)][::-1]
+        xc = [(a + b) / 2 for a, b in zip(push_r, push_l)]  # ... and the two averaged
+        band_lo = (self.y_rows[l] + self.y_rows[l + 1]) / 2 - self.bands[l] / 2
+        return {e: (xc[k] - bw / 2, band_lo + (k % n_sub) * (_BOX_H + _SUB_GAP), bw)
+                for k, e in enumerate(order)}
+
+
+def _pack(want, step, lo, hi):
+    """Positions as near ``want`` (sorted) as they can be while at least ``step`` apart and in
+    [lo, hi]: each pushed right past the one before, then the last ones pulled back inside."""
+    x = []
+    for v in want:
+        x.append(max(v, lo, x[-1] + step if x else lo))
+    for k in range(len(x) - 1, -1, -1):
+        x[k] = min(x[k], hi if k == len(x) - 1 else x[k + 1] - step)
+    return x
+
+
+def _select(model, l, alpha, modes, show_off, max_boxes):
+    """(edges drawn with their curve, edges drawn as a plain line) of layer l: every edge when
+    there are at most ``max_boxes``, else the ``max_boxes`` most important ones."""
+    edges = [(i, j) for i in range(model.width_in[l]) for j in range(model.width_out[l + 1])
+             if show_off or modes[i][j] != "off"]
+    if max_boxes is None or len(edges) <= max_boxes:
+        return edges, []
+    ranked = sorted(edges, key=lambda e: (-alpha[e[0]][e[1]], e))
+    keep = set(ranked[:max_boxes])
+    return [e for e in edges if e in keep], [e for e in edges if e not in keep]
+
+
 def plot_model(model, x=None, beta: float = 3.0, metric: str = "backward", scale: float = 0.5,
                in_vars=None, out_vars=None, title=None, path=None, dpi: int = 150,
                n_points: int = 64, show_off: bool = False, sample: bool = False, tick: bool = False,
-               varscale: float = 1.0, folder=None):
+               varscale: float = 1.0, folder=None, max_boxes: int | None = 44):
     """Draw the network with every edge's learned curve; see the module docstring.
 
     Args:
@@ -115,8 +241,9 @@ def plot_model(model, x=None, beta: float = 3.0, metric: str = "backward", scale
         beta: opacity sharpness, ``alpha = tanh(beta * importance)``.
         metric: importance of an edge: 'backward' (attribution scores, pykan's default),
             'forward_u' (spread of the edge's output) or 'forward_n' (that spread over the spread
-            of its input); each normalized per layer.
-        scale: overall size factor (pykan's meaning: larger draws a bigger figure).
+            of its input).
+        scale: inches per edge box (pykan's meaning: larger draws a bigger figure); a figure
+            wider than 16 inches is drawn smaller.
         in_vars, out_vars: names for the inputs and outputs (strings, LaTeX allowed in $...$).
         title: figure title.
         path: save the figure there (format from the suffix).
@@ -126,6 +253,9 @@ def plot_model(model, x=None, beta: float = 3.0, metric: str = "backward", scale
         varscale: size factor for the variable names.
         folder: accepted for pykan scripts; kanlab writes no per-edge image files, so it is
             ignored (use ``path``).
+        max_boxes: a layer with more edges draws only its ``max_boxes`` most important ones
+            with their curve and the others as plain lines i -> j (faded by importance, the
+            faintest left out), with a note under the figure; None draws every box.
     Returns:
         The matplotlib Figure.
     """
@@ -136,6 +266,8 @@ def plot_model(model, x=None, beta: float = 3.0, metric: str = "backward", scale
         raise ValueError(f"beta must be >= 0, got {beta}")
     if not scale > 0:
         raise ValueError(f"scale must be > 0, got {scale}")
+    if max_boxes is not None and max_boxes < 1:
+        raise ValueError(f"max_boxes must be >= 1 or None, got {max_boxes}")
     if folder is not None:
         logger.info("plot(folder=...) is ignored: kanlab writes no per-edge images; use path=")
     n_in, n_out = model.width_in[0], model.width_in[-1]
@@ -146,134 +278,115 @@ def plot_model(model, x=None, beta: float = 3.0, metric: str = "backward", scale
     acts = model.layer_inputs(data)
     curves = _curves(model, acts, n_points)
     imp = _importance(model, data, metric)
-
     depth = model.depth
-    w_in, w_out = model.width_in, model.width_out
-    # Layout: node rows share one width W. A layer's edge boxes sit in a band between its two
-    # node rows, ordered by (i, j); a layer with many edges staggers them over several sub-rows
-    # so each box keeps a readable size (width 10 -> 100 edges -> 3 sub-rows of ~34).
-    per_row, box_w, box_gap, box_h, sub_gap = 36, 1.0, 0.35, 0.9, 0.3
-    n_boxes = [w_in[l] * w_out[l + 1] for l in range(depth)]
-    sub_rows = [max(1, math.ceil(n / per_row)) for n in n_boxes]
-    W = max(max(min(n, per_row) * (box_w + box_gap) for n in n_boxes), max(w_in) * 1.6, 3.0)
-    bands = [r * box_h + (r - 1) * sub_gap for r in sub_rows]
-    y_rows = [0.0]
-    for l in range(depth):
-        y_rows.append(y_rows[-1] + bands[l] + 2.3)
-    has_mult = any(model._arity[l + 1] for l in range(depth))
-
-    def node_x(n, count):
-        return (n + 0.5) * W / count
-
-    def sub_x(e, j):
-        """x of sub-node j of width entry e: under its node (spread around a product node)."""
-        arity = model._arity[e]
-        n_sum = model.width[e][0]
-        if not arity or j < n_sum:
-            return node_x(j, w_in[e])
-        m = _mult_owner(arity, j - n_sum)
-        first = n_sum + sum(arity[:m])
-        spacing = min(0.8, W / w_in[e] / (arity[m] + 0.5))
-        return node_x(n_sum + m, w_in[e]) + (j - first - (arity[m] - 1) / 2) * spacing
-
-    fig_w, fig_h = W * scale * 1.1, y_rows[-1] * scale * 1.2 + 1.2
-    if fig_w > 16:  # keep the aspect, cap the size
-        fig_w, fig_h = 16.0, fig_h * 16.0 / fig_w
-    fig = Figure(figsize=(max(4.0, fig_w), max(3.0, fig_h)))
-    ax = fig.add_subplot(1, 1, 1)
+    modes = [_modes(model, l) for l in range(depth)]
+    alpha = [[[math.tanh(beta * float(imp[l][i, j])) if modes[l][i][j] != "off" else 0.0
+               for j in range(model.width_out[l + 1])] for i in range(model.width_in[l])]
+             for l in range(depth)]
+    picked = [_select(model, l, alpha[l], modes[l], show_off, max_boxes) for l in range(depth)]
+    notes = [f"layer {l}: the {len(b)} most important of {len(b) + len(ln)} edges are drawn "
+             "with their curve, the others as plain lines (opacity: importance)"
+             for l, (b, ln) in enumerate(picked) if ln]
+    lay = _Layout(model, [b for b, _ in picked], scale, title,
+                  max(len(_plain(v)) for v in in_vars), varscale, len(notes))
+    fig = Figure(figsize=lay.size)
+    ax = fig.add_axes(lay.rect)
     ax.set_axis_off()
-    node_kw = dict(s=60 * scale * 2, zorder=5, edgecolors="black", linewidths=0.8)
-
+    opts = dict(sample=sample, tick=tick, varscale=varscale, scale=scale)
     for l in range(depth):
-        y0 = y_rows[l]
-        y_sub = y_rows[l + 1] - (0.55 if has_mult and model._arity[l + 1] else 0.0)
-        band_lo = (y0 + y_rows[l + 1]) / 2 - bands[l] / 2
-        xs, ys = curves[l]
-        modes = _modes(model, l)
-        nb, n_sub = n_boxes[l], sub_rows[l]
-        if n_sub == 1:
-            pitch = box_w + box_gap
-            bw = box_w
-            x_start = (W - nb * pitch) / 2 + box_gap / 2
-        else:
-            pitch = W / nb
-            bw = min(box_w, n_sub * pitch - 0.15)
-            x_start = pitch / 2 - bw / 2
-        for i in range(w_in[l]):
-            for j in range(w_out[l + 1]):
-                mode = modes[i][j]
-                k = i * w_out[l + 1] + j
-                bx = x_start + k * pitch
-                y_box = band_lo + (k % n_sub) * (box_h + sub_gap)
-                alpha = math.tanh(beta * float(imp[l][i, j])) if mode != "off" else 0.0
-                if mode == "off" and not show_off:
-                    continue
-                colour = {"n": _NUMERIC, "s": _SYMBOLIC, "sn": _BOTH, "off": "0.6"}[mode]
-                a_line = max(alpha, 0.04) if mode != "off" else 0.15
-                ls = "--" if mode == "off" else "-"
-                xi = node_x(i, w_in[l])
-                xj = sub_x(l + 1, j)
-                ax.plot([xi, bx + bw / 2], [y0, y_box], color=colour, alpha=a_line, lw=0.8, ls=ls,
-                        zorder=1)
-                ax.plot([bx + bw / 2, xj], [y_box + box_h, y_sub], color=colour, alpha=a_line,
-                        lw=0.8, ls=ls, zorder=1)
-                ax.add_patch(_rect(bx, y_box, bw, box_h, colour, a_line))
-                cx, cy = xs[i], ys[i, j]
-                if mode == "off":
-                    # curve of the switched-off edge as it would be: nothing to show, leave empty
-                    continue
-                px, py = _fit_box(cx, cy, bx, y_box, bw, box_h)
-                ax.plot(px, py, color=colour, alpha=max(alpha, 0.08), lw=1.2, zorder=4)
-                if sample:
-                    sx = acts[l][:, i].cpu()
-                    with torch.no_grad():
-                        idx = torch.arange(sx.numel())[: min(200, sx.numel())]
-                        sv = _edge_at(model, l, i, j, acts[l][idx])
-                    qx, qy = _fit_box(cx, cy, bx, y_box, bw, box_h, sx[idx], sv)
-                    ax.scatter(qx, qy, s=2, color=colour, alpha=max(alpha, 0.08) * 0.6, zorder=4)
-                if mode in ("s", "sn"):
-                    name = model.symbolic_fun[l].funs_name[j][i]
-                    ax.text(bx + bw / 2, y_box + box_h + 0.08, name, ha="center", va="bottom",
-                            fontsize=7 * varscale, color=colour, alpha=max(alpha, 0.3), zorder=6,
-                            bbox=dict(facecolor="white", edgecolor="none", pad=0.3))
-                if tick:
-                    ax.text(bx, y_box - 0.05, f"{float(cx[0]):.2g}", ha="left", va="top", fontsize=5)
-                    ax.text(bx + bw, y_box - 0.05, f"{float(cx[-1]):.2g}", ha="right", va="top",
-                            fontsize=5)
-        # nodes of this row
-        for i in range(w_in[l]):
-            is_mult = l > 0 and model._arity[l] and i >= model.width[l][0]
-            ax.scatter([node_x(i, w_in[l])], [y0], marker="s" if is_mult else "o",
-                       c="white" if is_mult else "black", **node_kw)
-        # sub-nodes feeding multiplication nodes of the next row
-        if has_mult and model._arity[l + 1]:
-            n_sum = model.width[l + 1][0]
-            y_top = y_rows[l + 1]
-            for j in range(w_out[l + 1]):
-                xj = sub_x(l + 1, j)
-                ax.scatter([xj], [y_sub], s=12 * scale * 2, c="black", zorder=5)
-                if j < n_sum:
-                    target = j
-                else:
-                    target = n_sum + _mult_owner(model._arity[l + 1], j - n_sum)
-                ax.plot([xj, node_x(target, w_in[l + 1])], [y_sub, y_top], color="black", lw=0.6,
-                        alpha=0.6)
-    # output row
-    y_top = y_rows[-1]
-    for j in range(w_in[-1]):
-        is_mult = model._arity[depth] and j >= model.width[depth][0]
-        ax.scatter([node_x(j, w_in[-1])], [y_top], marker="s" if is_mult else "o",
-                   c="white" if is_mult else "black", **node_kw)
-    fs = 11 * varscale
-    for i, name in enumerate(in_vars):
-        ax.text(node_x(i, n_in), -0.45, name, ha="center", va="top", fontsize=fs)
-    for j, name in enumerate(out_vars):
-        ax.text(node_x(j, n_out), y_top + 0.45, name, ha="center", va="bottom", fontsize=fs)
+        _draw_layer(ax, model, l, lay, picked[l], alpha[l], modes[l], curves[l], acts[l], opts)
+    _draw_labels(ax, model, lay, in_vars, out_vars, varscale, notes)
     if title:
         ax.set_title(title, fontsize=13 * varscale)
-    ax.set_xlim(-0.2, W + 0.2)
-    ax.set_ylim(-1.2, y_top + 1.2)
+    ax.set_xlim(lay.x_lo, lay.x_hi)
+    ax.set_ylim(lay.y_lo, lay.y_hi)
     return _finish(fig, path, dpi)
+
+
+def _plain(name: str) -> str:
+    """A label's visible characters, roughly: LaTeX commands and braces left out."""
+    return re.sub(r"\\[A-Za-z]+|[{}$^_]", "", name) or name
+
+
+def _draw_layer(ax, model, l, lay, picked, alpha, modes, curve, act, opts):
+    """Layer l's edges (boxes with their curve, or plain lines), its input nodes and the
+    sub-nodes that feed the next row's product nodes."""
+    boxed, lined = picked
+    y0, y_sub = lay.y_rows[l], lay.y_sub(l)
+    w_in = model.width_in
+    for i, j in lined:  # the less important edges of a wide layer: node -> node, faded
+        a = 0.5 * alpha[i][j]
+        if a >= 0.03:
+            colour = {"n": "0.3", "s": _SYMBOLIC, "sn": _BOTH, "off": "0.6"}[modes[i][j]]
+            ax.plot([lay.node_x(i, w_in[l]), lay.sub_x(l + 1, j)], [y0, y_sub], color=colour,
+                    alpha=a, lw=0.6, zorder=1)
+    xs, ys = curve
+    where = lay.boxes(l, boxed)
+    for i, j in boxed:
+        mode = modes[i][j]
+        bx, y_box, bw = where[(i, j)]
+        colour = {"n": _NUMERIC, "s": _SYMBOLIC, "sn": _BOTH, "off": "0.6"}[mode]
+        a_line = max(alpha[i][j], 0.04) if mode != "off" else 0.15
+        ls = "--" if mode == "off" else "-"
+        ax.plot([lay.node_x(i, w_in[l]), bx + bw / 2], [y0, y_box], color=colour, alpha=a_line,
+                lw=0.8, ls=ls, zorder=1)
+        ax.plot([bx + bw / 2, lay.sub_x(l + 1, j)], [y_box + _BOX_H, y_sub], color=colour,
+                alpha=a_line, lw=0.8, ls=ls, zorder=1)
+        ax.add_patch(_rect(bx, y_box, bw, _BOX_H, colour, a_line))
+        if mode == "off":  # a switched-off edge has no curve to show: the box stays empty
+            continue
+        cx, cy = xs[i], ys[i, j]
+        px, py = _fit_box(cx, cy, bx, y_box, bw, _BOX_H)
+        a_curve = max(alpha[i][j], 0.08)
+        ax.plot(px, py, color=colour, alpha=a_curve, lw=1.2, zorder=4)
+        if opts["sample"]:
+            idx = torch.arange(act.shape[0])[: min(200, act.shape[0])]
+            qx, qy = _fit_box(cx, cy, bx, y_box, bw, _BOX_H, act[idx, i].cpu(),
+                              _edge_at(model, l, i, j, act[idx]))
+            ax.scatter(qx, qy, s=2, color=colour, alpha=a_curve * 0.6, zorder=4)
+        if mode in ("s", "sn"):
+            ax.text(bx + bw / 2, y_box + _BOX_H + 0.08, model.symbolic_fun[l].funs_name[j][i],
+                    ha="center", va="bottom", fontsize=7 * opts["varscale"], color=colour,
+                    alpha=max(alpha[i][j], 0.3), zorder=6,
+                    bbox=dict(facecolor="white", edgecolor="none", pad=0.3))
+        if opts["tick"]:
+            ax.text(bx, y_box - 0.05, f"{float(cx[0]):.2g}", ha="left", va="top", fontsize=5)
+            ax.text(bx + bw, y_box - 0.05, f"{float(cx[-1]):.2g}", ha="right", va="top",
+                    fontsize=5)
+    node_kw = dict(s=60 * opts["scale"] * 2, zorder=5, edgecolors="black", linewidths=0.8)
+    for i in range(w_in[l]):
+        is_mult = l > 0 and model._arity[l] and i >= model.width[l][0]
+        ax.scatter([lay.node_x(i, w_in[l])], [y0], marker="s" if is_mult else "o",
+                   c="white" if is_mult else "black", **node_kw)
+    if lay.has_mult and model._arity[l + 1]:  # sub-nodes feeding the next row's products
+        n_sum = model.width[l + 1][0]
+        for j in range(model.width_out[l + 1]):
+            xj = lay.sub_x(l + 1, j)
+            ax.scatter([xj], [y_sub], s=12 * opts["scale"] * 2, c="black", zorder=5)
+            target = j if j < n_sum else n_sum + _mult_owner(model._arity[l + 1], j - n_sum)
+            ax.plot([xj, lay.node_x(target, w_in[l + 1])], [y_sub, lay.y_rows[l + 1]],
+                    color="black", lw=0.6, alpha=0.6)
+    if l == model.depth - 1:  # the output row
+        for j in range(w_in[-1]):
+            is_mult = model._arity[l + 1] and j >= model.width[l + 1][0]
+            ax.scatter([lay.node_x(j, w_in[-1])], [lay.y_rows[-1]], marker="s" if is_mult else "o",
+                       c="white" if is_mult else "black", **node_kw)
+
+
+def _draw_labels(ax, model, lay, in_vars, out_vars, varscale, notes):
+    """Input names under the bottom row (turned when they would collide), output names above
+    the top row, and the notes on boxes left out at the very bottom."""
+    fs = 11 * varscale
+    n_in, n_out = model.width_in[0], model.width_in[-1]
+    rot = dict(rotation=35, ha="right", rotation_mode="anchor") if lay.rotate else dict(ha="center")
+    for i, name in enumerate(in_vars):
+        ax.text(lay.node_x(i, n_in), -0.45, name, va="top", fontsize=fs, **rot)
+    for j, name in enumerate(out_vars):
+        ax.text(lay.node_x(j, n_out), lay.y_rows[-1] + 0.45, name, ha="center", va="bottom",
+                fontsize=fs)
+    if notes:
+        ax.text(lay.x_lo + 0.1, lay.y_lo + 0.05, "\n".join(notes), ha="left", va="bottom",
+                fontsize=8, color="0.35")
 
 
 def _axes(ax, Figure, size):
@@ -344,150 +457,6 @@ def _edge_at(model, l, i, j, a):
     return v.cpu()
 
 
-def plot_edge(model, l: int, i: int, j: int, x=None, path=None, ax=None, n_points: int = 200,
-              dpi: int = 150, show_data: bool = True):
-    """One edge's learned curve: its total, base part, spline part and symbolic fit.
-
-    Drawn over the range its input takes on ``x`` (default: the last fit's inputs, else the
-    grid range). The base part is ``mask*scale_base*b(x)``, the spline part
-    ``mask*scale_sp*spline(x)``; their spreads on the data are in the legend, so an edge whose
-    base path dominates shows at a glance. If the edge has a symbolic function (fixed, or
-    suggested and stored), ``c*f(a*x+b)+d`` is drawn too. Grid knots are marked on the x axis.
-
-    Returns the Figure (``ax``'s figure when an axes is given).
-    """
-    _, Figure = _mpl()
-    model._check_edge(l, i, j)
-    data = _edge_data(model, x)
-    a_all = model.layer_inputs(data)[l]
-    xi = a_all[:, i]
-    lo, hi = float(xi.min()), float(xi.max())
-    if hi <= lo:
-        lo, hi = lo - 1.0, hi + 1.0
-    t = torch.linspace(lo, hi, n_points, dtype=model.dtype, device=model.device)
-    layer, sym = model.act_fun[l], model.symbolic_fun[l]
-    xs = t[:, None].expand(n_points, layer.in_dim).contiguous()
-    with torch.no_grad():
-        _, base, spline = layer.activations(xs, parts=True)
-        base, spline = base[:, i, j].cpu(), spline[:, i, j].cpu()
-        name = sym.funs_name[j][i]
-        sym_on = float(sym.mask[j, i]) != 0
-        sym_curve = None
-        if name != "0":
-            from .symbolic.library import get_symbolic
-
-            a, b, c, d = (float(v) for v in sym.affine[j, i].detach())
-            fn = get_symbolic(name).safe_fn
-            sym_curve = (c * fn(a * t + b) + d).cpu()
-        total = base + spline + (sym_curve if sym_on and sym_curve is not None else 0.0)
-        _, dbase, dspline = layer.activations(a_all, parts=True)
-        sb = float(dbase[:, i, j].std()) if dbase.shape[0] > 1 else 0.0
-        ss = float(dspline[:, i, j].std()) if dspline.shape[0] > 1 else 0.0
-    fig, ax = _axes(ax, Figure, (5.0, 3.6))
-    tt = t.cpu().numpy()
-    num_on = float(layer.mask[i, j]) != 0
-    ax.plot(tt, total.numpy(), color="black", lw=2.2, label="total")
-    if num_on:
-        ax.plot(tt, base.numpy(), color="tab:blue", lw=1.3, ls="--",
-                label=f"base {layer.base_fun_name}: std {sb:.3g}")
-        ax.plot(tt, spline.numpy(), color="tab:orange", lw=1.3, ls="-.",
-                label=f"spline: std {ss:.3g}")
-    if sym_curve is not None:
-        a, b, c, d = (float(v) for v in sym.affine[j, i].detach())
-        lab = f"symbolic {name}: {c:.3g}*f({a:.3g}x{b:+.3g}){d:+.3g}"
-        if not sym_on:
-            lab += " (not active)"
-        ax.plot(tt, sym_curve.numpy(), color="tab:red", lw=1.3, ls=":", label=lab)
-    if show_data and xi.numel() > 0:
-        ax.plot(xi.cpu().numpy(), [0.0] * xi.numel(), "|", color="0.5", alpha=0.3,
-                transform=ax.get_xaxis_transform(), ms=6)
-    knots = layer.grid[i, layer.k:layer.grid.shape[1] - layer.k].cpu().numpy()
-    inside = knots[(knots >= lo) & (knots <= hi)]
-    for kn in inside:
-        ax.axvline(float(kn), color="0.85", lw=0.6, zorder=0)
-    mode = {(True, True): "sn", (True, False): "n", (False, True): "s", (False, False): "off"}[
-        (num_on, sym_on)]
-    ax.set_title(f"layer {l}, edge {i} -> {j} (mode {mode})", fontsize=10)
-    ax.set_xlabel(f"input of edge (layer {l} node {i})")
-    ax.set_ylabel("edge output")
-    ax.legend(fontsize=7, loc="best")
-    return _finish(fig, path, dpi)
-
-
-def plot_history(history, path=None, ax=None, dpi: int = 150, log: bool = True,
-                 show_reg: bool = True):
-    """Training curves from a fit history (or a list of histories, drawn one after another).
-
-    Train and test RMSE per step (log scale), and the regularization term on a second axis when
-    it was used. A list such as ``[h1, h2]`` from fit, refine, fit is concatenated with the
-    stage boundaries marked.
-    """
-    _, Figure = _mpl()
-    hs = history if isinstance(history, (list, tuple)) else [history]
-    if not hs or not all(isinstance(h, dict) and "train_loss" in h for h in hs):
-        raise ValueError("plot_history needs fit()'s history dict (or a list of them)")
-    train, test, reg, bounds = [], [], [], []
-    for h in hs:
-        train += list(h["train_loss"])
-        test += list(h.get("test_loss", []))
-        reg += [float("nan") if v is None else float(v) for v in h.get("reg", [])]
-        bounds.append(len(train))
-    if not train:
-        raise ValueError("the history is empty (fit ran 0 steps)")
-    fig, ax = _axes(ax, Figure, (5.5, 3.6))
-    steps = range(1, len(train) + 1)
-    ax.plot(steps, train, label="train RMSE", color="tab:blue")
-    if test and len(test) == len(train):
-        ax.plot(steps, test, label="test RMSE", color="tab:orange")
-    if log and min(train + [v for v in test if v == v]) > 0:
-        ax.set_yscale("log")
-    for b in bounds[:-1]:
-        ax.axvline(b + 0.5, color="0.6", ls=":", lw=1)
-    ax.set_xlabel("step")
-    ax.set_ylabel("RMSE")
-    if show_reg and reg and any(v == v and v != 0 for v in reg):
-        ax2 = ax.twinx()
-        ax2.plot(range(1, len(reg) + 1), reg, color="tab:green", lw=1, alpha=0.7,
-                 label="regularization")
-        ax2.set_ylabel("regularization", color="tab:green")
-        lines = ax.get_lines()[:2] + ax2.get_lines()
-        ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8)
-    else:
-        ax.legend(fontsize=8)
-    ax.set_title("training", fontsize=10)
-    return _finish(fig, path, dpi)
-
-
-def plot_shares(history, path=None, ax=None, dpi: int = 150, threshold: float | None = 0.1):
-    """Spline share of every layer over training (from ``fit(..., track_shares=True)``).
-
-    1 means the spline carries the layer's edges, 0 that the base function does (the layer acts
-    like an MLP). ``threshold`` draws the warning level fit() uses. A list of histories is drawn
-    one after another with the stage boundaries marked; a layer whose edges are all symbolic has
-    no share (NaN) and leaves a gap.
-    """
-    _, Figure = _mpl()
-    hs = history if isinstance(history, (list, tuple)) else [history]
-    rows, bounds = [], []
-    for h in hs:
-        if not isinstance(h, dict) or "spline_share" not in h:
-            raise ValueError("the history has no 'spline_share': fit with track_shares=True")
-        rows += list(h["spline_share"])
-        bounds.append(len(rows))
-    if not rows:
-        raise ValueError("the history's spline_share is empty (fit ran 0 steps)")
-    n_layers = max(len(r) for r in rows)
-    fig, ax = _axes(ax, Figure, (5.5, 3.4))
-    steps = range(1, len(rows) + 1)
-    for l in range(n_layers):
-        ax.plot(steps, [r[l] if l < len(r) else float("nan") for r in rows], label=f"layer {l}")
-    for b in bounds[:-1]:
-        ax.axvline(b + 0.5, color="0.6", ls=":", lw=1)
-    if threshold is not None:
-        ax.axhline(threshold, color="tab:red", ls=":", lw=1, label=f"warning ({threshold:g})")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("step")
-    ax.set_ylabel("spline share")
-    ax.set_title("spline vs base share over training", fontsize=10)
-    ax.legend(fontsize=8)
-    return _finish(fig, path, dpi)
+# the single-edge and training figures live in their own modules; importable from here too
+from .plot_edge import plot_edge, symbolic_label  # noqa: E402
+from .plot_history import plot_history, plot_shares  # noqa: E402

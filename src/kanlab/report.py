@@ -3,7 +3,8 @@
 The formula is written as presentation MathML (rendered natively by current browsers) with its
 LaTeX source and plain text beside it; figures are PNGs embedded as base64 data URIs; tables are
 plain HTML. A small inline script records whether every image decoded and the formula has a
-rendered size (``<body data-rendered="...">``), so a headless browser can check the page.
+rendered size (``<body data-rendered="...">``) and the diagram's shown and natural widths
+(``data-diagram``), so a headless browser can check the page.
 """
 from __future__ import annotations
 
@@ -32,7 +33,13 @@ th { background: #f4f4f4; } td.l, th.l { text-align: left; }
            overflow-x: auto; }
 pre { background: #f6f6f6; padding: 0.5em; overflow-x: auto; font-size: 0.85em; }
 img { max-width: 100%; height: auto; border: 1px solid #eee; }
-.figs { display: flex; flex-wrap: wrap; gap: 1em; } .figs img { max-width: 520px; }
+.figs { display: flex; flex-wrap: wrap; gap: 1em; }
+.figs figure { flex: 1 1 0; min-width: 380px; max-width: 660px; margin: 0; }
+.figs img { width: 100%; }
+figure.diagram { margin: 0.8em 0; }
+figure.diagram img { max-width: calc(100vw - 3em); position: relative; left: 50%;
+                     transform: translateX(-50%); }
+figure.diagram figcaption { text-align: center; }
 """
 
 _CHECK_JS = """
@@ -44,6 +51,9 @@ window.addEventListener('load', function () {
                                            return r.width > 0 && r.height > 0; }).length;
   document.body.setAttribute('data-rendered',
     'images ' + okImgs + '/' + imgs.length + ' formulas ' + okMath + '/' + maths.length);
+  var d = document.querySelector('figure.diagram img');  // shown width / natural width
+  if (d) document.body.setAttribute('data-diagram',
+    d.clientWidth + '/' + d.naturalWidth);
 });
 """
 
@@ -107,12 +117,53 @@ def _contribution_part(c) -> str:
             + _table(rows, ["layer", "edges", "base_std", "spline_std", "spline_share"]))
 
 
-def render_report(model, *, formula=None, variables=None, target_name="y", history=None,
-                  scores=None, formulas=None, x=None, title="kanlab report", data_info=None,
-                  in_vars=None, model_kind=None) -> str:
-    """The report as an HTML string (see :func:`write_report` for the arguments)."""
+def _figure(cap, data, cls=""):
+    return (f'<figure{cls}><img alt="{html.escape(cap)}" src="data:image/png;base64,{data}">'
+            f'<figcaption class="muted">{html.escape(cap)}</figcaption></figure>')
+
+
+def _figures(model, x, in_vars, target_name, model_kind, history, y_scale) -> list:
+    """The diagram at its own size (as wide as the window allows, not the text column), then
+    the training figures side by side."""
     from .plot import plot_history, plot_shares
 
+    parts = ["<h2>Figures</h2>"]
+    try:
+        fig = model.plot(x=x, in_vars=in_vars,
+                         out_vars=[target_name] if model.width_in[-1] == 1 else None)
+        parts.append(_figure(_DIAGRAM_CAPTIONS.get(model_kind, _DIAGRAM_CAPTIONS[None]),
+                             _png(fig), ' class="diagram"'))
+    except Exception as err:  # a figure that cannot be drawn must not cost the report
+        parts.append(f'<p class="muted">network diagram unavailable: {html.escape(str(err))}</p>')
+    hs = history if isinstance(history, (list, tuple)) else ([history] if history else [])
+    hs = [h for h in hs if h and h.get("train_loss")]
+    if not hs:
+        return parts
+    cap = _HISTORY_CAPTION + (_STAGES_CAPTION if len(hs) > 1 else "")
+    if y_scale is not None:
+        cap += " The RMSE is in the target's own units, as the scores above."
+    figs = [(cap, _png(plot_history(hs, y_scale=y_scale, units=f"data units of {target_name}"
+                                    if y_scale is not None else None)))]
+    if all("spline_share" in h for h in hs):
+        figs.append(("Spline vs base share of each layer over the same steps (below the red "
+                     "line a layer acts like an MLP)", _png(plot_shares(hs))))
+    parts.append('<div class="figs">' + "".join(_figure(c, d) for c, d in figs) + "</div>")
+    return parts
+
+
+_HISTORY_CAPTION = ("Training curves: RMSE per optimizer step on the rows the network was "
+                    "fitted on (train) and on rows held out from that fit (test; kanlab fit "
+                    "holds these out of its training rows, so the test rows of the scores "
+                    "stay unseen).")
+_STAGES_CAPTION = (" Dotted lines separate the stages named at the top: train (fit with "
+                   "sparsity), prune (refit after weak nodes are removed), refine (finer "
+                   "grid), symbolic (edges snapped to functions), surrogate (a plain fit).")
+
+
+def render_report(model, *, formula=None, variables=None, target_name="y", history=None,
+                  scores=None, formulas=None, x=None, title="kanlab report", data_info=None,
+                  in_vars=None, model_kind=None, y_scale=None) -> str:
+    """The report as an HTML string (see :func:`write_report` for the arguments)."""
     parts = [f"<h1>{html.escape(title)}</h1>",
              f'<p class="muted">kanlab {_version()} &middot; {time.strftime("%Y-%m-%d %H:%M")}'
              f" &middot; KAN width {html.escape(str(_width(model)))}, grid {model.grid}, k {model.k}"
@@ -139,25 +190,7 @@ def render_report(model, *, formula=None, variables=None, target_name="y", histo
                 if c in formulas.columns]
         rows = formulas[cols].to_dict("records")
         parts.append("<h2>Candidate formulas (Pareto front)</h2>" + _table(rows, cols, left=("equation",)))
-    figs = []
-    try:
-        figs.append((_DIAGRAM_CAPTIONS.get(model_kind, _DIAGRAM_CAPTIONS[None]),
-                     _png(model.plot(x=x, in_vars=in_vars, out_vars=[target_name] if
-                                     model.width_in[-1] == 1 else None))))
-    except Exception as err:  # a figure that cannot be drawn must not cost the report
-        parts.append(f'<p class="muted">network diagram unavailable: {html.escape(str(err))}</p>')
-    hs = history if isinstance(history, (list, tuple)) else ([history] if history else [])
-    hs = [h for h in hs if h and h.get("train_loss")]
-    if hs:
-        figs.append(("Training curves", _png(plot_history(hs))))
-        if all("spline_share" in h for h in hs):
-            figs.append(("Spline vs base share over training", _png(plot_shares(hs))))
-    if figs:
-        parts.append("<h2>Figures</h2><div class=\"figs\">")
-        for cap, data in figs:
-            parts.append(f'<figure><img alt="{html.escape(cap)}" src="data:image/png;base64,{data}">'
-                         f"<figcaption class=\"muted\">{html.escape(cap)}</figcaption></figure>")
-        parts.append("</div>")
+    parts += _figures(model, x, in_vars, target_name, model_kind, history, y_scale)
     if x is not None or getattr(model, "_cache_x", None) is not None:
         try:
             parts.append(_contribution_part(model.contributions(x)))
@@ -177,7 +210,9 @@ def write_report(path, model, **kwargs) -> str:
     ``formulas`` (a ``formulas_`` DataFrame), ``x`` (data for the diagram and contributions;
     default the last fit's inputs), ``title``, ``data_info`` (dict), ``in_vars`` (input names),
     ``model_kind`` ("symbolic": the model is the formula's network; "surrogate": a numeric
-    network of the data beside a formula found without one), which labels the diagram.
+    network of the data beside a formula found without one), which labels the diagram,
+    ``y_scale`` (the model predicts ``(y - y_center) / y_scale``: the training curves are drawn
+    in the target's units).
     """
     text = render_report(model, **kwargs)
     path = os.fspath(path)
