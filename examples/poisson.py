@@ -110,7 +110,7 @@ def main(argv=None):
     ap.add_argument("--out", default="pde_figures", help="folder for the figures")
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    for problem, width, grid in [(poisson(), [2, 2, 1], 5), (helmholtz(), [2, 4, 1], 10)]:
+    for problem, width, grid in [(poisson(), [2, 4, 1], 5), (helmholtz(), [2, 6, 1], 5)]:
         model, hist = solve(problem, width, grid, args.steps)
         plot(problem, model, hist, os.path.join(args.out, problem[0].lower() + ".png"))
 
