@@ -251,6 +251,22 @@ class MultKAN(_KAN):
         if log_history:
             self.log_history("unfix_symbolic_all")
 
+    def symbolic_formula(self, var=None, normalizer=None, output_normalizer=None,
+                         simplify=True, n_digits=None):
+        """pykan's behaviour: numeric edges count as 0 in the formula (pykan drops them
+        silently; here a warning names them)."""
+        import warnings
+
+        from ..symbolic.formula import network_formula, numeric_edges
+
+        left = numeric_edges(self)
+        if left:
+            warnings.warn(f"symbolic_formula: {len(left)} edge(s) are still numeric and count as "
+                          f"0 in the formula, as in pykan: {left[:6]}", stacklevel=2)
+        return network_formula(self, var=var, simplify=simplify, n_digits=n_digits,
+                               normalizer=normalizer, output_normalizer=output_normalizer,
+                               numeric="zero")
+
     # ------------------------------------------------------------ training
     @_logged("fit")
     def fit(self, dataset, opt="LBFGS", steps=100, log=1, lamb=0.0, save_fig=False,

@@ -51,20 +51,26 @@ def _pairs(norm, n: int, name: str):
     return mean, std
 
 
+def numeric_edges(model) -> list:
+    """(l, i, j) of every active numeric edge."""
+    out = []
+    for l in range(model.depth):
+        out += [(l, i, j) for i, j in (model.act_fun[l].mask != 0).nonzero().tolist()]
+    return out
+
+
 def network_formula(model, var=None, simplify: bool = True, n_digits: int | None = None,
-                    normalizer=None, output_normalizer=None):
+                    normalizer=None, output_normalizer=None, numeric: str = "raise"):
     """Sympy expressions of every output of a fully symbolic ``model``.
 
-    Raises ValueError naming the edges that are still numeric.
+    Raises ValueError naming the edges that are still numeric; ``numeric="zero"`` writes them
+    as 0 instead (pykan's behaviour, for its namespace).
     """
-    numeric = []
-    for l in range(model.depth):
-        nm = (model.act_fun[l].mask != 0).nonzero().tolist()
-        numeric += [(l, i, j) for i, j in nm]
-    if numeric:
-        shown = ", ".join(str(e) for e in numeric[:6]) + (" ..." if len(numeric) > 6 else "")
+    left = numeric_edges(model) if numeric == "raise" else []
+    if left:
+        shown = ", ".join(str(e) for e in left[:6]) + (" ..." if len(left) > 6 else "")
         raise ValueError(
-            f"{len(numeric)} active edge(s) are still numeric (l, i, j): {shown}. Call "
+            f"{len(left)} active edge(s) are still numeric (l, i, j): {shown}. Call "
             "model.auto_symbolic() or model.fix_symbolic(l, i, j, name) first, or mask them out"
         )
     symbols = make_symbols(model.width_in[0], var)
