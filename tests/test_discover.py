@@ -132,7 +132,8 @@ def test_discover_tiny_budget_still_returns_a_formula():
     X, _ = _toy(seed=11)
     y = np.exp(np.sin(np.pi * X[:, 0]) + X[:, 1] ** 2)
     res = discover(X, y, seed=0, time_budget=0.5)
-    assert len(res.attempts) == 1  # the deadline cut the first attempt short; no second one
+    networks = [a for a in res.attempts if not str(a["hidden"]).startswith("algebraic")]
+    assert len(networks) <= 1  # the deadline cut the first network attempt short; no second
     assert isinstance(res.formula, sympy.Expr) and np.isfinite(res.r2)
 
 

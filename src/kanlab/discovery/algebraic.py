@@ -118,6 +118,9 @@ def _sum_expr(D, support, coef, symbols, scale):
                        for j, c in zip(support, coef) if c != 0])
 
 
+_EXACT_RSS = 1e-24  # relative residual sum of squares of a fit exact to float precision
+
+
 def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: int = 10,
                          max_rows: int = 600, seed: int = 0, rational: bool = True,
                          allowed=None, max_columns: int = 3000,
@@ -152,6 +155,9 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
     D = build_dictionary(X, max_columns=max_columns, functions=fns)
     if D.columns.shape[1] == 0 or time.perf_counter() > deadline:
         return out
+    if rational:  # over the monomials only: the linear form doubles the dictionary
+        mono_cols = [j for j, (_, fn) in enumerate(D.terms) if fn is None][:max_rational]
+        Dm = Dictionary([D.terms[j] for j in mono_cols], D.columns[:, mono_cols])
     for name, t, inverse in _transforms(y, allowed):
         if time.perf_counter() > deadline:
             break
@@ -163,22 +169,19 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
         # that is not among the few best pairs)
         beam = max(6, min(64, 12000 // max(D.columns.shape[1], 1)))
         path = forward_select(D.columns, ts, k_max, deadline=deadline, beam=beam)
-        if not path:
-            continue
-        for sup in _chosen_supports(D.columns, ts, path, n):
+        for sup in _chosen_supports(D.columns, ts, path, n) if path else []:
             coef, rss = lstsq_on(D.columns, ts, sup)
             expr = inverse(_sum_expr(D, sup, coef, symbols, scale))
             out.append(Candidate(expr, f"sum of {len(sup)} terms of {name}", len(sup),
                                  rss / float(ts @ ts)))
-    if rational:  # over the monomials only: the linear form doubles the dictionary
-        mono = [j for j, (_, fn) in enumerate(D.terms) if fn is None][:max_rational]
-        Dm = Dictionary([D.terms[j] for j in mono], D.columns[:, mono])
-        for name, t, inverse in _transforms(y, allowed):
-            if name in ("y", "y^2", "cos y") and time.perf_counter() < deadline:
-                # P/Q covers Q/P: 1/y and 1/y**2 add nothing here
-                out.extend(_rational(Dm, t, name, inverse, symbols, k_max, n, deadline))
-                if name == "y" and not any(c.train_rel_rss < 1e-11 for c in out):
-                    out.extend(small_ratios(Dm, t, name, inverse, symbols, deadline))
+        # ratios P/Q right after the sums of the same transform (P/Q covers Q/P: 1/y and
+        # 1/y**2 add nothing here), so an exact ratio is found early
+        if rational and name in ("y", "y^2", "cos y") and time.perf_counter() < deadline:
+            out.extend(_rational(Dm, t, name, inverse, symbols, k_max, n, deadline))
+            if name == "y" and not any(c.train_rel_rss < 1e-11 for c in out):
+                out.extend(small_ratios(Dm, t, name, inverse, symbols, deadline))
+        if any(c.train_rel_rss < _EXACT_RSS for c in out):
+            break  # exact to float precision: the other transforms cannot fit better
     return out
 
 
