@@ -9,7 +9,7 @@ import torch
 from torch.func import functional_call, hessian, jacrev, vmap
 
 from kanlab import KAN, KANLayer, native
-from kanlab.reference import dense_basis, layer_reference
+from kanlab.reference import dense_basis, layer_reference, local_reference
 from kanlab.splines import bspline_basis
 
 F64 = torch.float64
@@ -185,6 +185,14 @@ def test_reference_layer_equals_the_fast_layer_with_variances():
                                want_var=True)
     torch.testing.assert_close(yr, y, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(varr, var, rtol=1e-10, atol=1e-14)
+    for adaptive in (False, True):  # the span-local form, on uniform and adaptive grids
+        if adaptive:
+            layer.update_grid_from_samples(torch.randn(300, 3, dtype=F64) ** 3 * 0.4)
+        y, var = layer.forward_with_var(x)
+        yl, varl = local_reference(x, layer.base_fun(x), layer.scale_base, layer.scale_sp,
+                                   layer.coef, layer.mask, layer.bias, layer.plan(), want_var=True)
+        torch.testing.assert_close(yl, y, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(varl, var, rtol=1e-10, atol=1e-14)
 
 
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available(),

@@ -21,7 +21,7 @@ import torch
 
 from . import native
 from .basis import BasisPlan
-from .reference import cached_reference, layer_reference, reference_vjp
+from .reference import cached_reference, local_reference, reference_vjp
 
 __all__ = ["kan_layer", "kan_layer_cached", "LayerFeatures", "fused_features", "layer_features"]
 
@@ -144,7 +144,7 @@ class _KANLayerFn(torch.autograd.Function):
         plan = ctx.plan
         if torch.is_grad_enabled():  # create_graph: a gradient autograd can differentiate again
             def fn(*args):
-                return layer_reference(*args, plan.grid, plan.k, ctx.want_var)
+                return local_reference(*args, plan, ctx.want_var)
             grads = reference_vjp(fn, saved[:7], ctx.needs_input_grad[:7], (gy, gvar))
             return (*grads, None, None)
         x, base, _, scale_sp, coef, mask, _, W, row, u = saved[:10]
