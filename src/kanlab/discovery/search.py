@@ -91,7 +91,9 @@ def discover(
         time_budget: seconds. No new attempt starts once it would likely overrun, and the running
             attempt cuts its training and constant snapping short at the deadline (the first
             attempt still returns a formula, possibly a rougher one, snapped to a few functions
-            only; on a budget under about 2 s that attempt may run up to a second or two past).
+            only). The network attempt starts only with a second of the budget left (or half
+            of it) once the algebraic stage has a formula; without one, it always runs, and may
+            then end up to a second past a budget below about 2 s.
             A result that scores worse than the mean on held-out data comes with a warning.
         seed: first seed; attempts use seed, seed+1, ...
         lib: candidate function names (default: the whole library).
@@ -359,8 +361,10 @@ def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid,
         if best is not None and _final(best, r2_target):
             return False
         runs = [a for a in attempts if not str(a["hidden"]).startswith("algebraic")]
-        if not runs:  # one network attempt, unless the algebraic stage has used up the budget
-            return best is None or time.perf_counter() - t_start < time_budget
+        if not runs:  # one network attempt, unless the algebraic stage has left too little
+            # of the budget for one (an attempt takes about a second at the least)
+            left = t_start + time_budget - time.perf_counter()
+            return best is None or left >= min(1.0, 0.5 * time_budget) and left > 0
         if max_attempts is not None and n_started >= max_attempts:
             return False
         mean = sum(a["seconds"] for a in runs) / len(runs)
