@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 
 __all__ = ["dense_basis", "layer_reference", "local_reference", "cached_reference",
-           "reference_vjp", "in_functorch_transform"]
+           "reference_vjp", "in_functorch_transform", "triton_reference"]
 
 
 def in_functorch_transform() -> bool:
@@ -160,3 +160,17 @@ def reference_vjp(fn, inputs: tuple, needs, grads: tuple) -> list:
     for i, g in zip(wanted, got):
         out[i] = torch.zeros_like(inputs[i]) if g is None else g
     return out
+
+
+_BASE_FUNS = {0: torch.zeros_like, 1: lambda x: x, 2: torch.nn.functional.silu}
+
+
+def triton_reference(x, w, tables, base_code: int) -> torch.Tensor:
+    """What the fused kernel computes, ``[b(x), B_1(x), ...] @ w`` (w: (in, nb, out), as
+    :func:`kanlab.triton_spline.combined_weights` builds it), in plain operations autograd differentiates to any
+    order. Backward with ``create_graph`` (second derivatives) runs through this."""
+    basis = dense_basis(x, tables.grid, tables.k)
+    feat = torch.cat([_BASE_FUNS[base_code](x).unsqueeze(-1), basis], -1)
+    batch, n_in, width = feat.shape
+    wf = w[:, :width].to(feat.dtype).reshape(n_in * width, -1)
+    return (feat.reshape(batch, n_in * width) @ wf).to(x.dtype)

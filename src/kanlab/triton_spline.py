@@ -70,7 +70,7 @@ from functools import partial
 
 import torch
 
-from .reference import dense_basis, reference_vjp
+from .reference import reference_vjp, triton_reference
 
 try:  # Triton is optional: without it this module only reports that it is unavailable
     import triton
@@ -446,20 +446,6 @@ def _launch_cfg(B: int, n_in: int, n_out: int, nc: int, split: bool, prec: int) 
     tiles = triton.cdiv(B, bb)
     parts = 1 if progs >= 132 else max(1, min(triton.cdiv(264, progs), tiles // 4))
     return dict(fwd=fwd, dw=dw, dx=dx, dw_parts=parts)
-
-
-_BASE_FUNS = {0: torch.zeros_like, 1: lambda x: x, 2: torch.nn.functional.silu}
-
-
-def triton_reference(x, w, tables: SplineTables, base_code: int) -> torch.Tensor:
-    """What the fused kernel computes, ``[b(x), B_1(x), ...] @ w`` (w: (in, nb, out), as
-    :func:`combined_weights` builds it), in plain operations autograd differentiates to any
-    order. Backward with ``create_graph`` (second derivatives) runs through this."""
-    basis = dense_basis(x, tables.grid, tables.k)
-    feat = torch.cat([_BASE_FUNS[base_code](x).unsqueeze(-1), basis], -1)
-    batch, n_in, width = feat.shape
-    wf = w[:, :width].to(feat.dtype).reshape(n_in * width, -1)
-    return (feat.reshape(batch, n_in * width) @ wf).to(x.dtype)
 
 
 class _TritonKANLayer(torch.autograd.Function):

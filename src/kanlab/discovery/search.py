@@ -37,11 +37,11 @@ from ..model import KAN
 from ..symbolic.formula import expression_size, make_symbols
 from ..symbolic.library import check_lib
 from ..symbolic.snap import _floats, snap_constants
-from .result import DiscoveryResult, _as_array, _evaluate, _exact, _r2, minmax_scaling
+from .result import DiscoveryResult, _evaluate, _exact, _r2, minmax_scaling
 from .candidates import algebraic_attempts
-from .conditioning import Conditioning
+from .conditioning import Conditioning, _validated
 from .runner import _attempt_job, _run_parallel
-from .select import RULES, choose, pareto_front
+from .select import choose, pareto_front
 from .structure import _product_groups, _structure_name, _surrogate
 from .additive import sum_groups
 from .symmetry import find_invariant, surrogate_function
@@ -180,48 +180,6 @@ def discover(
                       "worse than predicting the mean; it is not a law of the data (raise "
                       "time_budget, or check the data)", RuntimeWarning, stacklevel=2)
     return res
-
-
-def _validated(X, y, var_names, test_size, time_budget, backend, workers, model_selection):
-    """(X, y, symbols) as float64 arrays and sympy symbols, or a ValueError saying what to fix."""
-    X = _as_array(X, "X")
-    y = _as_array(y, "y")
-    if X.ndim == 1:
-        X = X[:, None]
-    if X.ndim != 2:
-        raise ValueError(f"X must be a 2-D array (n_samples, n_features), got shape {X.shape}")
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise ValueError(f"y must have shape (n,) or (n, 1), got {y.shape}")
-    n, d = X.shape
-    if n != y.shape[0]:
-        raise ValueError(f"X has {n} rows but y has {y.shape[0]}: they must match")
-    if n < 10:
-        raise ValueError(f"discover() needs at least 10 samples, got {n}")
-    if d < 1:
-        raise ValueError("X has no columns")
-    if not np.all(np.isfinite(X)) or not np.all(np.isfinite(y)):
-        raise ValueError("X and y must be finite: remove or impute rows with NaN/Inf first")
-    if not 0.0 < float(test_size) < 0.9:
-        raise ValueError(f"test_size must be in (0, 0.9), got {test_size}")
-    if not float(time_budget) > 0:
-        raise ValueError(f"time_budget must be positive, got {time_budget}")
-    from ..parallel import check_backend
-
-    check_backend(backend, workers)
-    if model_selection not in RULES:
-        raise ValueError(f"model_selection must be one of {RULES}, got {model_selection!r}")
-    if var_names is not None and (isinstance(var_names, str) or len(list(var_names)) != d):
-        raise ValueError(f"var_names needs {d} names (one per column of X), got {var_names!r}")
-    if var_names is not None:
-        bad = [v for v in var_names if isinstance(v, str) and any(ch in v for ch in "\n\r\t\x00")]
-        if bad:
-            raise ValueError(f"variable names must not hold newlines, tabs or NUL: {bad!r}")
-    symbols = make_symbols(d, var_names)
-    if var_names is not None and len({s.name for s in symbols}) != d:
-        raise ValueError(f"var_names must be distinct, got {list(var_names)}")
-    return X, y, symbols
 
 
 def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid, refine_grid, lamb,
