@@ -167,8 +167,8 @@ _BASE_FUNS = {0: torch.zeros_like, 1: lambda x: x, 2: torch.nn.functional.silu}
 
 def triton_reference(x, w, tables, base_code: int) -> torch.Tensor:
     """What the fused kernel computes, ``[b(x), B_1(x), ...] @ w`` (w: (in, nb, out), as
-    :func:`kanlab.triton_spline.combined_weights` builds it), in plain operations autograd differentiates to any
-    order. Backward with ``create_graph`` (second derivatives) runs through this."""
+    :func:`kanlab.triton_spline.combined_weights` builds it), in plain operations autograd
+    differentiates to any order. Backward with ``create_graph`` runs through this."""
     basis = dense_basis(x, tables.grid, tables.k)
     feat = torch.cat([_BASE_FUNS[base_code](x).unsqueeze(-1), basis], -1)
     batch, n_in, width = feat.shape

@@ -131,11 +131,10 @@ def _strings(info, key, n=None) -> list:
 
 def _numbers(info, key, n=None) -> np.ndarray:
     v = info[key]
-    ok = isinstance(v, list) and len(v) == n if n is not None else isinstance(v, (int, float))
-    if ok and n is not None:
-        ok = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
-    if ok and isinstance(v, bool):
-        ok = False
+    items = v if n is not None and isinstance(v, list) and len(v) == n else \
+        [v] if n is None else None
+    ok = items is not None and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                   for x in items)
     arr = np.asarray(v, dtype=np.float64) if ok else None
     if arr is None or not np.all(np.isfinite(arr)):
         want = f"{n} finite numbers" if n is not None else "a finite number"

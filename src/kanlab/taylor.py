@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import torch
 
+from .basis import _horner as basis_horner
+from .reference import _edge_weights
+
 __all__ = ["jet", "supports"]
 
 
@@ -66,10 +69,7 @@ def _horner(coefs, u, K):
     ``coefs`` (powers, K, 1 or batch*in)."""
     if coefs.shape[0] == 0:
         return u.new_zeros(K, u.shape[1])
-    acc = coefs[-1] + u.new_zeros(K, u.shape[1])
-    for p in range(coefs.shape[0] - 2, -1, -1):
-        acc = torch.addcmul(coefs[p], acc, u)
-    return acc
+    return basis_horner(list(coefs), u)
 
 
 def _spline_features(layer, x):
@@ -110,8 +110,8 @@ def _spline_features(layer, x):
 
 
 def _weights(layer):
-    w = torch.cat([(layer.scale_base * layer.mask).unsqueeze(1),
-                   (layer.coef * (layer.scale_sp * layer.mask).unsqueeze(-1)).transpose(1, 2)], 1)
+    """The layer's weight matrix (in*(1+P)+1, out) with the zero row of the dummy column."""
+    w = _edge_weights(layer.scale_base, layer.scale_sp, layer.coef, layer.mask)
     n_in, width, n_out = w.shape
     return torch.cat([w.reshape(n_in * width, n_out), w.new_zeros(1, n_out)], 0)
 

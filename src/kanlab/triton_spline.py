@@ -70,7 +70,7 @@ from functools import partial
 
 import torch
 
-from .reference import reference_vjp, triton_reference
+from .reference import _edge_weights, reference_vjp, triton_reference
 
 try:  # Triton is optional: without it this module only reports that it is unavailable
     import triton
@@ -184,10 +184,10 @@ def combined_weights(scale_base, scale_sp, coef, mask, nb: int) -> torch.Tensor:
     up to ``nb`` rows (the kernel uses nb = 1+P: no padding); differentiable in the
     parameters."""
     n_in, n_out, P = coef.shape
-    rows = [(scale_base * mask).unsqueeze(1), (coef * (scale_sp * mask).unsqueeze(-1)).transpose(1, 2)]
+    w = _edge_weights(scale_base, scale_sp, coef, mask)
     if nb > 1 + P:
-        rows.append(coef.new_zeros(n_in, nb - 1 - P, n_out))
-    return torch.cat(rows, 1).contiguous()
+        w = torch.cat([w, coef.new_zeros(n_in, nb - 1 - P, n_out)], 1)
+    return w.contiguous()
 
 
 _PRECISIONS = {"fp32": 0, "tf32": 1, "bf16": 2}

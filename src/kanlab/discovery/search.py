@@ -154,7 +154,7 @@ def discover(
     t_start = time.perf_counter()
     X, y, symbols = _validated(X, y, var_names, test_size, time_budget, backend, workers,
                                model_selection)
-    check_lib(lib)
+    options["lib"] = check_lib(lib)  # checked once, before any work (the search takes it as is)
     if workers > 1 and backend == "process":
         from ..parallel import unguarded_main_call
 
@@ -190,7 +190,6 @@ def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid,
     t_start = time.perf_counter()
     n, d = X.shape
     symbols = make_symbols(d, var_names)
-    lib = check_lib(lib)
 
     rng = np.random.default_rng(seed)
     perm = rng.permutation(n)
