@@ -26,6 +26,11 @@ from .result import _evaluate, _r2
 __all__ = ["shortest_form"]
 
 
+def _float_count(expr) -> int:
+    """Floats in ``expr``, each occurrence counted."""
+    return sum(1 for a in sympy.preorder_traversal(expr) if isinstance(a, sympy.Float))
+
+
 def _finish(expr, clean, symbols, Xtr, ytr, snap, deadline, floor=None):
     """A candidate formula's last stage: constants refitted by least squares on the data, then
     snapped to simple exact values when the formula explains the data (honestly: a constant
@@ -40,7 +45,7 @@ def _finish(expr, clean, symbols, Xtr, ytr, snap, deadline, floor=None):
     gets up to a second past ``deadline``: snapping it costs milliseconds (a second on the
     first call, which imports and compiles), and without it an exact law would come back as
     ``1.0*x_1*x_2 + 1.0``."""
-    if sum(1 for a in sympy.preorder_traversal(expr) if isinstance(a, sympy.Float)) <= 3:
+    if _float_count(expr) <= 3:
         deadline = max(deadline, time.perf_counter() + 1.0)
     if clean and time.perf_counter() < deadline:
         expr = refine_constants(expr, symbols, Xtr, ytr)
@@ -55,7 +60,7 @@ def _finish(expr, clean, symbols, Xtr, ytr, snap, deadline, floor=None):
     if time.perf_counter() < deadline:
         expr = round_constants(expr, symbols, Xtr, ytr, deadline=deadline)
     if time.perf_counter() < deadline and \
-            sum(1 for a in sympy.preorder_traversal(expr) if isinstance(a, sympy.Float)) <= 4:
+            _float_count(expr) <= 4:
         expr = shortest_form(expr, symbols, Xtr, deadline=deadline)
     return expr
 
