@@ -42,15 +42,15 @@ class Derivatives:
 
     def __init__(self, u: torch.Tensor, x: torch.Tensor, model=None, jet=None):
         self.u, self.x = u, x
-        self._model = model if model is not None and taylor.supports(model) else None
-        self._any_model = model
+        self._model = model
+        self._jet_ok = model is not None and taylor.supports(model)
         self._jet = jet  # (u, du, d2u) of x, possibly computed on x detached
         self._auto: dict = {}  # derivatives by autograd, keyed (out, *index)
         self.used = False  # whether a residual asked for any derivative
 
     def _from_jet(self, index, out):
         """u_{x_a} and u_{x_a x_a} of a kanlab KAN from one Taylor-mode pass (:mod:`.taylor`)."""
-        if self._model is None or len(index) > 2 or (len(index) == 2 and index[0] != index[1]):
+        if not self._jet_ok or len(index) > 2 or (len(index) == 2 and index[0] != index[1]):
             return None
         if self._jet is None:
             self._jet = taylor.jet(self._model, self.x)
@@ -61,8 +61,8 @@ class Derivatives:
         on fixed points, detached from x)."""
         if ("u", out) not in self._auto:
             u = self.u
-            if not (u.requires_grad and self._jet is None) and self._any_model is not None:
-                u = self._any_model(self.x)
+            if not (u.requires_grad and self._jet is None) and self._model is not None:
+                u = self._model(self.x)
             self._auto[("u", out)] = u[:, out:out + 1]
         return self._auto[("u", out)]
 
