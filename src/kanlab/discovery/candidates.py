@@ -10,8 +10,11 @@ import logging
 import math
 import time
 
+import numpy as np
+
 from ..symbolic.formula import expression_size
-from .algebraic import algebraic_candidates
+from .algebraic import Candidate, algebraic_candidates
+from .univariate import univariate_candidates
 from .cleanup import _finish
 from .result import _evaluate, _finite_between, _r2
 
@@ -30,6 +33,7 @@ def algebraic_attempts(Xtr, ytr, Xte, yte, symbols, *, seed: int, snap: bool, de
     except (ValueError, ArithmeticError, MemoryError) as err:  # a failed stage is no formula
         log.info("discover: algebraic stage failed: %s", err)
         return [], time.perf_counter() - t0
+    cands = _curves(Xtr, ytr, symbols, lib, deadline) + list(cands)
     scored, seen = [], set()
     for c in cands:
         key = str(c.expr)
@@ -59,3 +63,17 @@ def algebraic_attempts(Xtr, ytr, Xte, yte, symbols, *, seed: int, snap: bool, de
                     "complexity": expression_size(expr), "formula": str(expr), "expr": expr,
                     "model": None, "histories": [], "width": None})
     return out, time.perf_counter() - t0
+
+
+def _curves(Xtr, ytr, symbols, lib, deadline):
+    """The univariate stage's candidates (:mod:`.univariate`) when one input alone varies."""
+    live = [i for i in range(Xtr.shape[1]) if np.ptp(Xtr[:, i]) > 0]
+    if len(live) != 1:
+        return []
+    i = live[0]
+    try:
+        found = univariate_candidates(Xtr[:, i], ytr, symbols[i], lib=lib, deadline=deadline)
+    except (ValueError, ArithmeticError, RuntimeError) as err:
+        log.info("discover: univariate stage failed: %s", err)
+        return []
+    return [Candidate(expr, label, 1, math.nan) for label, expr in found]

@@ -7,6 +7,7 @@ from .attempt import _attempt
 from .structure import _structured_attempt
 from .additive import sum_attempt
 from .symmetry import reduced_attempt
+from .groups import group_attempt
 
 
 def _attempt_job(job):
@@ -24,6 +25,9 @@ def _attempt_job(job):
             if h[0] == "sum":
                 res = sum_attempt(h, s, st, symbols, Xtr, ytr, Xte, yte, snap, deadline, opts,
                                   floor)
+            elif h[0] == "groups":
+                res = group_attempt(h, s, st, symbols, Xtr, ytr, Xte, yte, snap, deadline,
+                                    opts, floor)
             elif h[0] == "reduce":
                 res = reduced_attempt(h, s, st, symbols, Xtr, ytr, Xte, yte, snap, deadline,
                                       opts, floor)

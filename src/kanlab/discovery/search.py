@@ -45,6 +45,7 @@ from .select import choose, pareto_front
 from .structure import _product_groups, _structure_name, _surrogate
 from .additive import sum_groups
 from .symmetry import find_invariant, surrogate_function
+from .groups import find_groups
 
 __all__ = ["discover", "DiscoveryResult"]
 
@@ -268,7 +269,8 @@ def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid,
         lst = shapes["list"]
         while "separable" in lst[: a % len(lst) + 1]:
             t = time.perf_counter()
-            found = _structures(dataset, d, const_cols, ysd, yc, seed, Xtr, xc, xs, dtype, sur)
+            found = _structures(dataset, d, const_cols, ysd, yc, seed, Xtr, ytr, xc, xs, dtype, sur,
+                                t_start + 0.5 * float(time_budget))
             stages["separability"] = stages.get("separability", 0.0) + time.perf_counter() - t
             i = lst.index("separable")
             if not found:
@@ -288,7 +290,9 @@ def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid,
     def fold(res):
         nonlocal best
         attempts.append(res)
-        key = (res["r2"] >= r2_target, res.get("between_ok", True),
+        # a record that ends the search ranks first: a shorter series of fitted terms that
+        # also reaches r2_target must not hide an exact law found beside it
+        key = (res["r2"] >= r2_target, _final(res, r2_target), res.get("between_ok", True),
                res["r2"] if res["r2"] < r2_target else 0.0,
                -res["complexity"])
         if best is None or key > best["key"]:
@@ -359,7 +363,7 @@ def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid,
     best, pareto = _select(attempts, float(np.var(yte)), model_selection,
                            selection_floor) or (best, [])
     model, kind, history = best["model"], "symbolic", best["histories"]
-    if str(best["hidden"]).startswith(("factors", "transform", "reduce", "sum(")):
+    if str(best["hidden"]).startswith(("factors", "transform", "reduce", "sum(", "groups(")):
         kind = "surrogate"
     if model is None and numeric_model:  # an algebraic formula: a network of the data beside it
         model, history = _numeric_model(dataset, d, grid, refine_grid, int(seed), dtype,
@@ -387,26 +391,34 @@ def _try_surrogate(dataset, d, seed, deadline):
         return None
 
 
-def _structures(dataset, d, const_cols, ysd, yc, seed, Xtr, xc, xs, dtype, sur):
-    """The structures the surrogate ``sur`` shows, surest first: a symmetry that removes a
-    variable (:func:`.symmetry.find_invariant`), a product split (``_product_groups``), a sum
-    split (:func:`.additive.sum_groups`)."""
+def _structures(dataset, d, const_cols, ysd, yc, seed, Xtr, ytr, xc, xs, dtype, sur, deadline):
+    """The structures the data show, surest first: dimensionless groups
+    (:func:`.groups.find_groups`, on a network of log|y|, or on the surrogate ``sur``), a
+    symmetry that removes a variable (:func:`.symmetry.find_invariant`), a product split
+    (``_product_groups``), a sum split (:func:`.additive.sum_groups`)."""
     out = []
-    if sur is None:
-        return out
+    live = [i for i in range(d) if not const_cols[i]]
+    model, hists, err = sur if sur is not None else (None, [], math.inf)
+    f = None
     try:
-        model, hists, err = sur
-        log.info("discover: surrogate held-out RMSE %.3g (of y's spread)", err)
+        if sur is not None:
+            log.info("discover: surrogate held-out RMSE %.3g (of y's spread)", err)
         if err < _SYM_MAX_RMSE:
             f = surrogate_function(model, xc, xs, const_cols, ysd, yc, dtype)
-            live = [i for i in range(d) if not const_cols[i]]
+        grp = find_groups(model, f, Xtr, ytr, err, ysd, live, xc, xs, const_cols, yc, dtype,
+                          seed=seed, deadline=deadline)
+        if grp is not None:
+            out.append(("groups", *grp, model, hists))
+        if sur is None:
+            return out
+        if f is not None:
             sym = find_invariant(f, Xtr, err, ysd, seed=seed, live=live)
             if sym is not None:
                 out.append(("reduce", sym[0], sym[1], sym[2], model, hists))
         found = _product_groups(dataset, d, const_cols, ysd, yc, seed, surrogate=sur)
         if found is not None:
             out.append(found)
-        if err < _SYM_MAX_RMSE:
+        if f is not None:
             groups = sum_groups(f, Xtr, err, ysd, live, seed=seed)
             if groups is not None:
                 out.append(("sum", groups, model, hists, (xc, xs, const_cols, ysd, yc, dtype)))

@@ -43,6 +43,9 @@ def _pull_scales(expr):
 def _structure_name(h, symbols) -> str:
     if h[0] == "sum":
         return "sum(" + " + ".join(",".join(symbols[i].name for i in g) for g in h[1]) + ")"
+    if h[0] == "groups":
+        from .groups import group_name
+        return group_name(h, symbols)
     if h[0] == "reduce":
         from .symmetry import INVARIANTS
         return f"reduce({INVARIANTS[h[1]][0](symbols[h[2]], symbols[h[3]])})"

@@ -1,0 +1,103 @@
+"""One input left: T(y) * x**p = c * f(a*x + b) + d, for every library function at once.
+
+A problem with a single live input (a raw one-variable law, or what a reduction to one
+dimensionless group leaves, such as Planck's ``1/(exp(z/(2*pi)) - 1)``) is a curve, and a curve
+can be searched exhaustively and cheaply. The target is transformed by each invertible ``T``
+that is defined on the data (y, 1/y, y**2, sqrt y, log y) and multiplied by a power of the input
+(x**-1, x, where x keeps one sign away from zero), and every library function is fitted to
+every transformed target in one batched call of :func:`..symbolic.fit.fit_functions` (coarse
+(a, b) scan, Levenberg-Marquardt). The best fits become formulas in the caller's variable,
+``T^-1((c*f(a*x + b) + d) / x**p)``, scored on y itself; the caller refits, snaps and scores
+them like any candidate.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import sympy
+import torch
+
+from ..symbolic.fit import fit_functions
+from ..symbolic.library import default_lib, get_symbolic
+
+__all__ = ["univariate_candidates"]
+
+_MIN_R2 = 0.999  # a transformed fit worse than this is not a law of the curve
+# functions whose fits only mimic curves (powers are there as x**p already; sgn, 0, x are
+# handled by the algebraic stage's polynomials)
+_SKIP = {"0", "x", "sgn", "abs"}
+
+
+def _transforms(y):
+    """(name, T(y), inverse as a function of the sympy expression of T(y))."""
+    out = [("y", y, lambda e: e)]
+    one_sign = bool(np.all(y > 0) or np.all(y < 0))
+    sign = 1.0 if float(np.mean(y)) >= 0 else -1.0
+    amin, amax = float(np.min(np.abs(y))), float(np.max(np.abs(y)))
+    with np.errstate(all="ignore"):
+        if one_sign and amin >= 1e-6 * amax:
+            out.append(("1/y", 1.0 / y, lambda e: 1 / e))
+            out.append(("log y", np.log(np.abs(y)), lambda e: sign * sympy.exp(e)))
+        if one_sign:
+            out.append(("y^2", y * y, lambda e: sign * sympy.sqrt(e)))
+        if np.all(y >= 0):
+            out.append(("sqrt y", np.sqrt(y), lambda e: e ** 2))
+    return out
+
+
+def univariate_candidates(x, y, symbol, *, lib=None, deadline: float = math.inf,
+                          keep: int = 6):
+    """Up to ``keep`` (label, sympy expression in ``symbol``) of y against the one input x,
+    best training fit first (see the module doc); [] when nothing fits to ``_MIN_R2``."""
+    x = np.asarray(x, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if len(x) < 8 or not np.ptp(x) > 0 or time.perf_counter() > deadline:
+        return []
+    names = [n for n in (lib if lib is not None else default_lib()) if n not in _SKIP]
+    if not names:
+        return []
+    lo, hi = float(x.min()), float(x.max())
+    xc, xs = 0.5 * (lo + hi), 0.5 * (hi - lo)
+    powers = [0]
+    if lo > 0 or hi < 0:
+        if min(abs(lo), abs(hi)) >= 1e-3 * max(abs(lo), abs(hi)):
+            powers += [-1, 1]
+    targets = []
+    for tname, ty, inv in _transforms(y):
+        for p in powers:
+            with np.errstate(all="ignore"):
+                t = ty * x ** p
+            if np.all(np.isfinite(t)) and np.ptp(t) > 0:
+                targets.append((tname, p, inv, t))
+    if not targets:
+        return []
+    u = torch.as_tensor((x - xc) / xs, dtype=torch.float64)
+    T = torch.as_tensor(np.stack([t for *_, t in targets]), dtype=torch.float64)
+    fit = fit_functions(u.expand(len(targets), -1).contiguous(), T, names, n_starts=3)
+    r2 = fit.r2.numpy()
+    found = []
+    xsym = (symbol - sympy.nsimplify(xc)) / sympy.nsimplify(xs) if xs != 1 or xc != 0 else symbol
+    for e, (tname, p, inv, _) in enumerate(targets):
+        for fi in np.argsort(-r2[e])[:3]:
+            if not r2[e, fi] >= _MIN_R2:
+                break
+            a, b, c, d = (float(v) for v in fit.params[e, fi])
+            f = get_symbolic(names[fi]).sympy_fn
+            inner = sympy.Float(c, 15) * f(sympy.Float(a, 15) * xsym + sympy.Float(b, 15)) \
+                + sympy.Float(d, 15)
+            try:
+                expr = inv(inner / symbol ** p)
+                with np.errstate(all="ignore"):
+                    vals = sympy.lambdify([symbol], expr, "numpy")(x)
+            except Exception:  # sympy cannot form or evaluate it: not a candidate
+                continue
+            vals = np.broadcast_to(np.asarray(vals, dtype=np.float64), y.shape)
+            if not np.all(np.isfinite(vals)):
+                continue
+            r = 1.0 - float(np.mean((vals - y) ** 2)) / max(float(np.var(y)), 1e-300)
+            label = f"curve {names[fi]} of {tname}" + (f" * x^{p}" if p else "")
+            found.append((r, label, expr))
+    found.sort(key=lambda t: -t[0])
+    return [(label, expr) for _, label, expr in found[:keep]]
