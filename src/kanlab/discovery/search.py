@@ -396,7 +396,7 @@ def _structures(dataset, d, const_cols, ysd, yc, seed, Xtr, ytr, xc, xs, dtype, 
     (:func:`.groups.find_groups`, on a network of log|y|, or on the surrogate ``sur``), a
     symmetry that removes a variable (:func:`.symmetry.find_invariant`), a product split
     (``_product_groups``), a sum split (:func:`.additive.sum_groups`)."""
-    out = []
+    out, late = [], []
     live = [i for i in range(d) if not const_cols[i]]
     model, hists, err = sur if sur is not None else (None, [], math.inf)
     f = None
@@ -407,10 +407,13 @@ def _structures(dataset, d, const_cols, ysd, yc, seed, Xtr, ytr, xc, xs, dtype, 
             f = surrogate_function(model, xc, xs, const_cols, ysd, yc, dtype)
         grp = find_groups(model, f, Xtr, ytr, err, ysd, live, xc, xs, const_cols, yc, dtype,
                           seed=seed, deadline=deadline)
+        late = []  # groups that are single inputs only split off a power prefactor: the
+        # product split does that too and reads each factor off, so they come last
         if grp is not None:
-            out.append(("groups", *grp, model, hists))
+            single = all(np.count_nonzero(a) == 1 for a in grp[1])
+            (late if single else out).append(("groups", *grp, model, hists))
         if sur is None:
-            return out
+            return out + late
         if f is not None:
             sym = find_invariant(f, Xtr, err, ysd, seed=seed, live=live)
             if sym is not None:
@@ -424,7 +427,7 @@ def _structures(dataset, d, const_cols, ysd, yc, seed, Xtr, ytr, xc, xs, dtype, 
                 out.append(("sum", groups, model, hists, (xc, xs, const_cols, ysd, yc, dtype)))
     except (RuntimeError, ValueError, ArithmeticError, np.linalg.LinAlgError) as err:
         log.info("discover: structure tests failed: %s", err)
-    return out
+    return out + late
 
 
 def _numeric_model(dataset, d, grid, refine_grid, seed, dtype, deadline, record_shares=False):

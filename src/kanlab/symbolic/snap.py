@@ -52,14 +52,16 @@ def _compile(expr, symbols):
 def formula_loss(expr, symbols, X, y) -> float:
     """Mean squared error of ``expr`` on (X, y); inf where it is not finite."""
     _, f = _compile(expr, symbols)
-    r = f(X, []) - y
-    v = float(np.mean(r * r))
+    with np.errstate(all="ignore"):
+        r = f(X, []) - y
+        v = float(np.mean(r * r))
     return v if math.isfinite(v) else math.inf
 
 
 def _mse(f, X, y, p):
-    r = f(X, p) - y
-    v = float(np.mean(r * r))
+    with np.errstate(all="ignore"):  # a trial constant may overflow: that is an inf loss
+        r = f(X, p) - y
+        v = float(np.mean(r * r))
     return v if math.isfinite(v) else math.inf
 
 
@@ -84,8 +86,9 @@ def _refit_others(f, X, y, p, k, value, fixed=(), max_nfev: int = 30):
         return np.where(np.isfinite(r), r, 1e6)
 
     try:
-        sol = least_squares(res, p[free], method="lm" if len(y) >= len(free) else "trf",
-                            max_nfev=max_nfev * (len(free) + 1), x_scale="jac")
+        with np.errstate(all="ignore"):  # overflowing trial steps are rejected by the solver
+            sol = least_squares(res, p[free], method="lm" if len(y) >= len(free) else "trf",
+                                max_nfev=max_nfev * (len(free) + 1), x_scale="jac")
     except Exception:  # pragma: no cover - defensive
         return None
     return full(sol.x)
@@ -113,8 +116,9 @@ def refine_constants(expr, symbols, X, y, max_nfev: int = 200):
         return np.where(np.isfinite(r), r, 1e6)
 
     try:
-        sol = least_squares(res, p0, method="lm" if len(y) >= len(p0) else "trf", max_nfev=max_nfev,
-                            x_scale="jac")
+        with np.errstate(all="ignore"):  # overflowing trial steps are rejected by the solver
+            sol = least_squares(res, p0, method="lm" if len(y) >= len(p0) else "trf",
+                                max_nfev=max_nfev, x_scale="jac")
         p = sol.x
     except Exception:  # pragma: no cover - defensive: keep the input constants
         return expr

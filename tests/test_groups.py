@@ -1,0 +1,78 @@
+"""Dimensionless groups (kanlab.discovery.groups) and the univariate curve stage."""
+import numpy as np
+import pytest
+import sympy
+
+from kanlab import discover
+from kanlab.discovery.groups import find_groups
+from kanlab.discovery.univariate import univariate_candidates
+
+
+def _groups(X, y, seed=0):
+    live = list(range(X.shape[1]))
+    zero = np.zeros(X.shape[1])
+    return find_groups(None, None, X, y, np.inf, 1.0, live, zero, np.ones_like(zero),
+                       np.zeros(X.shape[1], bool), 0.0, None, seed=seed)
+
+
+def test_find_groups_reads_one_group_and_the_prefactor():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(1, 5, (800, 5))
+    n0, a, b, c, d = X.T
+    y = n0 * np.tanh(a * b / (c * d))
+    found = _groups(X, y)
+    assert found is not None
+    pos, A, m, others = found
+    assert pos == [0, 1, 2, 3, 4] and others == []
+    assert len(A) == 1
+    g = A[0] / A[0][np.flatnonzero(A[0])[0]]
+    assert np.allclose(g, [0, 1, 1, -1, -1])
+    # the prefactor is n0, or n0 times a power of the group (the group absorbs it)
+    rest = m - np.array([1, 0, 0, 0, 0])
+    assert np.linalg.matrix_rank(np.vstack([A[0], rest]), tol=1e-9) <= 1
+
+
+def test_find_groups_two_groups_and_a_prefactor():
+    rng = np.random.default_rng(1)
+    X = rng.uniform(1, 4, (1000, 4))
+    w, v, c, th = X.T
+    y = w * (1 + v / c) / (2 + np.cos(th))
+    found = _groups(X, y)
+    assert found is not None
+    pos, A, m, others = found
+    assert len(A) == 2  # v/c and theta
+    span = np.linalg.svd(A)[2][:2]
+    for true in ([0, 1, -1, 0], [0, 0, 0, 1]):
+        t = np.array(true, float)
+        assert np.linalg.norm(t - span.T @ (span @ t)) < 1e-9
+
+
+def test_find_groups_none_where_no_scaling_symmetry():
+    rng = np.random.default_rng(2)
+    X = rng.uniform(1, 3, (800, 3))
+    y = X[:, 0] + X[:, 1] * X[:, 2] ** 2 + np.exp(X[:, 2])
+    assert _groups(X, y) is None
+
+
+def test_univariate_stage_finds_planck_curve():
+    rng = np.random.default_rng(3)
+    z = rng.uniform(1, 5, 600) * rng.uniform(1, 5, 600) / rng.uniform(1, 5, 600)
+    y = 1 / (np.exp(z / (2 * np.pi)) - 1)
+    sym = sympy.Symbol("z")
+    cands = univariate_candidates(z, y, sym)
+    assert cands
+    best = sympy.lambdify(sym, cands[0][1], "numpy")(z)
+    assert np.max(np.abs(best - y) / np.abs(y)) < 1e-6
+    assert "exp" in cands[0][0]
+
+
+def test_discover_reads_a_law_through_its_group():
+    """A Shockley-diode-like law: y = I0 * (exp(q*V/(k*T)) - 1). Four of the five inputs enter
+    through one group; the reduced problem is one curve."""
+    rng = np.random.default_rng(4)
+    X = rng.uniform(1, 5, (1000, 5))
+    y = X[:, 0] * (np.exp(X[:, 1] * X[:, 2] / (X[:, 3] * X[:, 4])) - 1)
+    res = discover(X, y, var_names=["I0", "q", "V", "k", "T"], time_budget=60, seed=0)
+    i0, q, v, k, t = res.variables
+    assert sympy.simplify(res.formula - i0 * (sympy.exp(q * v / (k * t)) - 1)) == 0, res.formula
+    assert any(str(a["hidden"]).startswith("groups(") for a in res.attempts)
