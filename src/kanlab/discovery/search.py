@@ -109,7 +109,9 @@ def discover(
             inputs, or T(y) a sum; if so, each factor is read off the surrogate and discovered
             on its own (or T(y) is), and the result is refitted and snapped on the data (the
             entry is dropped when no such structure shows). Default
-            ``[2d, "separable", 2d+1, d+2]``; sparsity training and pruning remove what is
+            ``[2d, "separable", 2d+1, d+2]`` for two inputs, ``["separable", 2d, 2d+1, d+2]``
+            from three on (structure first: a plain network of many inputs takes seconds and
+            finds fewer laws); sparsity training and pruning remove what is
             not needed.
         grid, refine_grid: grid intervals for training and after pruning.
         lamb: sparsity regularization strength of the first training stage.
@@ -230,7 +232,10 @@ def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid,
         back[zs[i]] = sympy.Integer(0) if const_cols[i] else (symbols[i] - _exact(xc[i])) / _exact(xs[i])
 
     if hidden is None:  # wide enough to train reliably; sparsity and pruning find the shape
-        hidden = [2 * d, "separable", 2 * d + 1, d + 2] if d > 1 else [2, 3]
+        # from 3 inputs on, a plain network takes seconds and structure (groups, symmetries,
+        # splits) is the likelier route, so the structure tests come first
+        hidden = ([2 * d, "separable"] if d < 3 else ["separable", 2 * d]) + [2 * d + 1, d + 2] \
+            if d > 1 else [2, 3]
     elif isinstance(hidden, (int, str)):
         hidden = [hidden]
     hidden = [[int(v) for v in h] if isinstance(h, list) else h for h in hidden]
@@ -407,11 +412,14 @@ def _structures(dataset, d, const_cols, ysd, yc, seed, Xtr, ytr, xc, xs, dtype, 
             f = surrogate_function(model, xc, xs, const_cols, ysd, yc, dtype)
         grp = find_groups(model, f, Xtr, ytr, err, ysd, live, xc, xs, const_cols, yc, dtype,
                           seed=seed, deadline=deadline)
-        late = []  # groups that are single inputs only split off a power prefactor: the
-        # product split does that too and reads each factor off, so they come last
+        # one group first (unambiguous up to a power). Several groups come after the pair
+        # symmetries and the product split: their basis is one choice among many (sigma/theta,
+        # sigma/theta1 for a law in (theta - theta1)/sigma), and the sub-problem may be harder
+        # than the pair's; groups that are single inputs only split off a power prefactor, which
+        # the product split does too
         if grp is not None:
-            single = all(np.count_nonzero(a) == 1 for a in grp[1])
-            (late if single else out).append(("groups", *grp, model, hists))
+            one = len(grp[1]) == 1 and np.count_nonzero(grp[1][0]) > 1
+            (out if one else late).append(("groups", *grp, model, hists))
         if sur is None:
             return out + late
         if f is not None:
