@@ -79,3 +79,21 @@ def test_shortest_form_uses_positivity_of_the_data():
     Xn = X.copy()
     Xn[:, 0] -= 3
     assert shortest_form(e, [m, v, c], Xn) == e
+
+
+def test_signs_fixed_by_the_data_drop_abs_and_inverted_roots():
+    from kanlab.discovery.cleanup import _signs_known
+
+    c, t, u, x, v = sympy.symbols("c t u x v")
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.uniform(3, 10, 200), rng.uniform(1, 2, 200), rng.uniform(1, 2, 200),
+                         rng.uniform(1, 2, 200), rng.uniform(1, 2, 200)])
+    syms = [c, t, u, x, v]
+    e = sympy.Abs(c**2 * t - u * x) / c
+    assert _signs_known(e, syms, X) == (c**2 * t - u * x) / c
+    neg = sympy.Abs(u * x - c**2 * t)
+    assert sympy.expand(_signs_known(neg, syms, X) - (c**2 * t - u * x)) == 0
+    assert _signs_known(sympy.sqrt(1 / (c - v)), syms, X) == 1 / sympy.sqrt(c - v)
+    # a sign that changes on the data keeps its Abs
+    mixed = sympy.Abs(x - u)
+    assert _signs_known(mixed, syms, X) == mixed

@@ -212,9 +212,11 @@ def test_product_groups_under_transforms(case):
 
 def test_discover_divides_and_conquers_a_sign_changing_product():
     """x1*cos(x2) on x2 in [1, 5] changes sign, so no exp-of-logs route exists; the factors
-    attempt reads each factor off a surrogate, discovers it alone and snaps the product."""
+    attempt reads each factor off a surrogate, discovers it alone and snaps the product.
+    (m is negative here: with two positive inputs the dimensionless-group test would divide
+    m off first, see tests/test_groups.py.)"""
     rng = np.random.default_rng(4)
-    X = np.column_stack([rng.uniform(1, 3, 800), rng.uniform(1, 5, 800)])
+    X = np.column_stack([rng.uniform(-3, -1, 800), rng.uniform(1, 5, 800)])
     y = -X[:, 0] * np.cos(X[:, 1])
     res = discover(X, y, var_names=["m", "theta"], hidden=["separable"], max_attempts=1,
                    seed=0, time_budget=60, algebraic=False)

@@ -76,3 +76,53 @@ def test_discover_reads_a_law_through_its_group():
     i0, q, v, k, t = res.variables
     assert sympy.simplify(res.formula - i0 * (sympy.exp(q * v / (k * t)) - 1)) == 0, res.formula
     assert any(str(a["hidden"]).startswith("groups(") for a in res.attempts)
+
+
+def test_univariate_stage_has_cosh_for_two_level_populations():
+    rng = np.random.default_rng(5)
+    z = rng.uniform(0.1, 3.0, 500)
+    y = 1 / (np.exp(z) + np.exp(-z))
+    sym = sympy.Symbol("z")
+    cands = univariate_candidates(z, y, sym)
+    best = sympy.lambdify(sym, cands[0][1], "numpy")(z)
+    assert np.max(np.abs(best - y) / np.abs(y)) < 1e-6
+    assert "cosh" in cands[0][0]
+
+
+def test_settled_needs_exact_constants_and_the_noise_floor():
+    from kanlab.discovery.search import _settled
+
+    x = sympy.Symbol("x")
+    exact = {"expr": 2 * x, "r2": 0.999, "between_ok": True}
+    fitted = {"expr": sympy.Float(2.013) * x, "r2": 0.9995, "between_ok": True}
+    # variance 1: held-out squared errors 1e-3 (exact) and 5e-4 (fitted)
+    assert _settled([exact], 2e-3, 1.0, True)
+    assert not _settled([exact], 2e-3, 1.0, False)  # too early: clean data may still go exact
+    assert not _settled([exact], 5e-4, 1.0, True)  # worse than the surrogate
+    assert not _settled([fitted], 2e-3, 1.0, True)  # a float left
+    assert not _settled([exact], None, 1.0, True)
+
+
+def test_noisy_law_ends_the_search_at_the_noise_floor():
+    rng = np.random.default_rng(6)
+    X = rng.uniform(1, 3, (1000, 2))
+    y = X[:, 0] * X[:, 1] ** 2
+    y = y + 0.01 * np.sqrt(np.mean(y ** 2)) * rng.standard_normal(len(y))
+    res = discover(X, y, var_names=["a", "b"], time_budget=30, seed=0)
+    a, b = res.variables
+    assert sympy.simplify(res.formula - a * b ** 2) == 0, res.formula
+    # stopped once the law was in hand, not at the budget's end: the attempts' own seconds
+    spent = sum(t.get("seconds", 0.0) for t in res.attempts)
+    assert spent < 25.0, res.attempts
+
+
+def test_discover_divides_a_power_prefactor_off_a_sign_changing_law():
+    """y changes sign (cos on [1, 3]), so the oracle is the surrogate of y itself; one group
+    (theta alone) with the prefactor a/r**3 divided off on the data leaves a curve."""
+    rng = np.random.default_rng(7)
+    X = rng.uniform(1, 3, (1000, 3))
+    y = 3 * X[:, 0] * np.sin(X[:, 2]) * np.cos(X[:, 2]) / (4 * np.pi * X[:, 1] ** 3)
+    res = discover(X, y, var_names=["p", "r", "theta"], time_budget=60, seed=0)
+    p, r, theta = res.variables
+    truth = 3 * p * sympy.sin(theta) * sympy.cos(theta) / (4 * sympy.pi * r ** 3)
+    assert sympy.simplify(res.formula - truth) == 0, res.formula

@@ -25,6 +25,8 @@ from .result import _evaluate, _r2
 
 __all__ = ["shortest_form"]
 
+_REFIT_MAX = 400  # nodes past which a formula's constants are not refitted or snapped
+
 
 def _float_count(expr) -> int:
     """Floats in ``expr``, each occurrence counted."""
@@ -47,6 +49,8 @@ def _finish(expr, clean, symbols, Xtr, ytr, snap, deadline, floor=None):
     ``1.0*x_1*x_2 + 1.0``."""
     if _float_count(expr) <= 3:
         deadline = max(deadline, time.perf_counter() + 1.0)
+    if expression_size(expr) > _REFIT_MAX:  # no law: a long series, refitted for minutes
+        clean = False
     if clean and time.perf_counter() < deadline:
         expr = refine_constants(expr, symbols, Xtr, ytr)
         resid = _evaluate(expr, symbols, Xtr) - ytr
@@ -62,6 +66,42 @@ def _finish(expr, clean, symbols, Xtr, ytr, snap, deadline, floor=None):
     if time.perf_counter() < deadline and \
             _float_count(expr) <= 4:
         expr = shortest_form(expr, symbols, Xtr, deadline=deadline)
+    return _signs_known(expr, symbols, Xtr)
+
+
+def _signs_known(expr, symbols, X):
+    """``expr`` with every ``Abs(u)`` and ``sqrt(1/u)`` whose u keeps one sign on the data
+    written without them: ``Abs(c**2*t - u*x)`` is ``c**2*t - u*x`` where that is positive on
+    every row, and ``sqrt(1/(c - v))`` is ``1/sqrt(c - v)``. Where the data fix the sign, the
+    absolute value only hides the law's form (and defeats exact comparison)."""
+    def sign_of(u):
+        try:
+            v = _evaluate(u, symbols, X)
+        except Exception:  # sympy cannot evaluate it: leave it
+            return 0
+        if not np.all(np.isfinite(v)):
+            return 0
+        return 1 if np.all(v > 0) else -1 if np.all(v < 0) else 0
+
+    def unabs(a):
+        s = sign_of(a.args[0])
+        return a.args[0] * s if s else a
+
+    def flip(a):  # (1/u)**e -> u**-e for u > 0
+        return a.base.base ** (-a.exp) if sign_of(a.base.base) > 0 else a
+
+    try:
+        out = expr.replace(lambda a: isinstance(a, sympy.Abs), unabs)
+        out = out.replace(lambda a: isinstance(a, sympy.Pow) and isinstance(a.base, sympy.Pow)
+                          and a.base.exp == -1 and a.exp.is_Rational and not a.exp.is_integer,
+                          flip)
+    except Exception:  # pragma: no cover - sympy internals; the formula stays as it was
+        return expr
+    ref = _evaluate(expr, symbols, X)
+    new = _evaluate(out, symbols, X)
+    scale = float(np.sqrt(np.mean(ref * ref))) + 1e-300
+    if np.all(np.isfinite(new)) and float(np.max(np.abs(new - ref))) <= 1e-9 * scale:
+        return out
     return expr
 
 

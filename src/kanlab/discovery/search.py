@@ -326,6 +326,9 @@ def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid,
         """Whether the serial loop would start attempt number ``n_started``."""
         if best is not None and _final(best, r2_target):
             return False
+        if _settled(attempts, floor, float(np.var(yte)),
+                    time.perf_counter() - t_start >= time_budget / 3):
+            return False
         runs = [a for a in attempts if not str(a["hidden"]).startswith("algebraic")]
         if not runs:  # one network attempt, unless the algebraic stage has left too little
             # of the budget for one (an attempt takes about a second at the least)
@@ -412,14 +415,13 @@ def _structures(dataset, d, const_cols, ysd, yc, seed, Xtr, ytr, xc, xs, dtype, 
             f = surrogate_function(model, xc, xs, const_cols, ysd, yc, dtype)
         grp = find_groups(model, f, Xtr, ytr, err, ysd, live, xc, xs, const_cols, yc, dtype,
                           seed=seed, deadline=deadline)
-        # one group first (unambiguous up to a power). Several groups come after the pair
-        # symmetries and the product split: their basis is one choice among many (sigma/theta,
-        # sigma/theta1 for a law in (theta - theta1)/sigma), and the sub-problem may be harder
-        # than the pair's; groups that are single inputs only split off a power prefactor, which
-        # the product split does too
+        # one group first (unambiguous up to a power; a single input with a power prefactor
+        # divided off exactly on the data, 3*p_d*sin(theta)*cos(theta)/(4*pi*epsilon*r**3),
+        # is a curve left to find). Several groups come after the pair symmetries and the
+        # product split: their basis is one choice among many (sigma/theta, sigma/theta1 for a
+        # law in (theta - theta1)/sigma), and the sub-problem may be harder than the pair's
         if grp is not None:
-            one = len(grp[1]) == 1 and np.count_nonzero(grp[1][0]) > 1
-            (out if one else late).append(("groups", *grp, model, hists))
+            (out if len(grp[1]) == 1 else late).append(("groups", *grp, model, hists))
         if sur is None:
             return out + late
         if f is not None:
@@ -470,6 +472,20 @@ def _final(res, r2_target) -> bool:
     # 4-5 fitted terms reach 1 - 1e-13 on sin(3x) over [-1, 1]
     return res["r2"] >= 1 - 1e-12 and (_free_constants(res["expr"]) == 0 or
                                        res["r2"] >= 1 - 1e-14)
+
+
+def _settled(attempts, floor, variance, late) -> bool:
+    """Whether noisy data have their law: once ``late`` (a third of the budget spent: before
+    that, clean data may still give a law exact to float precision, which ends the search by
+    :func:`_final`), a formula with every constant exact, finite between the training points,
+    that is as accurate on held-out rows as the surrogate network (whose held-out squared error
+    ``floor`` is the noise plus the network's own error) ends the search: a longer search
+    would only find formulas that fit the noise."""
+    if not late or floor is None:
+        return False
+    return any(a.get("expr") is not None and a.get("between_ok", True)
+               and math.isfinite(a["r2"]) and (1.0 - a["r2"]) * variance <= floor
+               and _free_constants(a["expr"]) == 0 for a in attempts)
 
 
 def _free_constants(expr) -> int:

@@ -20,7 +20,7 @@ import sympy
 import torch
 
 from ..symbolic.fit import fit_functions
-from ..symbolic.library import default_lib, get_symbolic
+from ..symbolic.library import SymbolicFunction, default_lib, get_symbolic
 
 __all__ = ["univariate_candidates"]
 
@@ -28,6 +28,12 @@ _MIN_R2 = 0.999  # a transformed fit worse than this is not a law of the curve
 # functions whose fits only mimic curves (powers are there as x**p already; sgn, 0, x are
 # handled by the algebraic stage's polynomials)
 _SKIP = {"0", "x", "sgn", "abs"}
+# shapes of physics' curves outside pykan's library (which the library mirrors), tried here
+# only: 1/(exp(u) + exp(-u)) is 1/(2*cosh(u)), a population over two levels
+_EXTRA = [
+    SymbolicFunction("cosh", torch.cosh, sympy.cosh, 3, torch.cosh, None, "even"),
+    SymbolicFunction("sinh", torch.sinh, sympy.sinh, 3, torch.sinh, None, "odd"),
+]
 
 
 def _transforms(y):
@@ -58,6 +64,8 @@ def univariate_candidates(x, y, symbol, *, lib=None, deadline: float = math.inf,
     names = [n for n in (lib if lib is not None else default_lib()) if n not in _SKIP]
     if not names:
         return []
+    if lib is None:
+        names = [get_symbolic(n) for n in names] + _EXTRA
     lo, hi = float(x.min()), float(x.max())
     xc, xs = 0.5 * (lo + hi), 0.5 * (hi - lo)
     powers = [0]
@@ -84,7 +92,9 @@ def univariate_candidates(x, y, symbol, *, lib=None, deadline: float = math.inf,
             if not r2[e, fi] >= _MIN_R2:
                 break
             a, b, c, d = (float(v) for v in fit.params[e, fi])
-            f = get_symbolic(names[fi]).sympy_fn
+            name = fit.names[fi]
+            f = (names[fi] if isinstance(names[fi], SymbolicFunction)
+                 else get_symbolic(names[fi])).sympy_fn
             inner = sympy.Float(c, 15) * f(sympy.Float(a, 15) * xsym + sympy.Float(b, 15)) \
                 + sympy.Float(d, 15)
             try:
@@ -97,7 +107,7 @@ def univariate_candidates(x, y, symbol, *, lib=None, deadline: float = math.inf,
             if not np.all(np.isfinite(vals)):
                 continue
             r = 1.0 - float(np.mean((vals - y) ** 2)) / max(float(np.var(y)), 1e-300)
-            label = f"curve {names[fi]} of {tname}" + (f" * x^{p}" if p else "")
+            label = f"curve {name} of {tname}" + (f" * x^{p}" if p else "")
             found.append((r, label, expr))
     found.sort(key=lambda t: -t[0])
     return [(label, expr) for _, label, expr in found[:keep]]

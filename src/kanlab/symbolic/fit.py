@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .library import get_symbolic
+from .library import SymbolicFunction, get_symbolic
 
 __all__ = ["FitResult", "fit_functions", "score_candidates"]
 
@@ -102,7 +102,8 @@ def fit_functions(
 
     Args:
         x, y: (E, N) inputs and outputs of E edges (any float dtype; computed in float64).
-        names: candidate function names (see :mod:`kanlab.symbolic.library`).
+        names: candidate function names (see :mod:`kanlab.symbolic.library`), or
+            :class:`~kanlab.symbolic.library.SymbolicFunction` objects that are not registered.
         a_range, b_range: coarse search ranges of a and b.
         grid_number: coarse grid points per axis.
         n_starts: coarse optima refined per edge and function.
@@ -122,7 +123,9 @@ def fit_functions(
     y = y.detach().to(torch.float64)
     E, N = x.shape
     F = len(names)
-    funcs = [get_symbolic(n) for n in names]
+    # a name, or an unregistered SymbolicFunction (a caller's private shape)
+    funcs = [n if isinstance(n, SymbolicFunction) else get_symbolic(n) for n in names]
+    names = [fn.name for fn in funcs]
     params = torch.zeros(E, F, 4, dtype=torch.float64, device=device)
     r2 = torch.full((E, F), -math.inf, dtype=torch.float64, device=device)
     if N < 2 or E == 0 or F == 0:

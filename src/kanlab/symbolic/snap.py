@@ -3,9 +3,12 @@
 :func:`refine_constants` treats every floating-point constant of a sympy expression as a free
 parameter and refits them all by nonlinear least squares on the data. :func:`snap_constants` then
 tries to replace each constant by a simple exact number (0, an integer, a small ratio, or a small
-ratio times pi, 1/pi, pi**2, 1/pi**2, e, sqrt(2), sqrt(3), sqrt(pi), 1/sqrt(pi) or sqrt(2/pi)) and keeps a replacement only where the loss does not get
-worse by more than what one free parameter is worth (Akaike's rule: MSE may grow by a factor
-``exp(2/n)`` at most for n samples). Constants are retrained after every pass.
+ratio times pi, 1/pi, pi**2, 1/pi**2, e, sqrt(2), sqrt(3), sqrt(pi), 1/sqrt(pi) or sqrt(2/pi))
+and keeps a replacement only where the loss does not get worse by more than what one free
+parameter is worth (the Bayesian information criterion: MSE may grow by a factor
+``exp(log(n)/n)`` per constant for n samples; Akaike's ``exp(2/n)``, which targets prediction
+rather than the true model, kept ``0.9965*a*b**2.004`` on 1% noise where the data cannot tell
+it from ``a*b**2``). Constants are retrained after every pass.
 """
 from __future__ import annotations
 
@@ -211,7 +214,7 @@ def _loss(expr, symbols, X, y) -> float:
 
 def _snap_passes(expr, symbols, X, y, passes, rel, deadline, atol):
     n = max(len(y), 1)
-    factor = math.exp(2.0 / n)
+    factor = math.exp(max(math.log(n), 2.0) / n)  # BIC's price of a parameter (module doc)
     for _ in range(passes):
         fl, f = _compile(expr, symbols)
         if not fl:
