@@ -51,6 +51,7 @@ __all__ = ["discover", "DiscoveryResult"]
 
 log = logging.getLogger("kanlab")
 _MAX_FREE = 3  # floats a formula may keep and still end the search
+_FLOOR_SLACK = 1.2  # see _settled
 _SYM_MAX_RMSE = 0.1  # a rougher surrogate still shows a symmetry: its test is relative
 
 
@@ -479,12 +480,13 @@ def _settled(attempts, floor, variance, late) -> bool:
     that, clean data may still give a law exact to float precision, which ends the search by
     :func:`_final`), a formula with every constant exact, finite between the training points,
     that is as accurate on held-out rows as the surrogate network (whose held-out squared error
-    ``floor`` is the noise plus the network's own error) ends the search: a longer search
+    ``floor`` is the noise plus the network's own error; ``_FLOOR_SLACK`` allows for the two
+    sharing the held-out noise, which can favour either) ends the search: a longer search
     would only find formulas that fit the noise."""
     if not late or floor is None:
         return False
     return any(a.get("expr") is not None and a.get("between_ok", True)
-               and math.isfinite(a["r2"]) and (1.0 - a["r2"]) * variance <= floor
+               and math.isfinite(a["r2"]) and (1.0 - a["r2"]) * variance <= _FLOOR_SLACK * floor
                and _free_constants(a["expr"]) == 0 for a in attempts)
 
 
