@@ -21,7 +21,7 @@ import sympy
 
 from ..symbolic.formula import _time_limited, expression_size, tidy
 from ..symbolic.snap import refine_constants, round_constants, snap_constants
-from .result import _evaluate, _r2
+from .result import _evaluate, _finite_between, _r2
 
 __all__ = ["shortest_form"]
 
@@ -103,6 +103,22 @@ def _signs_known(expr, symbols, X):
     if np.all(np.isfinite(new)) and float(np.max(np.abs(new - ref))) <= 1e-9 * scale:
         return out
     return expr
+
+
+def finished_attempt(expr, name, seed, stages, symbols, Xtr, ytr, Xte, yte, snap, deadline, floor,
+                     model, histories):
+    """The attempt record of a formula assembled from a sub-search (a reduction's or a group's):
+    finished on the data (:func:`_finish`, constants refitted only when it already explains
+    the data) and scored on the held-out rows; ``model`` is the surrogate behind it."""
+    t = time.perf_counter()
+    clean = _r2(_evaluate(expr, symbols, Xtr), ytr) > 0.99
+    expr = _finish(expr, clean, symbols, Xtr, ytr, snap, deadline, floor)
+    r2 = _r2(_evaluate(expr, symbols, Xte), yte)
+    stages["formula"] += time.perf_counter() - t
+    return {"seed": seed, "hidden": name, "r2": r2,
+            "between_ok": _finite_between(expr, symbols, Xtr, ytr),
+            "complexity": expression_size(expr), "formula": str(expr), "expr": expr,
+            "model": model, "histories": histories, "width": None}
 
 
 def _snap_forms(expr, symbols, Xtr, ytr, deadline):

@@ -26,9 +26,7 @@ import numpy as np
 import sympy
 import torch
 
-from ..symbolic.formula import expression_size
-from .cleanup import _finish
-from .result import _evaluate, _finite_between, _r2
+from .cleanup import finished_attempt
 
 __all__ = ["find_groups", "group_attempt", "group_name"]
 
@@ -320,12 +318,5 @@ def group_attempt(h, seed, stages, symbols, Xtr, ytr, Xte, yte, snap, deadline, 
                        snap=snap, numeric_model=False, **opts)
         expr = res.formula.xreplace(dict(zip(res.variables, exprs))) * pre
     stages["train"] += time.perf_counter() - t
-    t = time.perf_counter()
-    clean = _r2(_evaluate(expr, symbols, Xtr), ytr) > 0.99
-    expr = _finish(expr, clean, symbols, Xtr, ytr, snap, deadline, floor)
-    r2 = _r2(_evaluate(expr, symbols, Xte), yte)
-    stages["formula"] += time.perf_counter() - t
-    return {"seed": seed, "hidden": group_name(h, symbols), "r2": r2,
-            "between_ok": _finite_between(expr, symbols, Xtr, ytr),
-            "complexity": expression_size(expr), "formula": str(expr), "expr": expr,
-            "model": h[5], "histories": h[6], "width": None}
+    return finished_attempt(expr, group_name(h, symbols), seed, stages, symbols, Xtr, ytr, Xte,
+                            yte, snap, deadline, floor, h[5], h[6])

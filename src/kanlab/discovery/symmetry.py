@@ -14,9 +14,7 @@ import time
 import numpy as np
 import torch
 
-from ..symbolic.formula import expression_size
-from .cleanup import _finish
-from .result import _evaluate, _finite_between, _r2
+from .cleanup import finished_attempt
 
 __all__ = ["find_invariant", "reduced_attempt", "INVARIANTS"]
 
@@ -119,16 +117,8 @@ def reduced_attempt(h, seed, stages, symbols, Xtr, ytr, Xte, yte, snap, deadline
     expr = res.formula.xreplace({**{sub[a]: symbols[k] for a, k in enumerate(keep)},
                                  sub[-1]: make(symbols[i], symbols[j])})
     stages["train"] += time.perf_counter() - t
-    t = time.perf_counter()
-    clean = _r2(_evaluate(expr, symbols, Xtr), ytr) > 0.99
-    expr = _finish(expr, clean, symbols, Xtr, ytr, snap, deadline, floor)
-    r2 = _r2(_evaluate(expr, symbols, Xte), yte)
-    stages["formula"] += time.perf_counter() - t
-    name = f"reduce({make(symbols[i], symbols[j])})"
-    return {"seed": seed, "hidden": name, "r2": r2,
-            "between_ok": _finite_between(expr, symbols, Xtr, ytr),
-            "complexity": expression_size(expr), "formula": str(expr), "expr": expr,
-            "model": h[4], "histories": h[5], "width": None}
+    return finished_attempt(expr, f"reduce({make(symbols[i], symbols[j])})", seed, stages,
+                            symbols, Xtr, ytr, Xte, yte, snap, deadline, floor, h[4], h[5])
 
 
 def surrogate_function(model, xc, xs, const_cols, ysd, yc, dtype):
