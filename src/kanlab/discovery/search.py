@@ -36,12 +36,12 @@ import torch
 from ..model import KAN
 from ..symbolic.formula import expression_size, make_symbols
 from ..symbolic.library import check_lib
-from ..symbolic.snap import _floats, snap_constants
+from ..symbolic.snap import snap_constants
 from .result import DiscoveryResult, _evaluate, _exact, _r2, minmax_scaling
 from .candidates import algebraic_attempts
 from .conditioning import Conditioning, _validated
 from .runner import _attempt_job, _run_parallel
-from .select import choose, pareto_front
+from .select import _final, _free_constants, _select, _settled  # noqa: F401 (re-exported)
 from .structure import _product_groups, _structure_name, _surrogate
 from .additive import sum_groups
 from .symmetry import find_invariant, surrogate_function
@@ -50,8 +50,6 @@ from .groups import find_groups
 __all__ = ["discover", "DiscoveryResult"]
 
 log = logging.getLogger("kanlab")
-_MAX_FREE = 3  # floats a formula may keep and still end the search
-_FLOOR_SLACK = 1.2  # see _settled
 _SYM_MAX_RMSE = 0.1  # a rougher surrogate still shows a symmetry: its test is relative
 
 
@@ -457,57 +455,3 @@ def _numeric_model(dataset, d, grid, refine_grid, seed, dtype, deadline, record_
     model = model.refine(refine_grid, x=dataset["train_input"])
     hists.append(dict(fit(model), stage="surrogate_refine"))
     return model, hists
-
-
-def _final(res, r2_target) -> bool:
-    """Whether attempt ``res`` ends the search: its held-out R2 reaches ``r2_target`` with at
-    most ``_MAX_FREE`` floats left. An algebraic fit must also be exact to float precision
-    (1 - R2 <= 1e-12 with every constant exact, 1e-14 with floats left): a short series of
-    fitted terms can reach 1 - 1e-13 on smooth data without being the law, so a network
-    attempt gets its chance."""
-    if res["r2"] < r2_target or _free_constants(res["expr"]) > _MAX_FREE:
-        return False
-    if not str(res["hidden"]).startswith("algebraic"):
-        return True
-    # an algebraic fit with floats left (a series of fitted terms) must be exact to 1e-14:
-    # 4-5 fitted terms reach 1 - 1e-13 on sin(3x) over [-1, 1]
-    return res["r2"] >= 1 - 1e-12 and (_free_constants(res["expr"]) == 0 or
-                                       res["r2"] >= 1 - 1e-14)
-
-
-def _settled(attempts, floor, variance, late) -> bool:
-    """Whether noisy data have their law: once ``late`` (a third of the budget spent: before
-    that, clean data may still give a law exact to float precision, which ends the search by
-    :func:`_final`), a formula with every constant exact, finite between the training points,
-    that is as accurate on held-out rows as the surrogate network (whose held-out squared error
-    ``floor`` is the noise plus the network's own error; ``_FLOOR_SLACK`` allows for the two
-    sharing the held-out noise, which can favour either) ends the search: a longer search
-    would only find formulas that fit the noise."""
-    if not late or floor is None:
-        return False
-    return any(a.get("expr") is not None and a.get("between_ok", True)
-               and math.isfinite(a["r2"]) and (1.0 - a["r2"]) * variance <= _FLOOR_SLACK * floor
-               and _free_constants(a["expr"]) == 0 for a in attempts)
-
-
-def _free_constants(expr) -> int:
-    """How many distinct floats (constants not snapped to exact values) ``expr`` holds."""
-    return len(_floats(expr))
-
-
-def _select(attempts, variance, rule, floor=0.0):
-    """(chosen attempt, Pareto table) over the attempts with a formula, on held-out squared
-    error; None when no attempt has one."""
-    rows = [dict(a, loss=(1.0 - a["r2"]) * variance) for a in attempts
-            if a.get("expr") is not None and math.isfinite(a["r2"])]
-    if not rows:
-        return None
-    if any(r.get("between_ok", True) for r in rows):
-        rows = [r for r in rows if r.get("between_ok", True)]
-    front = pareto_front(rows, variance, floor)
-    k = choose(front, rule)
-    table = [{"complexity": r["complexity"], "loss": r["loss"], "score": r["score"],
-              "r2": r["r2"], "formula": r["formula"], "hidden": r["hidden"]} for r in front]
-    chosen = next(a for a in attempts if a.get("expr") is not None
-                  and a["formula"] == front[k]["formula"] and a["hidden"] == front[k]["hidden"])
-    return chosen, table
