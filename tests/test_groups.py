@@ -126,3 +126,16 @@ def test_discover_divides_a_power_prefactor_off_a_sign_changing_law():
     p, r, theta = res.variables
     truth = 3 * p * sympy.sin(theta) * sympy.cos(theta) / (4 * sympy.pi * r ** 3)
     assert sympy.simplify(res.formula - truth) == 0, res.formula
+
+
+def test_univariate_stage_takes_the_argument_inverted():
+    """A group may come out upside down (T*kb/(B*mom) for B*mom/(T*kb)): the curve stage also
+    fits functions of 1/x."""
+    rng = np.random.default_rng(8)
+    z = rng.uniform(0.3, 4.0, 500)
+    y = 1 / np.cosh(1 / z)
+    sym = sympy.Symbol("z")
+    cands = univariate_candidates(z, y, sym)
+    best = sympy.lambdify(sym, cands[0][1], "numpy")(z)
+    assert np.max(np.abs(best - y) / np.abs(y)) < 1e-6
+    assert "in 1/x" in cands[0][0]

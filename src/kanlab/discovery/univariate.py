@@ -67,27 +67,33 @@ def univariate_candidates(x, y, symbol, *, lib=None, deadline: float = math.inf,
     if lib is None:
         names = [get_symbolic(n) for n in names] + _EXTRA
     lo, hi = float(x.min()), float(x.max())
-    xc, xs = 0.5 * (lo + hi), 0.5 * (hi - lo)
     powers = [0]
-    if lo > 0 or hi < 0:
-        if min(abs(lo), abs(hi)) >= 1e-3 * max(abs(lo), abs(hi)):
-            powers += [-1, 1]
+    # the argument as x, and as 1/x where x keeps one sign away from zero: a group's
+    # orientation is arbitrary (T*kb/(B*mom) or B*mom/(T*kb)), and so is which of the two
+    # the law's function takes
+    args = [("x", x, symbol)]
+    if (lo > 0 or hi < 0) and min(abs(lo), abs(hi)) >= 1e-3 * max(abs(lo), abs(hi)):
+        powers += [-1, 1]
+        args.append(("1/x", 1.0 / x, 1 / symbol))
     targets = []
-    for tname, ty, inv in _transforms(y):
-        for p in powers:
-            with np.errstate(all="ignore"):
-                t = ty * x ** p
-            if np.all(np.isfinite(t)) and np.ptp(t) > 0:
-                targets.append((tname, p, inv, t))
+    for aname, v, vsym in args:
+        vc, vs = 0.5 * (float(v.max()) + float(v.min())), 0.5 * float(np.ptp(v))
+        vstd = (vsym - sympy.nsimplify(vc)) / sympy.nsimplify(vs)
+        for tname, ty, inv in _transforms(y):
+            for p in powers:
+                with np.errstate(all="ignore"):
+                    t = ty * x ** p
+                if np.all(np.isfinite(t)) and np.ptp(t) > 0:
+                    targets.append((tname if aname == "x" else f"{tname} in 1/x", p, inv, t,
+                                    (v - vc) / vs, vstd))
     if not targets:
         return []
-    u = torch.as_tensor((x - xc) / xs, dtype=torch.float64)
-    T = torch.as_tensor(np.stack([t for *_, t in targets]), dtype=torch.float64)
-    fit = fit_functions(u.expand(len(targets), -1).contiguous(), T, names, n_starts=3)
+    U = torch.as_tensor(np.stack([t[4] for t in targets]), dtype=torch.float64)
+    T = torch.as_tensor(np.stack([t[3] for t in targets]), dtype=torch.float64)
+    fit = fit_functions(U, T, names, n_starts=3)
     r2 = fit.r2.numpy()
     found = []
-    xsym = (symbol - sympy.nsimplify(xc)) / sympy.nsimplify(xs) if xs != 1 or xc != 0 else symbol
-    for e, (tname, p, inv, _) in enumerate(targets):
+    for e, (tname, p, inv, _, _, xsym) in enumerate(targets):
         for fi in np.argsort(-r2[e])[:3]:
             if not r2[e, fi] >= _MIN_R2:
                 break
