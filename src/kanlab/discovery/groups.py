@@ -27,6 +27,7 @@ import sympy
 import torch
 
 from .cleanup import finished_attempt
+from .structure import _surrogate
 
 __all__ = ["find_groups", "group_attempt", "group_name"]
 
@@ -170,7 +171,6 @@ def log_surrogate(Xtr, ytr, pos, seed, deadline):
     """A small KAN of log|y| on (log x_pos, the other inputs), standardized, or None when y
     changes sign or comes near 0. Returns (function of raw rows -> log|y|, function of raw
     rows -> (log|y|, d log|y| / d log x_pos), held-out RMSE in log units)."""
-    from ..model import KAN
     y = np.asarray(ytr, dtype=np.float64)
     a = np.abs(y)
     if not (np.all(y > 0) or np.all(y < 0)) or not a.min() > 1e-12 * a.max():
@@ -189,17 +189,13 @@ def log_surrogate(Xtr, ytr, pos, seed, deadline):
     zn, yn = (Z - zc) / zs, (ly - lc) / ls
     data = dict(train_input=T(zn[tr]), train_label=T(yn[tr])[:, None],
                 test_input=T(zn[te]), test_label=T(yn[te])[:, None])
-    d = Z.shape[1]
-    model = KAN(width=[d, 2 * d + 1, 1], grid=5, k=3, seed=seed, dtype=torch.float64)
-    late = lambda *_: time.perf_counter() > deadline  # noqa: E731
-    plain = dict(opt="LBFGS", steps=20, progress=False, spline_share_warning=0.0,
-                 lbfgs_bias_scale=1.0, callback=late)
-    model.fit(data, **plain)
-    model = model.refine(12, x=data["train_input"])
-    h = model.fit(data, update_grid=False, **plain)
-    if late() or not h["test_loss"]:
+    try:  # the structure tests' surrogate recipe, five more L-BFGS steps per stage
+        model, _, rmse = _surrogate(data, Z.shape[1], seed, deadline, steps=20)
+    except RuntimeError:  # out of time
         return None
-    err = float(h["test_loss"][-1]) * ls
+    if not np.isfinite(rmse):
+        return None
+    err = float(rmse) * ls
 
     def norm(rows):
         z = np.asarray(rows, dtype=np.float64).copy()
@@ -249,10 +245,9 @@ def find_groups(sur_model, f, X, y, err, ysd, live, xc, xs, const_cols, yc, dtyp
         g0, grad = _value_grad(sur_model, rows.copy(), xc, xs, const_cols, ysd, yc, dtype)
         a0 = np.abs(g0)
         keep = np.isfinite(g0) & np.all(np.isfinite(grad), 1) & (a0 > 0.2 * np.median(a0))
-        rows = rows[keep]
-        L = rows[:, pos] * grad[keep][:, pos] / g0[keep, None]
+        rows, f0 = rows[keep], g0[keep]
+        L = rows[:, pos] * grad[keep][:, pos] / f0[:, None]
         oracle, noise = f, 2.0 * err * ysd
-        f0 = f(rows)
     if len(rows) < 32:
         return None
     mean_L = L.mean(0)

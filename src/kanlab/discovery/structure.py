@@ -199,16 +199,17 @@ def _join_unless_split(live, splits):
     return sorted(groups.values())
 
 
-def _surrogate(dataset, d, seed, deadline=math.inf):
+def _surrogate(dataset, d, seed, deadline=math.inf, steps: int = 15):
     """A small KAN of the standardized data, fitted without sparsity and refined: the oracle
-    of the structure tests. Returns (model, fit histories, held-out RMSE in units of y's
-    spread)."""
+    of the structure tests (and, with ``steps=20``, of the group test on log|y|, see
+    :func:`.groups.log_surrogate`). Returns (model, fit histories, held-out RMSE in units of
+    y's spread); a RuntimeError when ``deadline`` passes first."""
     x = dataset["train_input"]
     model = KAN(width=[d, 2 * d + 1, 1], grid=5, k=3, seed=seed, dtype=x.dtype)
     # the thresholds below were calibrated on surrogates trained by plain L-BFGS (no bias
     # preconditioning); the defect ratios sit close enough to them that a surrogate ending
     # 2x more or less accurate flips borderline cases (tests/test_discover.py), so keep it
-    plain = dict(opt="LBFGS", steps=15, progress=False, spline_share_warning=0.0,
+    plain = dict(opt="LBFGS", steps=steps, progress=False, spline_share_warning=0.0,
                  lbfgs_bias_scale=1.0)
     late = lambda *_: time.perf_counter() > deadline  # noqa: E731
     hists = [model.fit(dataset, callback=late, **plain)]
