@@ -46,10 +46,14 @@ from .structure import _product_groups, _structure_name, _surrogate
 from .additive import sum_groups
 from .symmetry import find_invariant, surrogate_function
 from .groups import find_groups
+from .index import find_index
 
 __all__ = ["discover", "DiscoveryResult"]
 
 log = logging.getLogger("kanlab")
+# a surrogate this rough (held-out RMSE in units of y's spread) leaves the structure tests
+# blind; a single index is then looked for on the data (:mod:`.index`)
+_INDEX_MIN_RMSE = 0.05
 _SYM_MAX_RMSE = 0.1  # a rougher surrogate still shows a symmetry: its test is relative
 
 
@@ -421,6 +425,10 @@ def _structures(dataset, d, const_cols, ysd, yc, seed, Xtr, ytr, xc, xs, dtype, 
         # law in (theta - theta1)/sigma), and the sub-problem may be harder than the pair's
         if grp is not None:
             (out if len(grp[1]) == 1 else late).append(("groups", *grp, model, hists))
+        elif err > _INDEX_MIN_RMSE:  # a law the surrogate cannot follow: ask the data
+            idx = find_index(Xtr, ytr, live, deadline=deadline)
+            if idx is not None:
+                out.append(("groups", idx[0], idx[1][None, :], idx[2], [], model, hists))
         if sur is None:
             return out + late
         if f is not None:

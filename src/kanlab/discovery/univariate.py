@@ -28,6 +28,8 @@ _MIN_R2 = 0.999  # a transformed fit worse than this is not a law of the curve
 # functions whose fits only mimic curves (powers are there as x**p already; sgn, 0, x are
 # handled by the algebraic stage's polynomials)
 _SKIP = {"0", "x", "sgn", "abs"}
+_PERIODIC = {"sin", "cos"}
+_WIDE_A = 48.0  # the wide scan's |a|: about 15 periods over the standardized range
 # shapes of physics' curves outside pykan's library (which the library mirrors), tried here
 # only: 1/(exp(u) + exp(-u)) is 1/(2*cosh(u)), a population over two levels
 _EXTRA = [
@@ -90,7 +92,27 @@ def univariate_candidates(x, y, symbol, *, lib=None, deadline: float = math.inf,
         return []
     U = torch.as_tensor(np.stack([t[4] for t in targets]), dtype=torch.float64)
     T = torch.as_tensor(np.stack([t[3] for t in targets]), dtype=torch.float64)
-    fit = fit_functions(U, T, names, n_starts=3)
+    fits = [(fit_functions(U, T, names, n_starts=3), names)]
+    # a fast oscillation (sin(2*pi*E*t/h)**2 over four periods) lies beyond the default scan of
+    # a (|a| <= 10 on the standardized argument): periodic functions get a wide, dense one
+    periodic = [n for n in names if _name(n) in _PERIODIC]
+    if periodic and time.perf_counter() < deadline:
+        fits.append((fit_functions(U, T, periodic, a_range=(-_WIDE_A, _WIDE_A),
+                                   b_range=(-3.2, 3.2), grid_number=21, n_starts=3,
+                                   coarse_points=256), periodic))
+    found = []
+    for fit, fnames in fits:
+        found += _formulas(fit, fnames, targets, x, y, symbol)
+    found.sort(key=lambda t: -t[0])
+    return [(label, expr) for _, label, expr in found[:keep]]
+
+
+def _name(n):
+    return n.name if isinstance(n, SymbolicFunction) else n
+
+
+def _formulas(fit, names, targets, x, y, symbol):
+    """(R2 on y, label, expression) of the best fits of each target."""
     r2 = fit.r2.numpy()
     found = []
     for e, (tname, p, inv, _, _, xsym) in enumerate(targets):
@@ -115,5 +137,4 @@ def univariate_candidates(x, y, symbol, *, lib=None, deadline: float = math.inf,
             r = 1.0 - float(np.mean((vals - y) ** 2)) / max(float(np.var(y)), 1e-300)
             label = f"curve {name} of {tname}" + (f" * x^{p}" if p else "")
             found.append((r, label, expr))
-    found.sort(key=lambda t: -t[0])
-    return [(label, expr) for _, label, expr in found[:keep]]
+    return found
