@@ -101,6 +101,34 @@ def test_settled_needs_exact_constants_and_the_noise_floor():
     assert not _settled([exact], 5e-4, 1.0, True)  # worse than the surrogate
     assert not _settled([fitted], 2e-3, 1.0, True)  # a float left
     assert not _settled([exact], None, 1.0, True)
+    # at once, before a third of the budget, when its residuals are noise
+    assert _settled([dict(exact)], 2e-3, 1.0, False, white=lambda a: True)
+    assert not _settled([dict(exact)], 2e-3, 1.0, False, white=lambda a: False)
+
+
+def test_white_residuals_tells_noise_from_a_missed_term():
+    from kanlab.discovery.select import white_residuals
+
+    rng = np.random.default_rng(8)
+    Z = rng.uniform(-1, 1, (800, 3))
+    noise = rng.standard_normal(800)
+    assert white_residuals(noise, Z)
+    # a missed smooth term, even one well below the noise, is shared by neighbours
+    assert not white_residuals(noise + 3 * np.sin(2 * Z[:, 1]), Z)
+    assert not white_residuals(0.05 * Z[:, 0] * Z[:, 2], Z)  # clean data, wrong formula
+    assert not white_residuals(np.zeros(800), Z)
+
+
+def test_paired_gain_needs_more_than_the_noise():
+    from kanlab.discovery.select import paired_gain
+
+    rng = np.random.default_rng(9)
+    e = rng.standard_normal(200)
+    # an extra term that fitted training noise: on held-out rows it is a random change
+    assert not paired_gain(e, e - 0.05 * rng.standard_normal(200))
+    assert paired_gain(e, 1e-9 * e)  # exact against a constant: a clear gain on few rows
+    assert paired_gain(e[:20] + 1.0, e[:20])  # a missed offset
+    assert not paired_gain(e, 2 * e)
 
 
 def test_noisy_law_ends_the_search_at_the_noise_floor():
@@ -111,9 +139,10 @@ def test_noisy_law_ends_the_search_at_the_noise_floor():
     res = discover(X, y, var_names=["a", "b"], time_budget=30, seed=0)
     a, b = res.variables
     assert sympy.simplify(res.formula - a * b ** 2) == 0, res.formula
-    # stopped once the law was in hand, not at the budget's end: the attempts' own seconds
+    # stopped once the law was in hand (its residuals are noise), not at a third of the
+    # budget nor at its end: the attempts' own seconds
     spent = sum(t.get("seconds", 0.0) for t in res.attempts)
-    assert spent < 25.0, res.attempts
+    assert spent < 10.0, res.attempts
 
 
 def test_discover_divides_a_power_prefactor_off_a_sign_changing_law():

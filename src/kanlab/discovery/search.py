@@ -41,7 +41,7 @@ from .result import DiscoveryResult, _evaluate, _exact, _r2, minmax_scaling
 from .candidates import algebraic_attempts
 from .conditioning import Conditioning, _validated
 from .runner import _attempt_job, _run_parallel
-from .select import _final, _free_constants, _select, _settled  # noqa: F401 (re-exported)
+from .select import _final, _free_constants, _select, _settled, paired_gain, white_residuals  # noqa: F401
 from .structure import _product_groups, _structure_name, _surrogate
 from .additive import sum_groups
 from .symmetry import find_invariant, surrogate_function
@@ -330,7 +330,7 @@ def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid,
         if best is not None and _final(best, r2_target):
             return False
         if _settled(attempts, floor, float(np.var(yte)),
-                    time.perf_counter() - t_start >= time_budget / 3):
+                    time.perf_counter() - t_start >= time_budget / 3, white):
             return False
         runs = [a for a in attempts if not str(a["hidden"]).startswith("algebraic")]
         if not runs:  # one network attempt, unless the algebraic stage has left too little
@@ -341,6 +341,10 @@ def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid,
             return False
         mean = sum(a["seconds"] for a in runs) / len(runs)
         return time.perf_counter() - t_start + mean <= time_budget
+
+    def white(a):
+        resid = ytr - _evaluate(a["expr"], symbols, Xtr)
+        return white_residuals(resid, np.where(const_cols, 0.0, (Xtr - xc) / xs))
 
     def job(a):
         remaining = t_start + float(time_budget) - time.perf_counter()
@@ -371,8 +375,12 @@ def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid,
                       max_attempts if max_attempts is not None else 10**9)
     if best is None:
         raise RuntimeError("discover() found no formula within the time budget: raise time_budget")
+    def significant(simple, longer):
+        return paired_gain(yte - _evaluate(simple["expr"], symbols, Xte),
+                           yte - _evaluate(longer["expr"], symbols, Xte))
+
     best, pareto = _select(attempts, float(np.var(yte)), model_selection,
-                           selection_floor) or (best, [])
+                           selection_floor, significant) or (best, [])
     model, kind, history = best["model"], "symbolic", best["histories"]
     if str(best["hidden"]).startswith(("factors", "transform", "reduce", "sum(", "groups(")):
         kind = "surrogate"

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..symbolic.snap import _floats
 
 __all__ = ["pareto_front", "choose", "RULES"]
@@ -19,6 +21,7 @@ RULES = ("best", "accuracy", "score")
 _FLOOR = 1e-24
 _MAX_FREE = 3  # floats a formula may keep and still end the search
 _FLOOR_SLACK = 1.2  # see _settled
+_WHITE_MAX = 0.15  # residual correlation between nearest neighbours that is still noise
 
 
 def pareto_front(rows, variance: float = 1.0, floor: float = 0.0):
@@ -79,19 +82,52 @@ def _final(res, r2_target) -> bool:
                                        res["r2"] >= 1 - 1e-14)
 
 
-def _settled(attempts, floor, variance, late) -> bool:
-    """Whether noisy data have their law: once ``late`` (a third of the budget spent: before
-    that, clean data may still give a law exact to float precision, which ends the search by
-    :func:`_final`), a formula with every constant exact, finite between the training points,
-    that is as accurate on held-out rows as the surrogate network (whose held-out squared error
-    ``floor`` is the noise plus the network's own error; ``_FLOOR_SLACK`` allows for the two
-    sharing the held-out noise, which can favour either) ends the search: a longer search
-    would only find formulas that fit the noise."""
-    if not late or floor is None:
+def _settled(attempts, floor, variance, late, white=None) -> bool:
+    """Whether noisy data have their law: a formula with every constant exact, finite between
+    the training points, that is as accurate on held-out rows as the surrogate network (whose
+    held-out squared error ``floor`` is the noise plus the network's own error;
+    ``_FLOOR_SLACK`` allows for the two sharing the held-out noise, which can favour either)
+    ends the search: a longer search would only find formulas that fit the noise. It does so
+    at once when its residuals are white (``white(attempt)``: no input explains them, see
+    :func:`white_residuals`), else once ``late`` (a third of the budget spent): before that,
+    clean data may still give a law exact to float precision, which ends the search by
+    :func:`_final`."""
+    if floor is None:
         return False
-    return any(a.get("expr") is not None and a.get("between_ok", True)
-               and math.isfinite(a["r2"]) and (1.0 - a["r2"]) * variance <= _FLOOR_SLACK * floor
-               and _free_constants(a["expr"]) == 0 for a in attempts)
+    for a in attempts:
+        if (a.get("expr") is not None and a.get("between_ok", True)
+                and math.isfinite(a["r2"]) and (1.0 - a["r2"]) * variance <= _FLOOR_SLACK * floor
+                and _free_constants(a["expr"]) == 0):
+            if late:
+                return True
+            if white is not None:
+                if "white" not in a:
+                    a["white"] = bool(white(a))
+                if a["white"]:
+                    return True
+    return False
+
+
+def white_residuals(resid, Z) -> bool:
+    """Whether residuals ``resid`` at standardized points ``Z`` look like noise: their
+    correlation with the residual of each row's nearest neighbour stays within
+    ``_WHITE_MAX`` (about four standard errors on 800 rows). A formula that misses part of
+    the law leaves a smooth residual, which neighbours share."""
+    r = np.asarray(resid, dtype=np.float64)
+    Z = np.asarray(Z, dtype=np.float64)
+    n = len(r)
+    if n < 50 or not np.all(np.isfinite(r)) or not np.ptp(r) > 0:
+        return False
+    rng = np.random.default_rng(0)
+    rows = rng.choice(n, min(n, 1500), replace=False)
+    r, Z = r[rows], Z[rows]
+    sq = np.sum(Z * Z, 1)
+    D = sq[:, None] + sq[None, :] - 2.0 * Z @ Z.T
+    np.fill_diagonal(D, np.inf)
+    nn = np.argmin(D, 1)
+    rc = r - r.mean()
+    corr = float(np.sum(rc * rc[nn]) / np.sum(rc * rc))
+    return corr <= max(_WHITE_MAX, 4.0 / math.sqrt(len(r)))
 
 
 def _free_constants(expr) -> int:
@@ -99,9 +135,12 @@ def _free_constants(expr) -> int:
     return len(_floats(expr))
 
 
-def _select(attempts, variance, rule, floor=0.0):
+def _select(attempts, variance, rule, floor=0.0, significant=None):
     """(chosen attempt, Pareto table) over the attempts with a formula, on held-out squared
-    error; None when no attempt has one."""
+    error; None when no attempt has one. ``significant(simpler, longer)``, when given, says
+    whether the longer row's gain on the held-out rows is more than their noise (a paired
+    test); a row that only gains by chance is left out of the choice, so an extra term that
+    shaves 1% off a noise-dominated loss does not win by PySR's score."""
     rows = [dict(a, loss=(1.0 - a["r2"]) * variance) for a in attempts
             if a.get("expr") is not None and math.isfinite(a["r2"])]
     if not rows:
@@ -109,9 +148,30 @@ def _select(attempts, variance, rule, floor=0.0):
     if any(r.get("between_ok", True) for r in rows):
         rows = [r for r in rows if r.get("between_ok", True)]
     front = pareto_front(rows, variance, floor)
-    k = choose(front, rule)
     table = [{"complexity": r["complexity"], "loss": r["loss"], "score": r["score"],
               "r2": r["r2"], "formula": r["formula"], "hidden": r["hidden"]} for r in front]
+    if significant is not None and len(front) > 1:
+        kept = [front[0]]
+        for r in front[1:]:
+            if significant(kept[-1], r):
+                kept.append(r)
+        front = pareto_front(kept, variance, floor)
+    k = choose(front, rule)
     chosen = next(a for a in attempts if a.get("expr") is not None
                   and a["formula"] == front[k]["formula"] and a["hidden"] == front[k]["hidden"])
     return chosen, table
+
+
+def paired_gain(e_simple, e_long, z: float = 3.0) -> bool:
+    """Whether residuals ``e_long`` have a smaller mean square than ``e_simple`` on the same
+    rows by a clear margin (half or less) or by more than ``z`` standard errors of the paired
+    difference (a small gain on many rows)."""
+    e_simple = np.asarray(e_simple, dtype=np.float64)
+    e_long = np.asarray(e_long, dtype=np.float64)
+    d = e_simple ** 2 - e_long ** 2
+    if len(d) < 2 or not np.all(np.isfinite(d)):
+        return bool(np.all(np.isfinite(e_long)))
+    if np.mean(e_long ** 2) <= 0.5 * np.mean(e_simple ** 2):
+        return True
+    se = float(np.std(d, ddof=1)) / math.sqrt(len(d))
+    return float(np.mean(d)) > z * se
