@@ -96,13 +96,15 @@ def univariate_candidates(x, y, symbol, *, lib=None, deadline: float = math.inf,
     # a fast oscillation (sin(2*pi*E*t/h)**2 over four periods) lies beyond the default scan of
     # a (|a| <= 10 on the standardized argument): periodic functions get a wide, dense one
     periodic = [n for n in names if _name(n) in _PERIODIC]
-    if periodic and time.perf_counter() < deadline:
-        fits.append((fit_functions(U, T, periodic, a_range=(-_WIDE_A, _WIDE_A),
+    # (of y itself only: sin**2 is a cos of twice the argument, and the scan is costly)
+    plain = [e for e, t in enumerate(targets) if t[0] in ("y", "y in 1/x") and t[1] == 0]
+    if periodic and plain and time.perf_counter() < deadline:
+        fits.append((fit_functions(U[plain], T[plain], periodic, a_range=(-_WIDE_A, _WIDE_A),
                                    b_range=(-3.2, 3.2), grid_number=21, n_starts=3,
-                                   coarse_points=256), periodic))
+                                   coarse_points=256), periodic, [targets[e] for e in plain]))
     found = []
-    for fit, fnames in fits:
-        found += _formulas(fit, fnames, targets, x, y, symbol)
+    for fit, fnames, *sub in [(f[0], f[1], targets) if len(f) == 2 else f for f in fits]:
+        found += _formulas(fit, fnames, sub[0], x, y, symbol)
     found.sort(key=lambda t: -t[0])
     return [(label, expr) for _, label, expr in found[:keep]]
 
