@@ -6,7 +6,7 @@ periods, ``sin(2*pi*E*t/h)**2``) is out of reach of a small network on a thousan
 then every one of those tests is silent. Such a law is still a curve in one index, and that can
 be checked on the data themselves: order the rows by a candidate index u = prod x_i**a_i and
 see whether z = y / prod x_i**m changes smoothly along it. The statistic is the von Neumann
-ratio ``R = median(diff(z)**2) / (2 * 0.455 * var(z))``: about 1 for an ordering unrelated to z, and for
+ratio ``R = median((x**m * diff(z))**2) / (2 * 0.455 * var(y))`` (the steps in y's units): about 1 for an ordering unrelated to z, and for
 z a function of u, the squared step of that function between neighbouring rows (plus the noise
 variance), far below 1. The median of the squared steps is used, not their mean: where the
 index is sparsely sampled (the tails of a product of inputs) a fast curve jumps between
@@ -26,7 +26,7 @@ import numpy as np
 
 __all__ = ["find_index"]
 
-_MAX_R = 5e-4  # a (median) von Neumann ratio above this is not a curve along the index
+_MAX_R = 2e-3  # a (median) von Neumann ratio above this is not a curve along the index
 _MEDIAN_CHI2 = 0.4549  # median of chi-square with one degree of freedom
 _MAX_WORK = 6e7  # index vectors x prefactors x rows scored, at most
 _MAX_INPUTS = 6  # wider problems are split first (products, sums, symmetries)
@@ -75,12 +75,18 @@ def find_index(X, y, live, deadline: float = float("inf")):
     with np.errstate(all="ignore"):
         # z for every prefactor at once: (prefactors, rows), signs by parity of the exponents
         sgn = 1.0 - 2.0 * np.mod(np.rint(M) @ neg.T, 2)
-        Z = y[None, :] * np.exp(-(M @ la.T)) * sgn
-        var = Z.var(1)
-    okz = np.all(np.isfinite(Z), 1) & (var > 1e-12 * np.mean(Z * Z, 1))
+        W = np.exp(M @ la.T) * sgn  # the prefactors' values
+        Z = y[None, :] / W
+        zvar = Z.var(1)
+    okz = np.all(np.isfinite(Z), 1) & np.all(np.isfinite(W), 1) & (zvar > 1e-12 * np.mean(Z * Z, 1))
     if not okz.any():
         return None
-    Z, M, var = Z[okz], M[okz], var[okz]
+    Z, W, M = Z[okz], W[okz], M[okz]
+    # steps are judged in y's units (times the prefactor), against y's variance: a prefactor
+    # that carries most of y's variation leaves z a near-curve of anything correlated with it
+    var = float(np.var(y))
+    if not var > 0:
+        return None
     best = None
     for a in A:
         if time.perf_counter() > deadline:
@@ -90,7 +96,7 @@ def find_index(X, y, live, deadline: float = float("inf")):
         if not np.all(np.isfinite(u)):
             continue
         order = np.argsort(u, kind="stable")
-        D = np.diff(Z[:, order], axis=1)
+        D = np.diff(Z[:, order], axis=1) * W[:, order[:-1]]
         R = np.median(D * D, 1) / (2.0 * _MEDIAN_CHI2 * var)
         # m and m + t*a state the same law: the simplest prefactor that passes
         ok = R <= _MAX_R
