@@ -168,3 +168,19 @@ def test_univariate_stage_takes_the_argument_inverted():
     best = sympy.lambdify(sym, cands[0][1], "numpy")(z)
     assert np.max(np.abs(best - y) / np.abs(y)) < 1e-6
     assert "in 1/x" in cands[0][0]
+
+
+def test_a_formula_with_fewer_fitted_constants_earns_its_length():
+    from kanlab.discovery.select import earns_its_length
+
+    x = sympy.Symbol("x")
+    rng = np.random.default_rng(10)
+    noise = {}
+
+    def residuals(e):  # both within the same noise: no paired gain either way
+        return noise.setdefault(str(e), rng.standard_normal(200))
+
+    fitted = sympy.Float(1.025) * x / (x - sympy.Float(0.819))
+    exact = sympy.sqrt(x + 1) / sympy.sqrt(x - 1)
+    assert earns_its_length(fitted, exact, residuals)  # no floats against two
+    assert not earns_its_length(x, fitted, residuals)  # floats and no gain

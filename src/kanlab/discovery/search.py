@@ -41,7 +41,7 @@ from .result import DiscoveryResult, _evaluate, _exact, _r2, minmax_scaling
 from .candidates import algebraic_attempts
 from .conditioning import Conditioning, _validated
 from .runner import _attempt_job, _run_parallel
-from .select import _final, _free_constants, _select, _settled, paired_gain, white_residuals  # noqa: F401
+from .select import _final, _free_constants, _select, _settled, earns_its_length, white_residuals  # noqa: F401
 from .structure import _product_groups, _structure_name, _surrogate
 from .additive import sum_groups
 from .symmetry import find_invariant, surrogate_function
@@ -376,8 +376,8 @@ def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid,
     if best is None:
         raise RuntimeError("discover() found no formula within the time budget: raise time_budget")
     def significant(simple, longer):
-        return paired_gain(yte - _evaluate(simple["expr"], symbols, Xte),
-                           yte - _evaluate(longer["expr"], symbols, Xte))
+        return earns_its_length(simple["expr"], longer["expr"],
+                                lambda e: yte - _evaluate(e, symbols, Xte))
 
     best, pareto = _select(attempts, float(np.var(yte)), model_selection,
                            selection_floor, significant) or (best, [])

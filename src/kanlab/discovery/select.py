@@ -143,8 +143,9 @@ def _select(attempts, variance, rule, floor=0.0, significant=None):
     """(chosen attempt, Pareto table) over the attempts with a formula, on held-out squared
     error; None when no attempt has one. ``significant(simpler, longer)``, when given, says
     whether the longer row's gain on the held-out rows is more than their noise (a paired
-    test); a row that only gains by chance is left out of the choice, so an extra term that
-    shaves 1% off a noise-dominated loss does not win by PySR's score."""
+    test, or fewer fitted constants); a row that only gains by chance is left out of the
+    choice, so an extra term that shaves 1% off a noise-dominated loss does not win by PySR's
+    score."""
     rows = [dict(a, loss=(1.0 - a["r2"]) * variance) for a in attempts
             if a.get("expr") is not None and math.isfinite(a["r2"])]
     if not rows:
@@ -164,6 +165,15 @@ def _select(attempts, variance, rule, floor=0.0, significant=None):
     chosen = next(a for a in attempts if a.get("expr") is not None
                   and a["formula"] == front[k]["formula"] and a["hidden"] == front[k]["hidden"])
     return chosen, table
+
+
+def earns_its_length(simple, longer, residuals) -> bool:
+    """Whether formula ``longer`` may be chosen over the simpler ``simple``: it fits fewer
+    constants to the data (then it is not longer in what it fits), or its held-out residuals
+    (``residuals(expr)``) are smaller by more than their noise (:func:`paired_gain`)."""
+    if _free_constants(longer) < _free_constants(simple):
+        return True
+    return paired_gain(residuals(simple), residuals(longer))
 
 
 def paired_gain(e_simple, e_long, z: float = 3.0) -> bool:
