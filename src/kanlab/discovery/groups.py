@@ -51,14 +51,16 @@ def _value_grad(model, rows, xc, xs, const_cols, ysd, yc, dtype):
     return f, grad
 
 
-def _integer_vectors(p: int, max_support: int):
-    """Integer vectors of length p, entries in -2..2, first nonzero entry positive, at most
-    ``max_support`` nonzero entries; simplest (fewest entries, smallest) first."""
+def _integer_vectors(p: int, max_support: int, values=(1, 2, -1, -2),
+                     positive_first: bool = True):
+    """Integer vectors of length p, nonzero entries from ``values`` (first one positive unless
+    ``positive_first`` is False), at most ``max_support`` nonzero entries; simplest (fewest
+    entries, smallest) first."""
     out = []
     for s in range(1, min(max_support, p) + 1):
         for idx in itertools.combinations(range(p), s):
-            for vals in itertools.product((1, 2, -1, -2), repeat=s):
-                if vals[0] < 0:
+            for vals in itertools.product(values, repeat=s):
+                if positive_first and vals[0] < 0:
                     continue
                 v = np.zeros(p)
                 v[list(idx)] = vals

@@ -19,10 +19,11 @@ for the network's tests, and the curve stage must still fit the law.
 """
 from __future__ import annotations
 
-import itertools
 import time
 
 import numpy as np
+
+from .groups import _integer_vectors
 
 __all__ = ["find_index"]
 
@@ -32,30 +33,16 @@ _MAX_WORK = 6e7  # index vectors x prefactors x rows scored, at most
 _MAX_INPUTS = 6  # wider problems are split first (products, sums, symmetries)
 
 
-def _vectors(p: int, support: int, values, positive_first: bool):
-    out = []
-    for s in range(1, min(support, p) + 1):
-        for idx in itertools.combinations(range(p), s):
-            for vals in itertools.product(values, repeat=s):
-                if positive_first and vals[0] < 0:
-                    continue
-                v = np.zeros(p)
-                v[list(idx)] = vals
-                out.append(v)
-    return np.array(out) if out else np.zeros((0, p))
-
-
 def _candidates(p: int, n: int):
     """Index vectors (first entry positive) and prefactor vectors (the zero vector first),
     simplest first, as many as ``_MAX_WORK`` allows for n rows."""
     for a_sup, m_sup, m_vals in ((3, p, (1, 2, -1, -2)), (3, 3, (1, 2, -1, -2)),
                                  (2, 3, (1, -1)), (2, 2, (1, -1))):
-        A = _vectors(p, a_sup, (1, 2, -1, -2), True)
-        M = np.vstack([np.zeros((1, p)), _vectors(p, m_sup, m_vals, False)])
+        A = _integer_vectors(p, a_sup)
+        M = np.vstack([np.zeros((1, p)), _integer_vectors(p, m_sup, m_vals, False)])
         if len(A) * len(M) * n <= _MAX_WORK:
             break
-    cost = lambda V: (V != 0).sum(1) * 10 + np.abs(V).sum(1)  # noqa: E731
-    return A[np.argsort(cost(A), kind="stable")], M[np.argsort(cost(M), kind="stable")]
+    return A, M
 
 
 def find_index(X, y, live, deadline: float = float("inf")):

@@ -92,7 +92,7 @@ def univariate_candidates(x, y, symbol, *, lib=None, deadline: float = math.inf,
         return []
     U = torch.as_tensor(np.stack([t[4] for t in targets]), dtype=torch.float64)
     T = torch.as_tensor(np.stack([t[3] for t in targets]), dtype=torch.float64)
-    fits = [(fit_functions(U, T, names, n_starts=3), names)]
+    fits = [(fit_functions(U, T, names, n_starts=3), names, targets)]
     # a fast oscillation (sin(2*pi*E*t/h)**2 over four periods) lies beyond the default scan of
     # a (|a| <= 10 on the standardized argument): periodic functions get a wide, dense one
     periodic = [n for n in names if _name(n) in _PERIODIC]
@@ -103,8 +103,8 @@ def univariate_candidates(x, y, symbol, *, lib=None, deadline: float = math.inf,
                                    b_range=(-3.2, 3.2), grid_number=21, n_starts=3,
                                    coarse_points=256), periodic, [targets[e] for e in plain]))
     found = []
-    for fit, fnames, *sub in [(f[0], f[1], targets) if len(f) == 2 else f for f in fits]:
-        found += _formulas(fit, fnames, sub[0], x, y, symbol)
+    for fit, fnames, fitted in fits:
+        found += _formulas(fit, fnames, fitted, x, y, symbol)
     found.sort(key=lambda t: -t[0])
     return [(label, expr) for _, label, expr in found[:keep]]
 
