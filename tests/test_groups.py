@@ -15,6 +15,14 @@ def _groups(X, y, seed=0):
                        np.zeros(X.shape[1], bool), 0.0, None, seed=seed)
 
 
+def _best_curve(z, y):
+    """(label, values at z) of the curve stage's first candidate for y against z."""
+    sym = sympy.Symbol("z")
+    cands = univariate_candidates(z, y, sym)
+    assert cands
+    return cands[0][0], sympy.lambdify(sym, cands[0][1], "numpy")(z)
+
+
 def test_find_groups_reads_one_group_and_the_prefactor():
     rng = np.random.default_rng(0)
     X = rng.uniform(1, 5, (800, 5))
@@ -58,12 +66,9 @@ def test_univariate_stage_finds_planck_curve():
     rng = np.random.default_rng(3)
     z = rng.uniform(1, 5, 600) * rng.uniform(1, 5, 600) / rng.uniform(1, 5, 600)
     y = 1 / (np.exp(z / (2 * np.pi)) - 1)
-    sym = sympy.Symbol("z")
-    cands = univariate_candidates(z, y, sym)
-    assert cands
-    best = sympy.lambdify(sym, cands[0][1], "numpy")(z)
+    label, best = _best_curve(z, y)
     assert np.max(np.abs(best - y) / np.abs(y)) < 1e-6
-    assert "exp" in cands[0][0]
+    assert "exp" in label
 
 
 def test_discover_reads_a_law_through_its_group():
@@ -82,11 +87,9 @@ def test_univariate_stage_has_cosh_for_two_level_populations():
     rng = np.random.default_rng(5)
     z = rng.uniform(0.1, 3.0, 500)
     y = 1 / (np.exp(z) + np.exp(-z))
-    sym = sympy.Symbol("z")
-    cands = univariate_candidates(z, y, sym)
-    best = sympy.lambdify(sym, cands[0][1], "numpy")(z)
+    label, best = _best_curve(z, y)
     assert np.max(np.abs(best - y) / np.abs(y)) < 1e-6
-    assert "cosh" in cands[0][0]
+    assert "cosh" in label
 
 
 def test_settled_needs_exact_constants_and_the_noise_floor():
@@ -163,11 +166,9 @@ def test_univariate_stage_takes_the_argument_inverted():
     rng = np.random.default_rng(8)
     z = rng.uniform(0.3, 4.0, 500)
     y = 1 / np.cosh(1 / z)
-    sym = sympy.Symbol("z")
-    cands = univariate_candidates(z, y, sym)
-    best = sympy.lambdify(sym, cands[0][1], "numpy")(z)
+    label, best = _best_curve(z, y)
     assert np.max(np.abs(best - y) / np.abs(y)) < 1e-6
-    assert "in 1/x" in cands[0][0]
+    assert "in 1/x" in label
 
 
 def test_a_formula_with_fewer_fitted_constants_earns_its_length():
