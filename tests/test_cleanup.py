@@ -97,3 +97,28 @@ def test_signs_fixed_by_the_data_drop_abs_and_inverted_roots():
     # a sign that changes on the data keeps its Abs
     mixed = sympy.Abs(x - u)
     assert _signs_known(mixed, syms, X) == mixed
+
+
+def test_a_float_beside_pi_is_merged_and_larger_multiples_of_pi_snap():
+    """A sub-search may return ``1/sqrt(16*pi**2 - 32*pi**2*u*cos(a) + ...)`` with 32*pi**2 as
+    a float, and rewriting splits a float from pi**2 (``0.0506605918*pi**2*d**2`` is
+    ``d**2/2``): both must still end as the exact law."""
+    from kanlab.symbolic.snap import merged_numbers
+
+    d, r = sympy.symbols("d r")
+    e = sympy.Float(1 / (2 * math.pi ** 2)) * sympy.pi ** 2 * d ** 2 + sympy.Float(1.5) * r
+    m = merged_numbers(e)
+    assert not m.has(sympy.pi) and abs(float(m.coeff(d ** 2)) - 0.5) < 1e-12
+    assert 32 * sympy.pi ** 2 in [c for c, _ in _candidates(32 * math.pi ** 2)]
+    # the whole finish: test_13 of SRBench's bonus set, as a sub-search returned it
+    rng = np.random.default_rng(1)
+    q, eps, a = sympy.symbols("q epsilon alpha", positive=True)
+    syms = [q, eps, d, r, a]
+    X = rng.uniform(1, 5, (500, 5))
+    f = sympy.lambdify(syms, q / (4 * sympy.pi * eps * sympy.sqrt(r**2 + d**2 - 2 * r * d * sympy.cos(a))))
+    y = f(*X.T)
+    e = q / (d * eps * sympy.sqrt(16 * sympy.pi**2 - sympy.Float(315.82734083486) * r * sympy.cos(a) / d
+                                  + 16 * sympy.pi**2 * r**2 / d**2))
+    out = _finish(e, True, syms, X, y, snap=True, deadline=math.inf, floor=1e-20)
+    assert not [x for x in sympy.preorder_traversal(out) if isinstance(x, sympy.Float)], out
+    assert sympy.simplify(out * 4 * sympy.pi * eps * sympy.sqrt(r**2 + d**2 - 2*r*d*sympy.cos(a)) / q) == 1

@@ -160,7 +160,7 @@ def _candidates(v: float, rel: float = 0.1):
         bv = float(base)
         for q in (_DENOMINATORS if bb == 0 else _BASE_DENOMINATORS):
             num = round(v / bv * q)
-            if num == 0 or abs(num) > (10000 if q == 1 and bb == 0 else 16 * q):
+            if num == 0 or abs(num) > (10000 if q == 1 and bb == 0 else 64 if q == 1 else 16 * q):
                 continue
             fr = Fraction(int(num), q)
             if fr.denominator != q:  # found with a smaller denominator already
@@ -173,6 +173,25 @@ def _candidates(v: float, rel: float = 0.1):
                 out.append((c, b))
     out[1:] = sorted(out[1:], key=lambda e: e[1])
     return out
+
+
+def merged_numbers(expr):
+    """``expr`` with each product's numeric factors that hold a float merged into one float:
+    ``0.0506605918*pi**2*d**2`` is ``0.5*d**2``. A float beside a symbolic constant hides a
+    simple number from snapping, which sees one float at a time."""
+    def mixed(a):
+        nums = [x for x in a.args if not x.free_symbols]
+        return len(nums) > 1 and any(x.has(sympy.Float) for x in nums)
+
+    def merge(a):
+        nums = [x for x in a.args if not x.free_symbols]
+        rest = [x for x in a.args if x.free_symbols]
+        return sympy.Float(float(sympy.Mul(*nums).evalf(17)), 15) * sympy.Mul(*rest)
+
+    try:
+        return expr.replace(lambda a: a.is_Mul and mixed(a), merge)
+    except Exception:  # pragma: no cover - sympy internals; the formula stays as it was
+        return expr
 
 
 def snap_constants(expr, symbols, X, y, passes: int = 2, rel: float = 0.1, max_constants: int = 30,
@@ -190,14 +209,14 @@ def snap_constants(expr, symbols, X, y, passes: int = 2, rel: float = 0.1, max_c
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     atol = 1e-14 * float(np.mean(y * y) + 1e-300)
-    expr = refine_constants(expr, symbols, X, y)
+    expr = refine_constants(merged_numbers(expr), symbols, X, y)
     if len(_floats(expr)) > max_constants:
         return expr
     expr = _snap_passes(expr, symbols, X, y, passes, rel, deadline, atol)
     for _ in range(2):
         if time.perf_counter() > deadline:
             return expr
-        simpler = tidy(expr)
+        simpler = merged_numbers(tidy(expr))
         if simpler == expr or not _loss(simpler, symbols, X, y) <= _loss(expr, symbols, X, y) * 1.000001 + atol:
             break
         expr = simpler
