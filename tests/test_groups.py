@@ -71,6 +71,17 @@ def test_univariate_stage_finds_planck_curve():
     assert "exp" in label
 
 
+def test_univariate_stage_finds_a_power_of_a_curve():
+    """Rutherford's 1/sin(theta/2)**4 is (1 - cos(theta))**-2 up to a constant: a cosine of
+    the target's inverse square root."""
+    rng = np.random.default_rng(5)
+    th = rng.uniform(1, 3, 600)
+    y = 0.3 / np.sin(th / 2) ** 4
+    label, best = _best_curve(th, y)
+    assert np.max(np.abs(best - y) / np.abs(y)) < 1e-6
+    assert "cos" in label and "1/sqrt y" in label
+
+
 def test_discover_reads_a_law_through_its_group():
     """A Shockley-diode-like law: y = I0 * (exp(q*V/(k*T)) - 1). Four of the five inputs enter
     through one group; the reduced problem is one curve."""

@@ -3,7 +3,7 @@
 A problem with a single live input (a raw one-variable law, or what a reduction to one
 dimensionless group leaves, such as Planck's ``1/(exp(z/(2*pi)) - 1)``) is a curve, and a curve
 can be searched exhaustively and cheaply. The target is transformed by each invertible ``T``
-that is defined on the data (y, 1/y, y**2, sqrt y, log y) and multiplied by a power of the input
+that is defined on the data (y, 1/y, y**2, sqrt y, 1/sqrt y, 1/y**2, log y) and multiplied by a power of the input
 (x**-1, x, where x keeps one sign away from zero), and every library function is fitted to
 every transformed target in one batched call of :func:`..symbolic.fit.fit_functions` (coarse
 (a, b) scan, Levenberg-Marquardt). The best fits become formulas in the caller's variable,
@@ -52,6 +52,10 @@ def _transforms(y):
             out.append(("y^2", y * y, lambda e: sign * sympy.sqrt(e)))
         if np.all(y >= 0):
             out.append(("sqrt y", np.sqrt(y), lambda e: e ** 2))
+        if np.all(y > 0) and amin >= 1e-6 * amax:
+            # a power of a curve: 1/sin(x/2)**4 is (1 - cos(x))**-2
+            out.append(("1/sqrt y", 1.0 / np.sqrt(y), lambda e: 1 / e ** 2))
+            out.append(("1/y^2", 1.0 / (y * y), lambda e: 1 / sympy.sqrt(e)))
     return out
 
 
