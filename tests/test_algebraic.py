@@ -116,6 +116,17 @@ def test_pareto_front_and_rules():
     tied = pareto_front([{"complexity": 9, "loss": 1e-31}, {"complexity": 4, "loss": 3e-29},
                          {"complexity": 1, "loss": 2.0}], variance=2.0)
     assert front and tied[choose(tied, "best")]["complexity"] == 4
+    # a fitted float costs one more: at equal loss, the exact law one node longer than its
+    # two-float mimic wins (Planck's curve against a shifted cosh)
+    from kanlab.discovery.select import _select
+    z = sympy.Symbol("z")
+    law = 1 / (2 * sympy.pi * (sympy.exp(z / (2 * sympy.pi)) - 1))
+    mimic = sympy.Float(502.19) / (sympy.cosh(z / (2 * sympy.pi) + sympy.Rational(35, 4))
+                                   - sympy.Float(3155.34))
+    attempts = [{"expr": e, "formula": str(e), "hidden": h, "r2": 1.0, "complexity": c}
+                for e, h, c in ((mimic, "cosh", 15), (law, "exp", 16))]
+    chosen, table = _select(attempts, 1.0, "best")
+    assert chosen["hidden"] == "exp" and [r["cost"] for r in table] == [16]
     with pytest.raises(ValueError, match="model_selection"):
         choose(front, "shortest")
     with pytest.raises(ValueError, match="model_selection"):

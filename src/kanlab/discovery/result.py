@@ -27,7 +27,8 @@ class DiscoveryResult:
             surrogate the structure was read from.
         model_kind: ``"symbolic"`` or ``"surrogate"``, as above.
         pareto: the complexity/held-out-loss Pareto front of all attempts' formulas, simplest
-            first: dicts with complexity, loss (held-out MSE), score (PySR's), r2, formula,
+            first (by cost: nodes plus one per fitted float): dicts with complexity, cost,
+            loss (held-out MSE), score (PySR's, per unit of cost), r2, formula,
             hidden (the attempt that found it); ``formula`` is the row ``model_selection`` chose.
         stages: seconds spent per stage, summed over attempts.
         variables: the sympy symbols of the inputs.

@@ -1,5 +1,8 @@
 """Model selection: the complexity/loss Pareto front of candidate formulas and PySR's rules.
 
+A formula's complexity here is its cost: its nodes plus one for each fitted float (an exact
+constant is short to write, a fitted one is not).
+
 A formula that fits the noise loses to a simpler one: along the front (each row simpler than the
 next and worse), PySR's score is the drop in log loss per unit of complexity against the previous
 row, and its "best" rule takes the highest score among the rows whose loss is within 1.5 times
@@ -26,17 +29,18 @@ _WHITE_K = 10  # neighbours averaged
 
 
 def pareto_front(rows, variance: float = 1.0, floor: float = 0.0):
-    """``rows``: dicts with at least ``complexity`` and ``loss`` (MSE). Returns the front as new
-    dicts, simplest first, each with ``score`` added; rows with a non-finite loss are left out.
+    """``rows``: dicts with at least ``complexity`` and ``loss`` (MSE), optionally ``cost`` (what
+    orders them when present, see :func:`_select`). Returns the front as new dicts, simplest
+    first, each with ``score`` added; rows with a non-finite loss are left out.
     ``variance``: the target's variance, which sets the loss floor (float precision, or
     ``floor`` times the variance when that is larger: losses below it count as equal)."""
     floor = max(_FLOOR, float(floor)) * max(float(variance), 1e-300)
     rows = sorted((dict(r, loss=max(float(r["loss"]), floor)) for r in rows
                    if math.isfinite(float(r["loss"]))),
-                  key=lambda r: (r["complexity"], r["loss"]))
+                  key=lambda r: (_cost(r), r["loss"]))
     front = []
     for r in rows:
-        if front and (r["loss"] >= front[-1]["loss"] or r["complexity"] == front[-1]["complexity"]):
+        if front and (r["loss"] >= front[-1]["loss"] or _cost(r) == _cost(front[-1])):
             continue  # not better than something at least as simple
         front.append(r)
     for k, r in enumerate(front):
@@ -44,9 +48,14 @@ def pareto_front(rows, variance: float = 1.0, floor: float = 0.0):
             r["score"] = 0.0
         else:
             p = front[k - 1]
-            r["score"] = -(math.log(r["loss"]) - math.log(p["loss"])) / \
-                (r["complexity"] - p["complexity"])
+            r["score"] = -(math.log(r["loss"]) - math.log(p["loss"])) / (_cost(r) - _cost(p))
     return front
+
+
+def _cost(row):
+    """What a row's formula costs to write: its ``cost`` where given (see :func:`_select`),
+    else its complexity."""
+    return row.get("cost", row["complexity"])
 
 
 def choose(front, rule: str = "best") -> int:
@@ -146,14 +155,19 @@ def _select(attempts, variance, rule, floor=0.0, significant=None):
     test, or fewer fitted constants); a row that only gains by chance is left out of the
     choice, so an extra term that shaves 1% off a noise-dominated loss does not win by PySR's
     score."""
-    rows = [dict(a, loss=(1.0 - a["r2"]) * variance) for a in attempts
-            if a.get("expr") is not None and math.isfinite(a["r2"])]
+    # a fitted float costs more to write than a node: at equal loss, 1/(2*pi*(exp(z/(2*pi)) - 1))
+    # (16 nodes, every constant exact) is simpler than its mimic 502.19/(cosh(z/(2*pi) + 35/4) -
+    # 3155.34) (15 nodes, two floats)
+    rows = [dict(a, loss=(1.0 - a["r2"]) * variance,
+                 cost=a["complexity"] + _free_constants(a["expr"]))
+            for a in attempts if a.get("expr") is not None and math.isfinite(a["r2"])]
     if not rows:
         return None
     if any(r.get("between_ok", True) for r in rows):
         rows = [r for r in rows if r.get("between_ok", True)]
     front = pareto_front(rows, variance, floor)
-    table = [{"complexity": r["complexity"], "loss": r["loss"], "score": r["score"],
+    table = [{"complexity": r["complexity"], "cost": r["cost"], "loss": r["loss"],
+              "score": r["score"],
               "r2": r["r2"], "formula": r["formula"], "hidden": r["hidden"]} for r in front]
     if significant is not None and len(front) > 1:
         kept = [front[0]]
