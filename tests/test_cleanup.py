@@ -122,3 +122,18 @@ def test_a_float_beside_pi_is_merged_and_larger_multiples_of_pi_snap():
     out = _finish(e, True, syms, X, y, snap=True, deadline=math.inf, floor=1e-20)
     assert not [x for x in sympy.preorder_traversal(out) if isinstance(x, sympy.Float)], out
     assert sympy.simplify(out * 4 * sympy.pi * eps * sympy.sqrt(r**2 + d**2 - 2*r*d*sympy.cos(a)) / q) == 1
+
+
+def test_a_float_shared_by_a_sum_is_factored_out_and_snapped():
+    """I.32.17 came back as ``Ef**2*...*r**2/(-0.4886 + 0.4886*w0**2/w**2)**2``: the refit
+    leaves the two 0.4886 different in the last digits; factored out, merged and squared they
+    are 4*pi/3."""
+    rng = np.random.default_rng(2)
+    a, w, w0 = sympy.symbols("a omega omega_0")
+    X = np.column_stack([rng.uniform(1, 5, 400), rng.uniform(1, 2, 400), rng.uniform(3, 5, 400)])
+    y = 4 * np.pi / 3 * X[:, 0] / (X[:, 2] ** 2 / X[:, 1] ** 2 - 1) ** 2
+    c = 1 / math.sqrt(4 * math.pi / 3)
+    e = a / (sympy.Float(-c * (1 + 2e-16)) + sympy.Float(c) * w0 ** 2 / w ** 2) ** 2
+    out = _finish(e, True, [a, w, w0], X, y, snap=True, deadline=math.inf, floor=None)
+    assert not [x for x in sympy.preorder_traversal(out) if isinstance(x, sympy.Float)], out
+    assert out.has(sympy.pi)

@@ -20,7 +20,8 @@ import numpy as np
 import sympy
 
 from ..symbolic.formula import _time_limited, expression_size, tidy
-from ..symbolic.snap import refine_constants, round_constants, snap_constants
+from ..symbolic.snap import _floats as _floats_of
+from ..symbolic.snap import merged_numbers, refine_constants, round_constants, snap_constants
 from .result import _evaluate, _finite_between, _r2
 
 __all__ = ["shortest_form"]
@@ -127,15 +128,35 @@ def _snap_forms(expr, symbols, Xtr, ytr, deadline):
         # inverse hyperbolics are logs in disguise (exp(-2*atanh(u)) = (1-u)/(1+u)):
         # written as logs, exp/log pairs cancel and the constants become snappable
         forms.append(_logs(expr))
+    # a float shared by a sum's terms, factored out and merged with the numbers around it,
+    # may be a simple number: (-0.4886 + 0.4886*u)**-2 is 4.18879*(u - 1)**-2, and 4*pi/3
+    common = merged_numbers(sympy.factor_terms(_unified_floats(expr)))
+    if len(_floats_of(common)) < len(_floats_of(expr)):
+        forms.append(common)
     best_form = None
     for form in forms:
         if time.perf_counter() > deadline:
             break
         cand = snap_constants(form, symbols, Xtr, ytr, deadline=deadline)
-        key = (_r2(_evaluate(cand, symbols, Xtr), ytr) >= 1 - 1e-9, -expression_size(cand))
+        key = (_r2(_evaluate(cand, symbols, Xtr), ytr) >= 1 - 1e-9, -len(_floats_of(cand)),
+               -expression_size(cand))
         if best_form is None or key > best_form[0]:
             best_form = (key, cand)
     return best_form[1] if best_form is not None else expr
+
+
+def _unified_floats(expr, rtol: float = 1e-9):
+    """``expr`` with floats of equal magnitude to ``rtol`` made one (signs kept): a refit leaves
+    ``-0.48860251190291981 + 0.48860251190291992*u``, whose common factor sympy cannot see."""
+    reps, out = [], {}
+    for f in _floats_of(expr):
+        v = abs(float(f))
+        rep = next((r for r in reps if abs(r - v) <= rtol * max(r, v)), None)
+        if rep is None:
+            reps.append(v)
+        elif v != rep:
+            out[f] = sympy.Float(math.copysign(rep, float(f)), 15)
+    return expr.xreplace(out) if out else expr
 
 
 def _logs(expr):
