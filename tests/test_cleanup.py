@@ -137,3 +137,8 @@ def test_a_float_shared_by_a_sum_is_factored_out_and_snapped():
     out = _finish(e, True, [a, w, w0], X, y, snap=True, deadline=math.inf, floor=None)
     assert not [x for x in sympy.preorder_traversal(out) if isinstance(x, sympy.Float)], out
     assert out.has(sympy.pi)
+
+
+def test_pi_cubed_is_a_snapping_base():
+    # Planck's spectral density in omega carries 1/(2*pi**3) (I.41.16)
+    assert 1 / (2 * sympy.pi ** 3) in [c for c, _ in _candidates(1 / (2 * math.pi ** 3))]

@@ -3,9 +3,9 @@
 :func:`refine_constants` treats every floating-point constant of a sympy expression as a free
 parameter and refits them all by nonlinear least squares on the data. :func:`snap_constants` then
 tries to replace each constant by a simple exact number (0, an integer, a small ratio, or a small
-ratio times pi, 1/pi, pi**2, 1/pi**2, e, sqrt(2), sqrt(3), sqrt(pi), 1/sqrt(pi) or sqrt(2/pi))
-and keeps a replacement only where the loss does not get worse by more than what one free
-parameter is worth (the Bayesian information criterion: MSE may grow by a factor
+ratio times pi, 1/pi, pi**2, 1/pi**2, pi**3, 1/pi**3, e, sqrt(2), sqrt(3), sqrt(pi), 1/sqrt(pi)
+or sqrt(2/pi)) and keeps a replacement only where the loss does not get worse by more than what
+one free parameter is worth (the Bayesian information criterion: MSE may grow by a factor
 ``exp(log(n)/n)`` per constant for n samples; Akaike's ``exp(2/n)``, which targets prediction
 rather than the true model, kept ``0.9965*a*b**2.004`` on 1% noise where the data cannot tell
 it from ``a*b**2``). Constants are retrained after every pass.
@@ -133,7 +133,8 @@ def refine_constants(expr, symbols, X, y, max_nfev: int = 200):
 # the exact numbers a constant may become: a small ratio p/q times one of these bases, with the
 # bits it takes to name the base (a description length: see _bits)
 _BASES = ((sympy.Integer(1), 0.0), (sympy.pi, 1.5), (1 / sympy.pi, 1.5), (sympy.pi**2, 3.0),
-          (1 / sympy.pi**2, 3.0), (sympy.E, 3.0), (sympy.sqrt(2), 3.0), (sympy.sqrt(3), 3.0),
+          (1 / sympy.pi**2, 3.0), (sympy.pi**3, 4.0), (1 / sympy.pi**3, 4.0), (sympy.E, 3.0),
+          (sympy.sqrt(2), 3.0), (sympy.sqrt(3), 3.0),
           (sympy.sqrt(sympy.pi), 3.0), (1 / sympy.sqrt(sympy.pi), 3.0),
           (sympy.sqrt(2 / sympy.pi), 3.0))
 _DENOMINATORS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16)  # of plain ratios
