@@ -55,6 +55,17 @@ def test_find_groups_two_groups_and_a_prefactor():
         assert np.linalg.norm(t - span.T @ (span @ t)) < 1e-9
 
 
+def test_group_basis_is_made_simplest():
+    from kanlab.discovery.groups import _simplest_basis
+
+    # beta and beta*omega/omega_0 span the same groups as beta and omega/omega_0
+    A = _simplest_basis([[0, 0, 1], [1, -1, 1]])
+    assert sorted(map(tuple, A.astype(int))) == [(0, 0, 1), (1, -1, 0)]
+    B = _simplest_basis([[1, 2, 0, 0], [1, 2, 1, 0], [0, 1, 1, 1]])
+    assert np.linalg.matrix_rank(B) == 3
+    assert np.abs(B).sum() < 7  # simpler than the input's 8
+
+
 def test_find_groups_none_where_no_scaling_symmetry():
     rng = np.random.default_rng(2)
     X = rng.uniform(1, 3, (800, 3))

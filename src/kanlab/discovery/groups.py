@@ -88,6 +88,26 @@ def _group_basis(V, k, cands):
     return None
 
 
+def _vector_cost(v):
+    return int(np.sum(v != 0)) * 10 + float(np.abs(v).sum())  # as _integer_vectors ranks them
+
+
+def _simplest_basis(A):
+    """The same lattice of groups with each vector made as short as adding or subtracting
+    (once or twice) the others makes it: a rough span may be matched by ``beta`` and
+    ``beta*omega/omega_0`` where ``beta`` and ``omega/omega_0`` are the law's groups."""
+    A = np.array(A, dtype=np.float64)
+    changed = True
+    while changed:
+        changed = False
+        for i, j in itertools.permutations(range(len(A)), 2):
+            for c in (1, -1, 2, -2):
+                v = A[i] + c * A[j]
+                if np.any(v) and _vector_cost(v) < _vector_cost(A[i]):
+                    A[i], changed = v, True
+    return A
+
+
 def _prefactor(A, mean_L):
     """Exponents m (halves) with mean_L - m inside the rows' span of A, or None."""
     p = len(mean_L)
@@ -263,6 +283,7 @@ def find_groups(sur_model, f, X, y, err, ysd, live, xc, xs, const_cols, yc, dtyp
         A = _group_basis(vt[:k], k, cands)
         if A is None:
             continue
+        A = _simplest_basis(A)
         m = _prefactor(A, mean_L)
         if m is None:
             continue
