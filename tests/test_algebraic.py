@@ -102,6 +102,24 @@ def test_forward_select_recovers_a_sparse_support():
     assert sorted(prune_support(D.columns, t, sup, 1e-11)) == truth
 
 
+def test_a_triple_whose_terms_are_poor_alone():
+    """cos(u) + alpha*cos(u)**2 is cos(u) + alpha - alpha*sin(u)**2 in the dictionary's terms:
+    alpha and alpha*sin(u)**2 nearly cancel, and forward steps (with a beam) choose other
+    columns; the triple search finds the three."""
+    rng = np.random.default_rng(0)
+    w, t, a = rng.uniform(1, 3, (3, 600))
+    u = w * t
+    X = np.column_stack([a, u])
+    y = np.cos(u) + a * np.cos(u) ** 2
+    D = build_dictionary(X)
+    truth = sorted(i for i, term in enumerate(D.terms)
+                   if term in (((0, 0), ("cos", 1)), ((1, 0), None), ((1, 0), ("sin2", 1))))
+    assert len(truth) == 3
+    assert all(sorted(sup) != truth for sup, _ in forward_select(D.columns, y, 6)[:3])
+    path = forward_select(D.columns, y, 6, triples=True)
+    assert sorted(path[2][0]) == truth and path[2][1] < 1e-20
+
+
 def test_pareto_front_and_rules():
     rows = [{"complexity": 1, "loss": 1.0}, {"complexity": 5, "loss": 0.01},
             {"complexity": 7, "loss": 0.02},  # dominated: more complex and worse

@@ -168,7 +168,7 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
         # a small dictionary affords a wide beam (the exact support may start from a pair
         # that is not among the few best pairs)
         beam = max(6, min(64, 12000 // max(D.columns.shape[1], 1)))
-        path = forward_select(D.columns, ts, k_max, deadline=deadline, beam=beam)
+        path = forward_select(D.columns, ts, k_max, deadline=deadline, beam=beam, triples=True)
         for sup in _chosen_supports(D.columns, ts, path, n) if path else []:
             coef, rss = lstsq_on(D.columns, ts, sup)
             expr = inverse(_sum_expr(D, sup, coef, symbols, scale))

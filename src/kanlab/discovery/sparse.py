@@ -15,7 +15,7 @@ import numpy as np
 __all__ = ["forward_select", "prune_support", "lstsq_on", "bic_pick"]
 
 def forward_select(A, t, k_max: int, tol: float = 1e-11, deadline: float = math.inf,
-                   beam: int = 6, score=None, max_pairs: int = 600):
+                   beam: int = 6, score=None, max_pairs: int = 600, triples: bool = False):
     """Forward selection by orthogonal least squares, with a beam: the path of supports (lists of
     column indices) with 1, 2, ... columns. Each step extends every support in the beam by each
     of its ``beam`` best columns (the ones that lower the residual most once the chosen columns
@@ -28,7 +28,9 @@ def forward_select(A, t, k_max: int, tol: float = 1e-11, deadline: float = math.
 
     A support's state is its orthonormal basis Q (n, k), the projections P = Q^T A (k, M) and the
     residual r: a column's residual part has squared norm 1 - |P_j|^2 (columns are unit), so no
-    residualized copy of A is kept."""
+    residualized copy of A is kept. ``triples``: where three forward columns nearly explain t
+    but not exactly, also search the triples that hold one of the simplest columns (or of those
+    three) and any pair (:func:`_one_and_pair`)."""
     norms0 = np.sqrt(np.sum(A * A, axis=0))
     ok = norms0 > 0
     A = np.where(ok, A / np.where(ok, norms0, 1.0), 0.0)
@@ -79,7 +81,47 @@ def forward_select(A, t, k_max: int, tol: float = 1e-11, deadline: float = math.
         path.append((list(states[0][0]), scores[0]))
         if scores[0] < tol:
             break
+    if triples and score is None and len(path) >= 3 and tol <= path[2][1] < _TRIPLE_MAX \
+            and time.perf_counter() < deadline:
+        ones = list(dict.fromkeys([*range(min(_ONES, A.shape[1])), *path[2][0]]))
+        found = _one_and_pair(A, t, tss, ok, ones)
+        if found is not None and found[1] < 0.5 * path[2][1]:
+            # an exact triple ends the path; a better one replaces the forward step's
+            path = path[:2] + [found] if found[1] < tol else path[:2] + [found] + path[3:]
     return path
+
+
+_ONES = 8  # the simplest columns, each tried as the fixed one of a triple (with the forward three)
+_TRIPLE_MAX = 0.05  # a triple is searched for only where three forward columns come this close
+
+
+def _one_and_pair(A, t, tss, ok, ones, max_pairs: int = 300):
+    """``(support, relative rss)`` of the best three columns that hold one of ``ones`` and a pair
+    from a pool of ``max_pairs`` columns (the simplest half, and the half of the others that
+    correlate most with t), by exact least squares of every pair once the one is projected
+    out; None if there is none. Forward steps, even with a beam, keep the supports that are
+    best at every size on the way, and miss laws whose terms are poor alone and good together:
+    ``cos(u) + alpha - alpha*sin(u)**2``, where ``alpha`` and ``alpha*sin(u)**2`` nearly
+    cancel."""
+    M = A.shape[1]
+    half = max_pairs // 2
+    if M <= max_pairs:
+        pool = np.arange(M)
+    else:
+        corr = np.abs(A[:, half:].T @ t)
+        corr[~ok[half:]] = -1.0
+        pool = np.concatenate([np.arange(half), half + np.argsort(-corr)[: max_pairs - half]])
+    best = None
+    for c in ones:
+        q = A[:, c]
+        Ap = A[:, pool] - np.outer(q, q @ A[:, pool])
+        norms = np.sqrt(np.sum(Ap * Ap, axis=0))
+        keep = ok[pool] & (norms > 1e-6) & (pool != c)  # c itself is projected out
+        Ap = np.where(keep, Ap / np.where(keep, norms, 1.0), 0.0)
+        states, _ = _pair_states(Ap, t - q * (q @ t), tss, 1, keep, len(pool))
+        if states and states[0][0] and (best is None or states[0][4] < best[1]):
+            best = (sorted([int(c), *(int(pool[j]) for j in states[0][0])]), states[0][4])
+    return None if best is None else (best[0], best[1] / tss)
 
 
 def _pair_states(A, t, tss, beam, ok, max_pairs):
