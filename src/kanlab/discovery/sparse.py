@@ -85,9 +85,10 @@ def forward_select(A, t, k_max: int, tol: float = 1e-11, deadline: float = math.
             and time.perf_counter() < deadline:
         ones = list(dict.fromkeys([*range(min(_ONES, A.shape[1])), *path[2][0]]))
         found = _one_and_pair(A, t, tss, ok, ones)
-        if found is not None and found[1] < 0.5 * path[2][1]:
-            # an exact triple ends the path; a better one replaces the forward step's
-            path = path[:2] + [found] if found[1] < tol else path[:2] + [found] + path[3:]
+        if found is not None and found[1] < tol:
+            # only an exact triple is taken (it ends the path): a closer approximation would
+            # end a sub-search that wants 0.9995 before it reaches the law
+            path = path[:2] + [found]
     return path
 
 
