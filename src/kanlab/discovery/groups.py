@@ -68,8 +68,7 @@ def _integer_vectors(p: int, max_support: int, values=(1, 2, -1, -2),
     if not out:
         return np.zeros((0, p))
     V = np.array(out)
-    cost = (V != 0).sum(1) * 10 + np.abs(V).sum(1)
-    return V[np.argsort(cost, kind="stable")]
+    return V[np.argsort(_vector_cost(V), kind="stable")]
 
 
 def _group_basis(V, k, cands):
@@ -89,7 +88,8 @@ def _group_basis(V, k, cands):
 
 
 def _vector_cost(v):
-    return int(np.sum(v != 0)) * 10 + float(np.abs(v).sum())  # as _integer_vectors ranks them
+    """How complex exponent vector(s) ``v`` are (along the last axis): inputs first, then size."""
+    return np.sum(v != 0, axis=-1) * 10 + np.abs(v).sum(axis=-1)
 
 
 def _simplest_basis(A):

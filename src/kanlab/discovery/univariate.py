@@ -3,10 +3,10 @@
 A problem with a single live input (a raw one-variable law, or what a reduction to one
 dimensionless group leaves, such as Planck's ``1/(exp(z/(2*pi)) - 1)``) is a curve, and a curve
 can be searched exhaustively and cheaply. The target is transformed by each invertible ``T``
-that is defined on the data (y, 1/y, y**2, sqrt y, 1/sqrt y, 1/y**2, log y) and multiplied by a power of the input
-(x**-1, x, where x keeps one sign away from zero), and every library function is fitted to
-every transformed target in one batched call of :func:`..symbolic.fit.fit_functions` (coarse
-(a, b) scan, Levenberg-Marquardt). The best fits become formulas in the caller's variable,
+that is defined on the data (y, 1/y, y**2, sqrt y, 1/sqrt y, 1/y**2, log y) and multiplied by
+a power of the input (x**-1, x, where x keeps one sign away from zero), and every library
+function is fitted to every transformed target in one batched call of
+:func:`..symbolic.fit.fit_functions` (coarse (a, b) scan, Levenberg-Marquardt). The best fits become formulas in the caller's variable,
 ``T^-1((c*f(a*x + b) + d) / x**p)``, scored on y itself; the caller refits, snaps and scores
 them like any candidate.
 """
