@@ -120,6 +120,19 @@ def test_a_triple_whose_terms_are_poor_alone():
     assert sorted(path[2][0]) == truth and path[2][1] < 1e-20
 
 
+@pytest.mark.parametrize("seed", [0, 8])
+def test_a_ratio_for_y_squared_on_any_sample(seed):
+    # y = (1 - g1**2*g2)/sqrt(1 - g1**2), the reduced Lorentz time: y**2 = P/Q with five terms.
+    # A beam of 6 took a column outside P and Q first on seed 8's rows and ended 1e-7 away
+    rng = np.random.default_rng(seed)
+    x, c, u, t = (rng.uniform(lo, hi, 640) for lo, hi in ((1, 5), (3, 10), (1, 2), (1, 5)))
+    g1, g2 = u / c, x / (t * u)
+    y = (1 - g1 ** 2 * g2) / np.sqrt(1 - g1 ** 2)
+    cands = algebraic_candidates(np.column_stack([g1, g2]), y, sympy.symbols("g1 g2"))
+    best = min(cands, key=lambda c: c.train_rel_rss)
+    assert best.train_rel_rss < 1e-24 and best.label == "ratio P/Q of 5 terms for y^2"
+
+
 def test_pareto_front_and_rules():
     rows = [{"complexity": 1, "loss": 1.0}, {"complexity": 5, "loss": 0.01},
             {"complexity": 7, "loss": 0.02},  # dominated: more complex and worse

@@ -66,6 +66,38 @@ def test_group_basis_is_made_simplest():
     assert np.abs(B).sum() < 7  # simpler than the input's 8
 
 
+def test_find_groups_reads_a_group_of_many_inputs_and_large_powers():
+    # seven inputs with powers up to 3: beyond the enumerated candidates, read off the data
+    rng = np.random.default_rng(3)
+    X = rng.uniform(1, 3, (1000, 7))
+    e = np.array([3, 1, -2, -1, -3, -1, 1], float)
+    g = np.prod(X ** e, axis=1)
+    y = np.log(1 + g)
+    found = _groups(X, y)
+    assert found is not None
+    pos, A, m, others = found
+    assert len(A) == 1 and others == []
+    assert np.allclose(np.abs(A[0]), np.abs(e)) and np.allclose(A[0] * A[0][0], e * e[0])
+    assert np.allclose(m, 0)
+
+
+def test_other_bases_of_the_same_groups():
+    from kanlab.discovery.groups import _integer_vectors, _other_bases
+
+    # inputs (x, c, u, t): u/c with x/(t*u), and u/c with x/(c*t), are bases of one lattice
+    A = np.array([[0, -1, 1, 0], [1, 0, -1, -1]], float)
+    others = _other_bases(A, _integer_vectors(4, 4), limit=3)
+    assert others
+    for B in others:
+        # the same lattice: each basis is an integer, unimodular combination of the other
+        C = B @ np.linalg.pinv(A)
+        assert np.allclose(C, np.round(C)) and abs(abs(np.linalg.det(C)) - 1) < 1e-9
+        assert {tuple(v) for v in B} != {tuple(v) for v in A}
+    as_sets = [{tuple(np.abs(v).astype(int)) for v in B} for B in others]
+    assert {(1, 1, 0, 1), (0, 1, 1, 0)} in as_sets  # x/(c*t) beside c/u (or u/c)
+    assert _other_bases(A[:1], _integer_vectors(4, 4)) == []  # one group: nothing to choose
+
+
 def test_find_groups_none_where_no_scaling_symmetry():
     rng = np.random.default_rng(2)
     X = rng.uniform(1, 3, (800, 3))

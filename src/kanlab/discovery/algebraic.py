@@ -244,7 +244,10 @@ def _rational(D, y, name, inverse, symbols, k_max, n, deadline):
             v = float(res @ res) / yss
             return v if math.isfinite(v) else math.inf
 
-        path = forward_select(A, target, k_max, deadline=deadline, score=error)
+        # a wider beam than the sums' least: a greedy first column outside P and Q's support
+        # is common (y**2 = (1 - g1**2*g2)**2/(1 - g1**2) on one sample of rows, not another)
+        beam = max(12, min(32, 12000 // max(A.shape[1], 1)))
+        path = forward_select(A, target, k_max, deadline=deadline, score=error, beam=beam)
         if not path:
             continue
         exact = False

@@ -71,6 +71,26 @@ def _integer_vectors(p: int, max_support: int, values=(1, 2, -1, -2),
     return V[np.argsort(_vector_cost(V), kind="stable")]
 
 
+def _read_vector(v, max_entry: int = 8):
+    """Integer vectors along the direction ``v`` as read off the data (entries up to
+    ``max_entry``, any number of inputs): the enumerated candidates stop at a few inputs and
+    entries of 2, and ``eps**2*E*L**2/(m*Z1**2*Z2**2*q**4)`` has seven, one of them -4."""
+    out = []
+    big = np.abs(v).max()
+    if not big > 0:
+        return np.zeros((0, len(v)))
+    for j in np.flatnonzero(np.abs(v) > 0.1 * big):
+        for mult in (1, 2):
+            w = v / abs(v[j]) * mult
+            r = np.round(w)
+            if np.max(np.abs(w - r)) < 0.1 and np.abs(r).max() <= max_entry:
+                r = r if r[np.flatnonzero(r)[0]] > 0 else -r
+                if not any(np.array_equal(r, o) for o in out):
+                    out.append(r)
+                break
+    return np.array(out).reshape(-1, len(v))
+
+
 def _group_basis(V, k, cands):
     """k independent integer vectors inside span(V) (rows of V orthonormal), simplest first."""
     if k == 0:
@@ -106,6 +126,32 @@ def _simplest_basis(A):
                 if np.any(v) and _vector_cost(v) < _vector_cost(A[i]):
                     A[i], changed = v, True
     return A
+
+
+def _other_bases(A, cands, limit=1):
+    """Up to ``limit`` other bases of the lattice of groups ``A`` (made of ``cands``), cheapest
+    first, no costlier than ``A`` plus one input: ``u/c`` with ``x/(c*t)`` beside ``u/c`` with
+    ``x/(t*u)``; which one makes the reduced law simpler only the sub-search can tell."""
+    k = len(A)
+    if k < 2:
+        return []
+    pinv = np.linalg.pinv(A)
+    coords = cands @ pinv
+    coords_r = np.round(coords)
+    inside = np.all(np.abs(coords - coords_r) < 1e-9, 1) & \
+        np.all(np.abs(coords_r @ A - cands) < 1e-9, 1)
+    pool = list(np.flatnonzero(inside)[:40])
+    top = float(_vector_cost(A).sum()) + 10.0
+    out = []
+    for S in itertools.combinations(pool, k):
+        if abs(abs(np.linalg.det(coords_r[list(S)])) - 1.0) > 1e-9:
+            continue
+        B = cands[list(S)]
+        cost = float(_vector_cost(B).sum())
+        if cost <= top and not {tuple(v) for v in B} == {tuple(v) for v in A}:
+            out.append((cost, B))
+    out.sort(key=lambda t: t[0])
+    return [B for _, B in out[:limit]]
 
 
 def _prefactor(A, mean_L):
@@ -239,9 +285,12 @@ def log_surrogate(Xtr, ytr, pos, seed, deadline):
 
 
 def find_groups(sur_model, f, X, y, err, ysd, live, xc, xs, const_cols, yc, dtype,
-                seed: int = 0, n: int = 384, deadline: float = float("inf")):
+                seed: int = 0, n: int = 384, deadline: float = float("inf"),
+                alternatives: bool = False):
     """``(pos, A, m, others)`` when the data show y = prod x_pos**m * g(groups A, others) with
-    fewer inputs than ``live`` (see the module doc), else None. The oracle is a network of
+    fewer inputs than ``live`` (see the module doc), else None. With ``alternatives``, a list of
+    such hypotheses: the simplest basis of the groups, then another basis of the same groups
+    about as simple, when there is one. The oracle is a network of
     log|y| on the logs of the positive inputs (:func:`log_surrogate`) when y keeps one sign,
     else the surrogate ``sur_model`` (``f``: it as a function of raw inputs; ``err``: its
     held-out RMSE in units of ``ysd``)."""
@@ -280,17 +329,23 @@ def find_groups(sur_model, f, X, y, err, ysd, live, xc, xs, const_cols, yc, dtyp
     for k in range(0, p):
         if k + len(others) >= len(live):
             break
-        A = _group_basis(vt[:k], k, cands)
-        if A is None:
+        A0 = _group_basis(vt[:k], k, np.vstack([cands, _read_vector(vt[0])]) if k == 1 else cands)
+        if A0 is None:
             continue
-        A = _simplest_basis(A)
-        m = _prefactor(A, mean_L)
-        if m is None:
-            continue
-        rel = _move_test(oracle, rows, f0, pos, A, m, lo, hi, noise, rng,
-                         log_domain=logs is not None)
-        if rel < _MAX_DEFECT:
-            return pos, A, m, others
+        found = []
+        A1 = _simplest_basis(A0)
+        # the reduced basis first, then another as simple when there is one: the law's own
+        # groups may be either (u/c with x/(t*u), or u/c with x/(c*t))
+        for A in [A1] + (_other_bases(A1, cands) if alternatives else []):
+            m = _prefactor(A, mean_L)
+            if m is None:
+                continue
+            rel = _move_test(oracle, rows, f0, pos, A, m, lo, hi, noise, rng,
+                             log_domain=logs is not None)
+            if rel < _MAX_DEFECT:
+                found.append((pos, A, m, others))
+        if found:
+            return found if alternatives else found[0]
     return None
 
 

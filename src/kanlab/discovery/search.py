@@ -424,8 +424,9 @@ def _structures(dataset, d, const_cols, ysd, yc, seed, Xtr, ytr, xc, xs, dtype, 
             log.info("discover: surrogate held-out RMSE %.3g (of y's spread)", err)
         if err < _SYM_MAX_RMSE:
             f = surrogate_function(model, xc, xs, const_cols, ysd, yc, dtype)
-        grp = find_groups(model, f, Xtr, ytr, err, ysd, live, xc, xs, const_cols, yc, dtype,
-                          seed=seed, deadline=deadline)
+        grps = find_groups(model, f, Xtr, ytr, err, ysd, live, xc, xs, const_cols, yc, dtype,
+                           seed=seed, deadline=deadline, alternatives=True) or [None]
+        grp = grps[0]
         # one group first (unambiguous up to a power; a single input with a power prefactor
         # divided off exactly on the data, 3*p_d*sin(theta)*cos(theta)/(4*pi*epsilon*r**3),
         # is a curve left to find). Several groups come after the pair symmetries and the
@@ -433,6 +434,7 @@ def _structures(dataset, d, const_cols, ysd, yc, seed, Xtr, ytr, xc, xs, dtype, 
         # law in (theta - theta1)/sigma), and the sub-problem may be harder than the pair's
         if grp is not None:
             (out if len(grp[1]) == 1 else late).append(("groups", *grp, model, hists))
+            late.extend(("groups", *g, model, hists) for g in grps[1:])
         elif err > _INDEX_MIN_RMSE:  # a law the surrogate cannot follow: ask the data
             idx = find_index(Xtr, ytr, live, deadline=deadline)
             if idx is not None:
