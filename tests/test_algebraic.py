@@ -133,6 +133,16 @@ def test_a_ratio_for_y_squared_on_any_sample(seed):
     assert best.train_rel_rss < 1e-24 and best.label == "ratio P/Q of 5 terms for y^2"
 
 
+def test_a_small_dictionary_enters_the_ratios_with_its_functions():
+    # y**2 = (x**2 - 1)/(x + cos(theta))**2: Q holds x*cos(theta) and cos(theta)**2
+    rng = np.random.default_rng(0)
+    th, x = rng.uniform(0, 6, 640), rng.uniform(5 / 3, 20, 640)
+    y = np.sqrt(x ** 2 - 1) / (x + np.cos(th))
+    cands = algebraic_candidates(np.column_stack([th, x]), y, sympy.symbols("theta x"))
+    best = min(cands, key=lambda c: c.train_rel_rss)
+    assert best.train_rel_rss < 1e-24 and best.label.startswith("ratio P/Q")
+
+
 def test_pareto_front_and_rules():
     rows = [{"complexity": 1, "loss": 1.0}, {"complexity": 5, "loss": 0.01},
             {"complexity": 7, "loss": 0.02},  # dominated: more complex and worse

@@ -99,6 +99,23 @@ def test_signs_fixed_by_the_data_drop_abs_and_inverted_roots():
     assert _signs_known(mixed, syms, X) == mixed
 
 
+def test_a_root_of_a_square_whose_sign_the_data_fix_is_taken_out():
+    from kanlab.discovery.cleanup import _signs_known
+
+    c, v, th = sympy.symbols("c v theta")
+    rng = np.random.default_rng(1)
+    X = np.column_stack([rng.uniform(5, 20, 300), rng.uniform(1, 3, 300), rng.uniform(0, 6, 300)])
+    syms = [c, v, th]
+    e = sympy.sqrt((c**2 - v**2) / (c + v * sympy.cos(th)) ** 2)
+    assert _signs_known(e, syms, X) == sympy.sqrt(c**2 - v**2) / (c + v * sympy.cos(th))
+    # (v - c)**2 under the root: v - c < 0 on every row, so the root is c - v
+    out = _signs_known(sympy.sqrt(c**2 * (v - c) ** 2 * th), syms, X)
+    assert sympy.expand(out - c * (c - v) * sympy.sqrt(th)) == 0
+    # a base whose sign changes on the data stays under the root
+    mixed = sympy.sqrt((th - 3) ** 2 * c)
+    assert _signs_known(mixed, syms, X) == mixed
+
+
 def test_a_float_beside_pi_is_merged_and_larger_multiples_of_pi_snap():
     """A sub-search may return ``1/sqrt(16*pi**2 - 32*pi**2*u*cos(a) + ...)`` with 32*pi**2 as
     a float, and rewriting splits a float from pi**2 (``0.0506605918*pi**2*d**2`` is

@@ -118,6 +118,7 @@ def _sum_expr(D, support, coef, symbols, scale):
                        for j, c in zip(support, coef) if c != 0])
 
 
+_RATIONAL_ALL = 200  # a dictionary this small enters the ratios whole (functions too)
 _EXACT_RSS = 1e-24  # relative residual sum of squares of a fit exact to float precision
 
 
@@ -156,7 +157,9 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
     if D.columns.shape[1] == 0 or time.perf_counter() > deadline:
         return out
     if rational:  # over the monomials only: the linear form doubles the dictionary
-        mono_cols = [j for j, (_, fn) in enumerate(D.terms) if fn is None][:max_rational]
+        # a small dictionary is taken whole: (x**2 - 1)/(x + cos(theta))**2
+        mono_cols = [j for j, (_, fn) in enumerate(D.terms)
+                     if fn is None or D.columns.shape[1] <= _RATIONAL_ALL][:max_rational]
         Dm = Dictionary([D.terms[j] for j in mono_cols], D.columns[:, mono_cols])
     for name, t, inverse in _transforms(y, allowed):
         if time.perf_counter() > deadline:

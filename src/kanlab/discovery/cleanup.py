@@ -93,8 +93,26 @@ def _signs_known(expr, symbols, X):
     def flip(a):  # (1/u)**e -> u**-e for u > 0
         return a.base.base ** (-a.exp) if sign_of(a.base.base) > 0 else a
 
+    def pull(a):  # sqrt(P/Q**2) -> sqrt(P)/Q for Q > 0: the root of a known-sign square
+        if expression_size(a.base) > 60:
+            return a
+        inside, outside = [], []
+        for f in sympy.Mul.make_args(sympy.factor(a.base)):
+            b, k = f.as_base_exp()
+            s = sign_of(b) if k.is_Integer and b.free_symbols else 0
+            if (k * a.exp).is_integer and (s > 0 or s < 0 and k.is_even):
+                outside.append((s * b) ** (k * a.exp))
+            else:
+                inside.append(f)
+        if not outside:
+            return a
+        rest = min((sympy.Mul(*inside), sympy.expand(sympy.Mul(*inside))), key=expression_size)
+        return sympy.Mul(*outside) * rest ** a.exp
+
     try:
-        out = expr.replace(lambda a: isinstance(a, sympy.Abs), unabs)
+        out = expr.replace(lambda a: isinstance(a, sympy.Pow) and a.exp.is_Rational
+                          and not a.exp.is_integer, pull)
+        out = out.replace(lambda a: isinstance(a, sympy.Abs), unabs)
         out = out.replace(lambda a: isinstance(a, sympy.Pow) and isinstance(a.base, sympy.Pow)
                           and a.base.exp == -1 and a.exp.is_Rational and not a.exp.is_integer,
                           flip)
