@@ -522,6 +522,10 @@ def run_equation(eq: Equation, level: float, args, with_pykan: bool = False,
     X, y_clean = make_data(eq, args.n, args.seed)
     y = add_noise(eq, y_clean, level, args.seed)
     Xt, yt = make_test_data(eq, args.n_test, args.seed)
+    # what the noise allows: a formula whose squared error on the fresh points is at most the
+    # noise's variance is as accurate as the training data can tell
+    rec["noise_var"] = float((level * np.sqrt(np.mean(y_clean ** 2))) ** 2)
+    rec["test_var"] = float(np.var(yt))
     rec["data_s"] = time.perf_counter() - t0
     if not args.no_kanlab:
         rec["kanlab"] = run_kanlab(eq, X, y, Xt, yt, args.budget, args.seed,
@@ -619,7 +623,8 @@ def _med(values):
 
 def _summary(records, key: str, level: float, budget: float) -> dict | None:
     """Per (method, noise level): the SRBench rates, times and sizes."""
-    parts = [r[key] for r in records if key in r and r["noise"] == level]
+    rows = [r for r in records if key in r and r["noise"] == level]
+    parts = [r[key] for r in rows]
     if not parts:
         return None
     n = len(parts)
@@ -638,7 +643,17 @@ def _summary(records, key: str, level: float, budget: float) -> dict | None:
         # pykan's recipe has no time limit, so it cannot be over one
         "over_budget": None if key == "pykan" else sum(1 for t in times if t > 1.1 * budget),
         "crashes": sum(1 for p in parts if str(p.get("outcome", "")).startswith("crash")),
+        "within_noise": _within_noise(rows, key) if level > 0 else None,
     }
+
+
+def _within_noise(rows, key) -> int | None:
+    """Runs whose formula's mean squared error on the fresh noise-free points is at most the
+    training noise's variance (no formula that fits the noise); None without the fields."""
+    if not all("noise_var" in r and "test_var" in r for r in rows):
+        return None
+    return sum(1 for r in rows if r[key].get("r2") is not None and math.isfinite(r[key]["r2"])
+               and (1.0 - r[key]["r2"]) * r["test_var"] <= r["noise_var"])
 
 
 def _pct(k, n) -> str:
@@ -674,7 +689,9 @@ def render_markdown(env, args, eqs, records, summaries) -> str:
                f"(RMS = sqrt(mean(y^2)) of the training target), on the training target only. R2 on "
                f"{args.n_test} fresh noise-free points, computed by this script from the returned formula "
                f"(non-finite -> -inf). Budget {args.budget:g} s per run; 'over budget' counts runs that "
-               f"took more than 1.1 x budget. 'exact' is SRBench's rule: sympy simplifies found - truth "
+               f"took more than 1.1 x budget; 'error <= noise' counts runs (at a noise level above 0) "
+               f"whose formula's mean squared error on the fresh points is at most the training noise's "
+               f"variance. 'exact' is SRBench's rule: sympy simplifies found - truth "
                f"to a constant or found / truth to a nonzero constant (symbols positive where the range "
                f"is, nonnegative where it starts at 0), with found taken as given, with its floats as "
                f"exact rationals, or with its floats rounded to 3 decimals (below 1e-4 -> 0).")
@@ -699,8 +716,8 @@ def render_markdown(env, args, eqs, records, summaries) -> str:
     out.append("## Summary")
     out.append("")
     out.append("| method | noise | runs | exact recovery | R2 > 0.999 | median time (s) | max time (s) "
-               "| median complexity | median nodes | over budget | crashes |")
-    out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+               "| median complexity | median nodes | over budget | crashes | error <= noise |")
+    out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for s in summaries:
         label = dict(METHODS)[s["method"]]
         cx = "-" if s["median_complexity"] is None else f"{s['median_complexity']:g}"
@@ -708,7 +725,8 @@ def render_markdown(env, args, eqs, records, summaries) -> str:
         over = "no limit" if s["over_budget"] is None else str(s["over_budget"])
         out.append(f"| {label} | {s['noise']:g} | {s['n']} | {_pct(s['exact'], s['n'])} | "
                    f"{_pct(s['r2_above_0.999'], s['n'])} | {_t(s['median_time_s'])} | "
-                   f"{_t(s['max_time_s'])} | {cx} | {nodes} | {over} | {s['crashes']} |")
+                   f"{_t(s['max_time_s'])} | {cx} | {nodes} | {over} | {s['crashes']} | "
+                   f"{'-' if s.get('within_noise') is None else _pct(s['within_noise'], s['n'])} |")
     out.append("")
 
     out.append("## Beside the published exact-recovery rates")
