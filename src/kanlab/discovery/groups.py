@@ -34,6 +34,7 @@ __all__ = ["find_groups", "group_attempt", "group_name"]
 _MAX_ANGLE = 0.08  # an integer vector this far (sine of the angle) from the group space is not in it
 _MAX_DEFECT = 0.15  # of the change that moving along a group makes
 _MAX_NOISE = 3.0  # the defect in units of the surrogate's held-out error
+_ONE_DIM = 0.05  # second singular value of the log-derivatives' spread, of the first, for one group
 _MAX_HALF = 0.12  # prefactor exponents this close to halves are halves
 
 
@@ -322,14 +323,18 @@ def find_groups(sur_model, f, X, y, err, ysd, live, xc, xs, const_cols, yc, dtyp
     if len(rows) < 32:
         return None
     mean_L = L.mean(0)
-    _, _, vt = np.linalg.svd(L - mean_L, full_matrices=False)
+    _, sv, vt = np.linalg.svd(L - mean_L, full_matrices=False)
+    # a single group is read off the direction only when the spread is one-dimensional: a
+    # rounded mixture of two groups' directions may pass a rough move test
+    one_dim = len(sv) < 2 or sv[1] < _ONE_DIM * sv[0]
     p = len(pos)
     cands = _integer_vectors(p, 4 if p > 7 else 5)
     lo, hi = X.min(0), X.max(0)
     for k in range(0, p):
         if k + len(others) >= len(live):
             break
-        A0 = _group_basis(vt[:k], k, np.vstack([cands, _read_vector(vt[0])]) if k == 1 else cands)
+        read = k == 1 and one_dim
+        A0 = _group_basis(vt[:k], k, np.vstack([cands, _read_vector(vt[0])]) if read else cands)
         if A0 is None:
             continue
         found = []
