@@ -143,6 +143,27 @@ def test_a_small_dictionary_enters_the_ratios_with_its_functions():
     assert best.train_rel_rss < 1e-24 and best.label.startswith("ratio P/Q")
 
 
+def test_a_power_law_spanning_decades_under_noise():
+    # -m*q**4/(h**2*n**2*eps**2)/8 spans seven decades: with noise of 1% of RMS(y) most rows are
+    # noise, a few even flip sign; the large rows still fix the powers
+    rng = np.random.default_rng(0)
+    X = rng.uniform(1, 5, (1000, 5))
+    m, q, h, n, e = X.T
+    y = -m * q ** 4 / (8 * h ** 2 * n ** 2 * e ** 2)
+    y = y + 0.01 * np.sqrt(np.mean(y ** 2)) * rng.standard_normal(len(y))
+    syms = sympy.symbols("m q h n e")
+    cands = algebraic_candidates(X, y, syms)
+    mono = [c for c in cands if c.label == "monomial"]
+    assert mono  # the sign flips of the small rows no longer rule the power law out
+    powers = mono[0].expr.as_powers_dict()
+    for s, p in zip(syms, (1, 4, -2, -2, -2)):
+        assert abs(float(powers[s]) - p) < 0.03  # close enough for the refit to snap them
+    # the whole search then reads the law exactly
+    res = discover(X, y, var_names=list("mqhne"), time_budget=30, seed=0)
+    assert sympy.simplify(res.formula / (-syms[0] * syms[1] ** 4 / (syms[2] * syms[3] * syms[4]) ** 2
+                                          / 8)) == 1
+
+
 def test_pareto_front_and_rules():
     rows = [{"complexity": 1, "loss": 1.0}, {"complexity": 5, "loss": 0.01},
             {"complexity": 7, "loss": 0.02},  # dominated: more complex and worse

@@ -110,3 +110,33 @@ def test_repeated_evaluations_agree_with_mixed_derivatives():
         torch.testing.assert_close(loss, values[0][0], rtol=1e-10, atol=1e-14)
         torch.testing.assert_close(g, values[0][1], rtol=1e-9, atol=1e-12)
     assert cond._derivatives
+
+
+def test_cached_first_layer_follows_grid_updates_and_weights():
+    """The first layer's rows on fixed points are cached between closures; a grid update or a
+    change of weights must still give the derivatives nested autograd gives."""
+    from kanlab import taylor
+
+    model = KAN(width=[2, 3, 1], grid=4, k=3, seed=0, dtype=F64, noise_scale=0.5)
+    x = torch.rand(40, 2, dtype=F64) * 2 - 1
+
+    def reference():
+        xr = x.clone().requires_grad_(True)
+        u = model(xr)
+        (g,) = torch.autograd.grad(u.sum(), xr, create_graph=True)
+        lap = sum(torch.autograd.grad(g[:, i].sum(), xr, retain_graph=True)[0][:, i]
+                  for i in range(2))
+        return u.detach(), g.detach(), lap.detach()
+
+    for change in ("none", "weights", "grid"):
+        if change == "weights":
+            with torch.no_grad():
+                model.act_fun[0].coef.mul_(1.5)
+                model.act_fun[0].scale_base.add_(0.2)
+        elif change == "grid":
+            model.update_grid_from_samples(x * 0.8)
+        u, du, d2u = taylor.jet(model, x.detach())
+        u_ref, g_ref, lap_ref = reference()
+        torch.testing.assert_close(u, u_ref, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(du[:, :, 0], g_ref, rtol=1e-9, atol=1e-10)
+        torch.testing.assert_close(d2u[:, :, 0].sum(1), lap_ref, rtol=1e-8, atol=1e-9)

@@ -116,33 +116,45 @@ def _weights(layer):
     return torch.cat([w.reshape(n_in * width, n_out), w.new_zeros(1, n_out)], 0)
 
 
-def _features(layer, v):
-    """:func:`_spline_features`, reused while the input is the same fixed tensor (collocation
-    points that need no gradient, between grid updates): a PDE fit evaluates the same points
-    dozens of times per L-BFGS step."""
-    if v.requires_grad:
-        return _spline_features(layer, v)
+def _rows(feats, width, dv, d2v):
+    """The rows whose product with the weight matrix gives the values, then the derivatives in
+    each direction, then the second derivatives: (batch * (1 + 2 dirs), features)."""
+    f0, f1, f2 = feats
+    batch, dirs, _ = dv.shape
+    pad = dv.new_zeros(batch, dirs, 1)
+    d_cols = torch.cat([dv.repeat_interleave(width, -1), pad], -1)
+    d2_cols = torch.cat([d2v.repeat_interleave(width, -1), pad], -1)
+    f1 = f1.unsqueeze(1)
+    return torch.cat([f0, (f1 * d_cols).reshape(batch * dirs, -1),
+                      (f2.unsqueeze(1) * d_cols * d_cols + f1 * d2_cols).reshape(batch * dirs, -1)])
+
+
+def _cached_rows(layer, v, dv, d2v):
+    """:func:`_rows` of the first layer on fixed points (no gradient; dv the identity and d2v 0
+    there), reused while the points, the grid and the base function stay the same (between grid
+    updates): a PDE fit evaluates the same points dozens of times per L-BFGS step, and only the
+    weight matrix changes."""
     plan = layer.plan()
     key = (v.data_ptr(), tuple(v.shape), v.dtype, v._version, id(plan), plan.version,
            layer.base_fun)
     cached = getattr(layer, "_jet_cache", None)
     if cached is None or cached[0] != key:
-        cached = (key, _spline_features(layer, v))
+        feats, width = _spline_features(layer, v)
+        cached = (key, _rows(feats, width, dv, d2v))
         layer._jet_cache = cached
     return cached[1]
 
 
-def _numeric_jet(layer, v, dv, d2v):
-    """Layer outputs (batch, out) and their derivatives (batch, dirs, out)."""
-    (f0, f1, f2), width = _features(layer, v)
+def _numeric_jet(layer, v, dv, d2v, first=False):
+    """Layer outputs (batch, out) and their derivatives (batch, dirs, out); ``first``: the
+    network's first layer (dv the identity, d2v zero)."""
+    batch, dirs, _ = dv.shape
+    if first and not v.requires_grad:
+        rows = _cached_rows(layer, v, dv, d2v)
+    else:
+        feats, width = _spline_features(layer, v)
+        rows = _rows(feats, width, dv, d2v)
     W = _weights(layer)
-    batch, dirs, n_in = dv.shape
-    pad = dv.new_zeros(batch, dirs, 1)
-    d_cols = torch.cat([dv.repeat_interleave(width, -1), pad], -1)
-    d2_cols = torch.cat([d2v.repeat_interleave(width, -1), pad], -1)
-    f1 = f1.unsqueeze(1)
-    rows = torch.cat([f0, (f1 * d_cols).reshape(batch * dirs, -1),
-                      (f2.unsqueeze(1) * d_cols * d_cols + f1 * d2_cols).reshape(batch * dirs, -1)])
     out = rows @ W  # one product for the values and both derivatives
     y = out[:batch] if layer.bias is None else out[:batch] + layer.bias
     dy = out[batch: batch * (1 + dirs)].view(batch, dirs, -1)
@@ -204,7 +216,7 @@ def jet(model, x: torch.Tensor):
     dv = torch.eye(d, dtype=x.dtype, device=x.device).expand(n, d, d)
     d2v = x.new_zeros(n, d, d)
     for l in range(model.depth):
-        y, dy, d2y = _numeric_jet(model.act_fun[l], v, dv, d2v)
+        y, dy, d2y = _numeric_jet(model.act_fun[l], v, dv, d2v, first=l == 0)
         if model.symbolic_fun[l].is_active():
             s, ds, d2s = _symbolic_jet(model.symbolic_fun[l], v, dv, d2v)
             y, dy, d2y = y + s, dy + ds, d2y + d2s

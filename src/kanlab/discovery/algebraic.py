@@ -79,17 +79,26 @@ def _allowed_functions(allowed):
 
 
 def _monomial(X, y, symbols, live):
-    """``c * prod x_i**p_i`` off log|y| when y and the live inputs keep one sign each; powers
-    rounded to simple fractions when that costs nothing. None when it does not fit."""
-    if not (np.all(y > 0) or np.all(y < 0)):
+    """``c * prod x_i**p_i`` off log|y| when y (up to noise) and the live inputs keep one sign
+    each; powers rounded to simple fractions when that costs nothing. None when it does not fit.
+
+    The log-linear fit weighs each row by y**2: additive noise moves log|y| by about
+    noise/|y|, so rows where y is small (a law spanning decades, m*q**4/(h**2*n**2*eps**2))
+    say little, and may even have the other sign; those with the other sign are left out when
+    they carry under 1% of y's sum of squares."""
+    y2 = y * y
+    main = y > 0 if float(np.sum(y2[y > 0])) >= float(np.sum(y2[y < 0])) else y < 0
+    if float(np.sum(y2[~main])) > 0.01 * float(np.sum(y2)) or main.sum() < 8:
         return None
     idx = [i for i in range(X.shape[1]) if live[i]]
     if not idx or any(not (np.all(X[:, i] > 0) or np.all(X[:, i] < 0)) for i in idx):
         return None
-    L = np.column_stack([np.ones(len(y))] + [np.log(np.abs(X[:, i])) for i in idx])
-    ly = np.log(np.abs(y))
-    coef, *_ = np.linalg.lstsq(L, ly, rcond=None)
-    res = L @ coef - ly
+    Xm, ym = X[main], y[main]
+    L = np.column_stack([np.ones(len(ym))] + [np.log(np.abs(Xm[:, i])) for i in idx])
+    ly = np.log(np.abs(ym))
+    w = np.sqrt(ym * ym / np.mean(ym * ym))
+    coef, *_ = np.linalg.lstsq(L * w[:, None], ly * w, rcond=None)
+    res = (L @ coef - ly) * w
     if not float(np.sqrt(np.mean(res * res))) < 0.05:  # not a monomial (5% off in y)
         return None
     powers = []
