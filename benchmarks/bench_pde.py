@@ -12,7 +12,8 @@ tolerances 1e-32, pykan's settings) and the same number of steps for:
   updates from the interior points every 5 steps before step 50);
 * kanlab: the same network, seed and grid updates through ``kanlab.pde.fit``, from its own
   initialization and from pykan's initial weights of the same seed (the same starting point:
-  this row compares the two training engines, the other the two libraries as they come);
+  this row compares the two training engines, the other the two libraries as they come); and
+  from its own initialization without grid updates (the grids stay uniform on [-1, 1]);
 * an MLP PINN (tanh) with about the same number of trainable parameters, derivatives by
   autograd.
 
@@ -20,7 +21,7 @@ Reported per method: RMSE against the exact solution on a 101 x 101 test grid af
 the training time (evaluation excluded), and the time each method needs to reach pykan's final
 error. Nothing else may run on the machine (2 cores) during the run.
 
-    python benchmarks/bench_pde.py                # 20 steps (the tutorial), all three
+    python benchmarks/bench_pde.py                # 20 steps (the tutorial), all of them
     python benchmarks/bench_pde.py --steps 50 --no-pykan
 """
 from __future__ import annotations
@@ -112,10 +113,11 @@ def run_pykan(steps, x_i, x_b, x_test, seed=1):
             "params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
 
 
-def run_kanlab(steps, x_i, x_b, x_test, seed=1, pykan_init=False):
+def run_kanlab(steps, x_i, x_b, x_test, seed=1, pykan_init=False, grid_update_every=5):
     """kanlab.pde.fit; with ``pykan_init`` from the initial weights of pykan's model of the same
     seed (grids, coefficients, both scales; node biases 0), so that the two training engines
-    start from the same point."""
+    start from the same point; ``grid_update_every=0``: no grid updates (the grids stay
+    uniform on [-1, 1])."""
     from kanlab import KAN, pde
 
     model = KAN(width=[2, 2, 1], grid=5, k=3, seed=seed)
@@ -131,7 +133,7 @@ def run_kanlab(steps, x_i, x_b, x_test, seed=1, pykan_init=False):
     conds = [pde.Condition(x_i, lambda x, u, D: D.laplacian() - source(x), ALPHA, "pde"),
              pde.dirichlet(x_b, sol, name="bc")]
     errs = []
-    hist = pde.fit(model, conds, steps=steps,
+    hist = pde.fit(model, conds, steps=steps, grid_update_every=grid_update_every,
                    callback=lambda s, h: errs.append(rmse(model, x_test)) and False)
     return {"rmse": errs, "seconds": hist["seconds"],
             "params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
@@ -250,7 +252,7 @@ def main(argv=None):
     torch.set_default_dtype(torch.float32)
     x_i, x_b, x_test = points()
     runs = {} if args.no_pykan else {"pykan": {}, "kanlab (pykan's initial weights)": {}}
-    runs.update(kanlab={}, mlp={})
+    runs.update({"kanlab": {}, "kanlab, no grid updates": {}, "mlp": {}})
     crashes = []
     for seed in seeds:
         if not args.no_pykan:
@@ -262,6 +264,8 @@ def main(argv=None):
             runs["kanlab (pykan's initial weights)"][seed] = run_kanlab(
                 args.steps, x_i, x_b, x_test, seed, pykan_init=True)
         runs["kanlab"][seed] = run_kanlab(args.steps, x_i, x_b, x_test, seed)
+        runs["kanlab, no grid updates"][seed] = run_kanlab(args.steps, x_i, x_b, x_test, seed,
+                                                           grid_update_every=0)
         runs["mlp"][seed] = run_mlp(args.steps, x_i, x_b, x_test, runs["kanlab"][seed]["params"],
                                     seed)
         print(f"seed {seed}: " + ", ".join(f"{m} {r[seed]['rmse'][-1]:.3e} in "
