@@ -136,11 +136,9 @@ def _other_bases(A, cands, limit=1):
     k = len(A)
     if k < 2:
         return []
-    pinv = np.linalg.pinv(A)
-    coords = cands @ pinv
-    coords_r = np.round(coords)
-    inside = np.all(np.abs(coords - coords_r) < 1e-9, 1) & \
-        np.all(np.abs(coords_r @ A - cands) < 1e-9, 1)
+    # a candidate is in the lattice when its rounded coordinates in A rebuild it exactly
+    coords_r = np.round(cands @ np.linalg.pinv(A))
+    inside = np.all(np.abs(coords_r @ A - cands) < 1e-9, 1)
     pool = list(np.flatnonzero(inside)[:40])
     top = float(_vector_cost(A).sum()) + 10.0
     out = []
@@ -149,7 +147,7 @@ def _other_bases(A, cands, limit=1):
             continue
         B = cands[list(S)]
         cost = float(_vector_cost(B).sum())
-        if cost <= top and not {tuple(v) for v in B} == {tuple(v) for v in A}:
+        if cost <= top and {tuple(v) for v in B} != {tuple(v) for v in A}:
             out.append((cost, B))
     out.sort(key=lambda t: t[0])
     return [B for _, B in out[:limit]]

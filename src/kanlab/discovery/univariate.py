@@ -6,9 +6,9 @@ can be searched exhaustively and cheaply. The target is transformed by each inve
 that is defined on the data (y, 1/y, y**2, sqrt y, 1/sqrt y, 1/y**2, log y) and multiplied by
 a power of the input (x**-1, x, where x keeps one sign away from zero), and every library
 function is fitted to every transformed target in one batched call of
-:func:`..symbolic.fit.fit_functions` (coarse (a, b) scan, Levenberg-Marquardt). The best fits become formulas in the caller's variable,
-``T^-1((c*f(a*x + b) + d) / x**p)``, scored on y itself; the caller refits, snaps and scores
-them like any candidate.
+:func:`..symbolic.fit.fit_functions` (coarse (a, b) scan, Levenberg-Marquardt). The best fits
+become formulas in the caller's variable, ``T^-1((c*f(a*x + b) + d) / x**p)``, scored on y
+itself; the caller refits, snaps and scores them like any candidate.
 """
 from __future__ import annotations
 
