@@ -120,6 +120,26 @@ def test_a_triple_whose_terms_are_poor_alone():
     assert sorted(path[2][0]) == truth and path[2][1] < 1e-20
 
 
+def test_a_prefactor_of_every_term_is_divided_out():
+    """x1*(cos(u) + alpha*cos(u)**2): the prefactor x1 moves every term out of the simplest
+    columns, so the plain triple search misses it; dividing by x1 finds the three terms, and the
+    candidate is exact with x1 put back."""
+    rng = np.random.default_rng(0)
+    x1, w, t, a = rng.uniform(1, 3, (4, 800))
+    u = w * t
+    X = np.column_stack([x1, u, a])
+    y = x1 * (np.cos(u) + a * np.cos(u) ** 2)
+    s = sympy.symbols("x1 u alpha", positive=True)
+    cands = algebraic_candidates(X, y, s)
+    plain = [c for c in cands if c.label.endswith("terms of y")]
+    assert plain and min(c.train_rel_rss for c in plain) > 1e-6  # out of the plain sums' reach
+    best = min(cands, key=lambda c: c.train_rel_rss)
+    assert best.label.startswith("x1**1 times") and best.train_rel_rss < 1e-20
+    truth = s[0] * (sympy.cos(s[1]) + s[2] * sympy.cos(s[1]) ** 2)
+    f = sympy.lambdify(s, best.expr - truth)
+    assert np.max(np.abs(f(*X.T))) < 1e-9
+
+
 @pytest.mark.parametrize("seed", [0, 8])
 def test_a_ratio_for_y_squared_on_any_sample(seed):
     # y = (1 - g1**2*g2)/sqrt(1 - g1**2), the reduced Lorentz time: y**2 = P/Q with five terms.

@@ -26,7 +26,7 @@ import numpy as np
 import sympy
 
 from .sparse import bic_pick, forward_select, lstsq_on, prune_support
-from .terms import FUNCTIONS, Dictionary, build_dictionary, input_kinds, term_expr
+from .terms import FUNCTIONS, Dictionary, build_dictionary, input_kinds, simplest_first, term_expr
 
 __all__ = ["algebraic_candidates", "Candidate"]
 
@@ -170,6 +170,7 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
         mono_cols = [j for j, (_, fn) in enumerate(D.terms)
                      if fn is None or D.columns.shape[1] <= _RATIONAL_ALL][:max_rational]
         Dm = Dictionary([D.terms[j] for j in mono_cols], D.columns[:, mono_cols])
+    order = simplest_first(D.terms)
     for name, t, inverse in _transforms(y, allowed):
         if time.perf_counter() > deadline:
             break
@@ -180,7 +181,8 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
         # a small dictionary affords a wide beam (the exact support may start from a pair
         # that is not among the few best pairs)
         beam = max(6, min(64, 12000 // max(D.columns.shape[1], 1)))
-        path = forward_select(D.columns, ts, k_max, deadline=deadline, beam=beam, triples=True)
+        path = forward_select(D.columns, ts, k_max, deadline=deadline, beam=beam, triples=True,
+                              order=order)
         for sup in _chosen_supports(D.columns, ts, path, n) if path else []:
             coef, rss = lstsq_on(D.columns, ts, sup)
             expr = inverse(_sum_expr(D, sup, coef, symbols, scale))
@@ -194,7 +196,43 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
                 out.extend(small_ratios(Dm, t, name, inverse, symbols, deadline))
         if any(c.train_rel_rss < _EXACT_RSS for c in out):
             break  # exact to float precision: the other transforms cannot fit better
+    if not any(c.train_rel_rss < _EXACT_RSS for c in out):
+        plain = min((c.train_rel_rss for c in out if c.label.endswith("terms of y")), default=1.0)
+        out.extend(_divided_sum(D, X, y, symbols, order, k_max, n, deadline, plain))
     return out
+
+
+def _divided_sum(D, X, y, symbols, order, k_max, n, deadline, plain):
+    """``x_i**p`` times a short sum, p = 1 or -1, for an input of one sign: a prefactor that
+    multiplies every term moves each term out of the simplest columns (``x1*cos(u) + x1*alpha -
+    x1*alpha*sin(u)**2``, whose triple is found once x1 is divided out). The best such fit is
+    returned if it fits y at least twice as closely as the plain sums (relative residual
+    ``plain``); else nothing."""
+    neg_ok, _, _, live = input_kinds(X)
+    yy = float(y @ y) or 1.0
+    A = D.columns
+    best = None
+    for i in np.flatnonzero(neg_ok & live):
+        for p in (1, -1):
+            if time.perf_counter() > deadline:
+                break
+            f = X[:, i] ** float(p)
+            t = y / f
+            scale = float(np.sqrt(np.mean(t * t))) or 1.0
+            path = forward_select(A, t / scale, k_max, deadline=deadline, beam=4, triples=True,
+                                  order=order)
+            if not path:
+                continue
+            sup = _chosen_supports(A, t / scale, path, n)[0]
+            coef, _ = lstsq_on(A, t / scale, sup)
+            rel = float(np.sum((y - f * (A[:, sup] @ coef) * scale) ** 2)) / yy
+            if best is None or rel < best[0]:
+                expr = symbols[i] ** p * _sum_expr(D, sup, coef, symbols, scale)
+                best = (rel, Candidate(expr, f"{symbols[i]}**{p} times a sum of {len(sup)} terms",
+                                       len(sup), rel))
+            if rel < _EXACT_RSS:
+                return [best[1]]
+    return [best[1]] if best is not None and best[0] < 0.5 * plain else []
 
 
 def _chosen_supports(A, t, path, n):

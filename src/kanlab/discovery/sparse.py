@@ -15,7 +15,8 @@ import numpy as np
 __all__ = ["forward_select", "prune_support", "lstsq_on", "bic_pick"]
 
 def forward_select(A, t, k_max: int, tol: float = 1e-11, deadline: float = math.inf,
-                   beam: int = 6, score=None, max_pairs: int = 600, triples: bool = False):
+                   beam: int = 6, score=None, max_pairs: int = 600, triples: bool = False,
+                   order=None):
     """Forward selection by orthogonal least squares, with a beam: the path of supports (lists of
     column indices) with 1, 2, ... columns. Each step extends every support in the beam by each
     of its ``beam`` best columns (the ones that lower the residual most once the chosen columns
@@ -30,7 +31,8 @@ def forward_select(A, t, k_max: int, tol: float = 1e-11, deadline: float = math.
     residual r: a column's residual part has squared norm 1 - |P_j|^2 (columns are unit), so no
     residualized copy of A is kept. ``triples``: where three forward columns nearly explain t
     but not exactly, also search the triples that hold one of the simplest columns (or of those
-    three) and any pair (:func:`_one_and_pair`)."""
+    three) and any pair (:func:`_one_and_pair`); ``order`` ranks the columns simplest first for
+    that search (default: their order in A)."""
     norms0 = np.sqrt(np.sum(A * A, axis=0))
     ok = norms0 > 0
     A = np.where(ok, A / np.where(ok, norms0, 1.0), 0.0)
@@ -83,8 +85,9 @@ def forward_select(A, t, k_max: int, tol: float = 1e-11, deadline: float = math.
             break
     if triples and score is None and len(path) >= 3 and tol <= path[2][1] < _TRIPLE_MAX \
             and time.perf_counter() < deadline:
-        ones = list(dict.fromkeys([*range(min(_ONES, A.shape[1])), *path[2][0]]))
-        found = _one_and_pair(A, t, tss, ok, ones)
+        order = np.arange(A.shape[1]) if order is None else np.asarray(order)
+        ones = list(dict.fromkeys([*(int(j) for j in order[:_ONES]), *path[2][0]]))
+        found = _one_and_pair(A, t, tss, ok, ones, order)
         if found is not None and found[1] < tol:
             # only an exact triple is taken (it ends the path): a closer approximation would
             # end a sub-search that wants 0.9995 before it reaches the law
@@ -92,14 +95,14 @@ def forward_select(A, t, k_max: int, tol: float = 1e-11, deadline: float = math.
     return path
 
 
-_ONES = 8  # the simplest columns, each tried as the fixed one of a triple (with the forward three)
+_ONES = 40  # the simplest columns, each tried as the fixed one of a triple (with the forward three)
 _TRIPLE_MAX = 0.05  # a triple is searched for only where three forward columns come this close
 
 
-def _one_and_pair(A, t, tss, ok, ones, max_pairs: int = 300):
+def _one_and_pair(A, t, tss, ok, ones, order, max_pairs: int = 300):
     """``(support, relative rss)`` of the best three columns that hold one of ``ones`` and a pair
-    from a pool of ``max_pairs`` columns (the simplest half, and the half of the others that
-    correlate most with t), by exact least squares of every pair once the one is projected
+    from a pool of ``max_pairs`` columns (the simplest half by ``order``, and the half of the
+    others that correlate most with t), by exact least squares of every pair once the one is projected
     out; None if there is none. Forward steps, even with a beam, keep the supports that are
     best at every size on the way, and miss laws whose terms are poor alone and good together:
     ``cos(u) + alpha - alpha*sin(u)**2``, where ``alpha`` and ``alpha*sin(u)**2`` nearly
@@ -109,9 +112,10 @@ def _one_and_pair(A, t, tss, ok, ones, max_pairs: int = 300):
     if M <= max_pairs:
         pool = np.arange(M)
     else:
-        corr = np.abs(A[:, half:].T @ t)
-        corr[~ok[half:]] = -1.0
-        pool = np.concatenate([np.arange(half), half + np.argsort(-corr)[: max_pairs - half]])
+        rest = order[half:]
+        corr = np.abs(A[:, rest].T @ t)
+        corr[~ok[rest]] = -1.0
+        pool = np.concatenate([order[:half], rest[np.argsort(-corr)[: max_pairs - half]]])
     best = None
     for c in ones:
         q = A[:, c]

@@ -14,7 +14,8 @@ from itertools import product
 import numpy as np
 import sympy
 
-__all__ = ["FUNCTIONS", "Dictionary", "build_dictionary", "input_kinds", "term_expr"]
+__all__ = ["FUNCTIONS", "Dictionary", "build_dictionary", "input_kinds", "simplest_first",
+           "term_expr"]
 
 FUNCTIONS = ("sin", "cos", "sincos", "sin2", "log")
 
@@ -110,6 +111,11 @@ def build_dictionary(X, max_columns: int = 6000, functions=FUNCTIONS) -> Diction
 def _term_cost(t) -> int:
     v, fn = t
     return sum(map(abs, v)) + sum(1 for e in v if e) + (0 if fn is None else 2)
+
+
+def simplest_first(terms) -> np.ndarray:
+    """Indices of ``terms`` ranked simplest first (monomials and function terms together)."""
+    return np.argsort([_term_cost(t) for t in terms], kind="stable")
 
 
 def _term_values(t, X, logs):
