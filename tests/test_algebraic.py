@@ -9,7 +9,7 @@ from kanlab import discover
 from kanlab.discovery.algebraic import algebraic_candidates
 from kanlab.discovery.select import choose, pareto_front
 from kanlab.discovery.sparse import forward_select, prune_support
-from kanlab.discovery.terms import build_dictionary
+from kanlab.discovery.terms import build_dictionary, simplest_first
 
 
 def _exact(res, truth):
@@ -116,7 +116,7 @@ def test_a_triple_whose_terms_are_poor_alone():
                    if term in (((0, 0), ("cos", 1)), ((1, 0), None), ((1, 0), ("sin2", 1))))
     assert len(truth) == 3
     assert all(sorted(sup) != truth for sup, _ in forward_select(D.columns, y, 6)[:3])
-    path = forward_select(D.columns, y, 6, triples=True)
+    path = forward_select(D.columns, y, 6, triples=True, order=simplest_first(D.terms))
     assert sorted(path[2][0]) == truth and path[2][1] < 1e-20
 
 
@@ -138,6 +138,20 @@ def test_a_prefactor_of_every_term_is_divided_out():
     truth = s[0] * (sympy.cos(s[1]) + s[2] * sympy.cos(s[1]) ** 2)
     f = sympy.lambdify(s, best.expr - truth)
     assert np.max(np.abs(f(*X.T))) < 1e-9
+
+
+def test_square_roots_of_positive_inputs_in_a_small_dictionary():
+    """sqrt(a*b)*cos(d) + a - 2*b: a root of a product of two positive inputs is a term; the
+    terms' constants come out exact."""
+    rng = np.random.default_rng(1)
+    a, b, d = rng.uniform(1, 5, (3, 700))
+    y = np.sqrt(a * b) * np.cos(d) + a - 2 * b
+    s = sympy.symbols("a b d", positive=True)
+    best = min(algebraic_candidates(np.column_stack([a, b, d]), y, s),
+               key=lambda c: c.train_rel_rss)
+    assert best.train_rel_rss < 1e-20 and best.n_terms == 3
+    snapped = sympy.nsimplify(best.expr, tolerance=1e-9, rational=True)
+    assert sympy.simplify(snapped - (sympy.sqrt(s[0] * s[1]) * sympy.cos(s[2]) + s[0] - 2 * s[1])) == 0
 
 
 @pytest.mark.parametrize("seed", [0, 8])

@@ -167,8 +167,10 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
         return out
     if rational:  # over the monomials only: the linear form doubles the dictionary
         # a small dictionary is taken whole: (x**2 - 1)/(x + cos(theta))**2
-        mono_cols = [j for j, (_, fn) in enumerate(D.terms)
-                     if fn is None or D.columns.shape[1] <= _RATIONAL_ALL][:max_rational]
+        # (integer powers only: roots stay in the sums)
+        whole = [j for j, (v, _) in enumerate(D.terms) if all(e == int(e) for e in v)]
+        mono_cols = [j for j in whole
+                     if D.terms[j][1] is None or len(whole) <= _RATIONAL_ALL][:max_rational]
         Dm = Dictionary([D.terms[j] for j in mono_cols], D.columns[:, mono_cols])
     order = simplest_first(D.terms)
     for name, t, inverse in _transforms(y, allowed):

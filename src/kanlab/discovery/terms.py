@@ -1,7 +1,8 @@
 """The algebraic stage's dictionary: monomial terms, optionally times one function of one input.
 
 A term is ``prod_i x_i**e_i`` (integer exponents; negative ones only for inputs that keep one
-sign and stay away from zero), optionally times ``sin(x_j)``, ``cos(x_j)``,
+sign and stay away from zero; +-1/2 too for positive inputs when there are at most three
+inputs), optionally times ``sin(x_j)``, ``cos(x_j)``,
 ``sin(x_j)*cos(x_j)``, ``sin(x_j)**2`` or ``log(x_j)`` (positive inputs). Terms are ordered
 simplest first and capped in number, so the dictionary stays a few thousand columns.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from itertools import product
 
 import numpy as np
@@ -29,15 +31,24 @@ def _exponent_vectors(allowed, max_l1: int, max_vars: int):
             out.append(tuple(cur))
             return
         for e in allowed[i]:
-            if abs(e) > left or (e != 0 and nz == max_vars):
+            if _weight(e) > left or (e != 0 and nz == max_vars):
                 continue
             cur.append(e)
-            rec(i + 1, left - abs(e), nz + (e != 0), cur)
+            rec(i + 1, left - _weight(e), nz + (e != 0), cur)
             cur.pop()
 
     rec(0, max_l1, 0, [])
-    out.sort(key=lambda v: (sum(map(abs, v)), sum(1 for e in v if e), v))
+    out.sort(key=lambda v: (sum(map(_weight, v)), sum(1 for e in v if e), v))
     return out
+
+
+_HALF = (Fraction(1, 2), Fraction(-1, 2))
+
+
+def _weight(e) -> float:
+    """An exponent's share of a term's degree budget: |e|, and one more for a half power (a
+    root is less likely a priori than the integer power beside it)."""
+    return abs(e) + (0 if e == int(e) else 1)
 
 
 def input_kinds(X):
@@ -55,6 +66,9 @@ def input_kinds(X):
 class Dictionary:
     terms: list  # (exponents, fn) with fn None or (name, j)
     columns: np.ndarray  # (n, M), finite
+
+
+_HALF_MAX_INPUTS = 3  # square roots of positive inputs enter dictionaries of this few inputs
 
 
 def _degree_limits(d: int):
@@ -85,6 +99,8 @@ def build_dictionary(X, max_columns: int = 6000, functions=FUNCTIONS) -> Diction
             allowed.append([0] + [s * e for e in range(1, emax + 1) for s in (1, -1)])
         else:
             allowed.append(list(range(0, emax + 1)))
+        if live[i] and pos[i] and n_live <= _HALF_MAX_INPUTS:
+            allowed[-1] += list(_HALF if neg_ok[i] else _HALF[:1])
     terms = [(v, None) for v in _exponent_vectors(allowed, l1, max_vars)][: max_columns]
     if functions:  # the monomials first, whole; terms with a function factor fill the rest
         small = _exponent_vectors(allowed, l1_fn, max(min(max_vars, 3), 1))
@@ -110,7 +126,7 @@ def build_dictionary(X, max_columns: int = 6000, functions=FUNCTIONS) -> Diction
 
 def _term_cost(t) -> int:
     v, fn = t
-    return sum(map(abs, v)) + sum(1 for e in v if e) + (0 if fn is None else 2)
+    return sum(map(_weight, v)) + sum(1 for e in v if e) + (0 if fn is None else 2)
 
 
 def simplest_first(terms) -> np.ndarray:
@@ -138,7 +154,7 @@ def term_expr(t, symbols):
     e = sympy.Integer(1)
     for s, p in zip(symbols, v):
         if p:
-            e = e * s ** int(p)
+            e = e * s ** sympy.Rational(str(p))
     if fn is not None:
         name, j = fn
         s = symbols[j]
