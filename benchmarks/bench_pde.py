@@ -9,7 +9,8 @@ tolerances 1e-32, pykan's settings) and the same number of steps for:
 
 * pykan: Example_6's recipe as the tutorial writes it (KAN(width=[2, 2, 1], grid=5, k=3,
   seed=1), derivatives by ``torch.autograd.functional.jacobian`` with create_graph, grid
-  updates from the interior points every 5 steps before step 50);
+  updates from the interior points every 5 steps before step 50), and the same loop without
+  grid updates (kanlab's default);
 * kanlab through ``kanlab.pde.fit``: the same network and seed with Example_6's grid updates,
   from pykan's initial weights of the same seed (the same starting point: this row compares
   the two training engines) and from its own initialization; then as the library comes
@@ -76,8 +77,9 @@ def _lbfgs(cls, params):
                tolerance_change=1e-32, tolerance_ys=1e-32)
 
 
-def run_pykan(steps, x_i, x_b, x_test, seed=1):
-    """Example_6's training loop, as the tutorial writes it (its batch_jacobian)."""
+def run_pykan(steps, x_i, x_b, x_test, seed=1, grid_updates=True):
+    """Example_6's training loop, as the tutorial writes it (its batch_jacobian); with
+    ``grid_updates=False`` the same loop without its grid updates."""
     from kan import KAN as PyKAN
     from kan import LBFGS as PyLBFGS
     from torch import autograd
@@ -104,7 +106,7 @@ def run_pykan(steps, x_i, x_b, x_test, seed=1):
             loss = ALPHA * pde_loss + bc_loss
             loss.backward()
             return loss
-        if step % 5 == 0 and step < 50:
+        if grid_updates and step % 5 == 0 and step < 50:
             model.update_grid_from_samples(x_i)
         opt.step(closure)
         elapsed += time.perf_counter() - t
@@ -262,7 +264,8 @@ def main(argv=None):
     x_i, x_b, x_test = points()
     ex6 = "kanlab, Example_6's grid updates"
     pyk = "kanlab, Example_6's grid updates, pykan's initial weights"
-    runs = {} if args.no_pykan else {"pykan": {}, pyk: {}}
+    pyk_nog = "pykan, no grid updates"
+    runs = {} if args.no_pykan else {"pykan": {}, pyk_nog: {}, pyk: {}}
     runs.update({ex6: {}, "kanlab": {}, "kanlab, grid 7": {}, "mlp": {}})
     crashes = []
     for seed in seeds:
@@ -271,6 +274,12 @@ def main(argv=None):
                 runs["pykan"][seed] = run_pykan(args.steps, x_i, x_b, x_test, seed)
             except Exception as err:  # pykan's grid update can fail (lstsq) on some seeds
                 crashes.append(f"pykan, seed {seed}: {type(err).__name__}: {str(err)[:120]}")
+                print(crashes[-1], flush=True)
+            try:
+                runs[pyk_nog][seed] = run_pykan(args.steps, x_i, x_b, x_test, seed,
+                                                grid_updates=False)
+            except Exception as err:
+                crashes.append(f"{pyk_nog}, seed {seed}: {type(err).__name__}: {str(err)[:120]}")
                 print(crashes[-1], flush=True)
             runs[pyk][seed] = run_kanlab(args.steps, x_i, x_b, x_test, seed, pykan_init=True,
                                          grid_update_every=5)
