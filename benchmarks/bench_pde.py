@@ -193,6 +193,12 @@ def _median(v):
     return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
 
 
+def _final(run):
+    """A run's final RMSE; a run that ended on NaN counts as infinitely wrong."""
+    e = run["rmse"][-1]
+    return e if math.isfinite(e) else math.inf
+
+
 def report(runs, steps, seeds) -> str:
     """``runs[method][seed]``: one run's record."""
     import kanlab
@@ -216,7 +222,7 @@ def report(runs, steps, seeds) -> str:
              "training s | median s per step | runs reaching pykan's median error | s until "
              "half the runs reach it | speed-up to that error vs pykan |",
              "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
-    target = _median([r["rmse"][-1] for r in runs["pykan"].values()]) if "pykan" in runs else None
+    target = _median([_final(r) for r in runs["pykan"].values()]) if runs.get("pykan") else None
     reach, med = {}, {}
     for name, by_seed in runs.items():
         if target is not None:
@@ -229,7 +235,7 @@ def report(runs, steps, seeds) -> str:
     ref = med.get("pykan")
     for name, by_seed in runs.items():
         rs = list(by_seed.values())
-        finals = [r["rmse"][-1] for r in rs]
+        finals = [_final(r) for r in rs]
         total = _median([r["seconds"][-1] for r in rs])
         per = _median([r["seconds"][-1] / len(r["seconds"]) for r in rs])
         label = name if name != "mlp" else f"MLP {rs[0]['width']} (tanh)"
