@@ -194,67 +194,28 @@ def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid,
     """The search of :func:`discover` on validated, conditioned data, in the symbols
     ``var_names`` (names sympy and NumPy read as themselves, see :mod:`.conditioning`)."""
     t_start = time.perf_counter()
-    n, d = X.shape
+    d = X.shape[1]
     symbols = make_symbols(d, var_names)
 
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(n)
-    n_test = max(1, int(round(n * test_size)))
-    te, tr = perm[:n_test], perm[n_test:]
-    Xtr, ytr, Xte, yte = X[tr], y[tr], X[te], y[te]
-
+    Xtr, ytr, Xte, yte = _split(X, y, seed, test_size)
     # standardize: inputs to about [-1, 1], target to zero mean and unit spread
     xc, xs, const_cols = minmax_scaling(Xtr)
     yc = float(ytr.mean())
     spread = float(np.max(np.abs(ytr - yc)))  # std without squaring huge values (1e200 overflows)
     ysd = spread * float(np.std((ytr - yc) / spread)) if 0 < spread < math.inf else 0.0
     if not ysd > 0:
-        expr = sympy.Float(yc, 15)
-        expr = snap_constants(expr, symbols, Xtr, ytr) if snap else expr
-        r2 = _r2(_evaluate(expr, symbols, Xte), yte)
-        model = KAN(width=[d, 1], grid=grid, seed=seed, dtype=dtype)
-        with torch.no_grad():  # the network of a constant: output 0, i.e. y = y_center
-            for p in model.parameters():
-                p.zero_()
-        return DiscoveryResult(expr, r2, expression_size(expr), model, {}, symbols, [],
-                               xc, xs, yc, 1.0, constant_columns=const_cols)
+        return _constant_result(yc, symbols, Xtr, ytr, Xte, yte, xc, xs, const_cols, d, grid,
+                                seed, dtype, snap)
     if const_cols.any():
         log.info("discover: constant column(s) %s carry no information and are ignored",
                  [symbols[i].name for i in np.nonzero(const_cols)[0]])
-    to_t = lambda a: torch.as_tensor(a, dtype=dtype)  # noqa: E731
-    xtr_s = (Xtr - xc) / xs
-    xtr_s[:, const_cols] = 0.0
-    xte_s = (Xte - xc) / xs
-    xte_s[:, const_cols] = 0.0
-    dataset = dict(train_input=to_t(xtr_s), train_label=to_t((ytr - yc) / ysd)[:, None],
-                   test_input=to_t(xte_s), test_label=to_t((yte - yc) / ysd)[:, None])
+    dataset = _standardized(Xtr, ytr, Xte, yte, xc, xs, const_cols, yc, ysd, dtype)
     # the standardized symbols, mapped back to the caller's variables
     back = {}
     zs = make_symbols(d, [f"_z{i}" for i in range(d)])
     for i in range(d):
         back[zs[i]] = sympy.Integer(0) if const_cols[i] else (symbols[i] - _exact(xc[i])) / _exact(xs[i])
-
-    if hidden is None:  # wide enough to train reliably; sparsity and pruning find the shape
-        # from 3 inputs on, a plain network takes seconds and structure (groups, symmetries,
-        # splits) is the likelier route, so the structure tests come first
-        hidden = ([2 * d, "separable"] if d < 3 else ["separable", 2 * d]) + [2 * d + 1, d + 2] \
-            if d > 1 else [2, 3]
-    elif isinstance(hidden, (int, str)):
-        hidden = [hidden]
-    hidden = [[int(v) for v in h] if isinstance(h, list) else h for h in hidden]
-
-    def _ok(h):
-        if isinstance(h, list):  # several hidden layers, e.g. [5, 5]
-            return bool(h) and all(v >= 1 for v in h)
-        if isinstance(h, str):
-            return h in ("mult", "separable")
-        return isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1
-
-    if not hidden or not all(_ok(h) for h in hidden):
-        raise ValueError(f"hidden must list positive ints, lists of them (several hidden "
-                         f"layers, e.g. [5, 5]), 'mult' or 'separable', got {hidden}")
-    if d == 1 or "separable" not in hidden:
-        hidden = [h for h in hidden if h != "separable"] or [2, 3]
+    hidden = _hidden_list(hidden, d)
 
     stages = {k: 0.0 for k in ("train", "prune", "refine", "symbolic", "formula")}
     # a small numeric network first: the oracle of the structure tests, and its held-out error
@@ -397,6 +358,67 @@ def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid,
         x_center=xc, x_scale=xs, y_center=yc, y_scale=ysd, constant_columns=const_cols,
     )
 
+
+
+def _split(X, y, seed, test_size):
+    """(Xtr, ytr, Xte, yte): a random held-out share ``test_size`` (at least one row)."""
+    perm = np.random.default_rng(seed).permutation(X.shape[0])
+    n_test = max(1, int(round(X.shape[0] * test_size)))
+    te, tr = perm[:n_test], perm[n_test:]
+    return X[tr], y[tr], X[te], y[te]
+
+
+def _constant_result(yc, symbols, Xtr, ytr, Xte, yte, xc, xs, const_cols, d, grid, seed, dtype,
+                     snap):
+    """The result for a constant target: the (snapped) constant and a network of output 0."""
+    expr = sympy.Float(yc, 15)
+    expr = snap_constants(expr, symbols, Xtr, ytr) if snap else expr
+    r2 = _r2(_evaluate(expr, symbols, Xte), yte)
+    model = KAN(width=[d, 1], grid=grid, seed=seed, dtype=dtype)
+    with torch.no_grad():  # the network of a constant: output 0, i.e. y = y_center
+        for p in model.parameters():
+            p.zero_()
+    return DiscoveryResult(expr, r2, expression_size(expr), model, {}, symbols, [],
+                           xc, xs, yc, 1.0, constant_columns=const_cols)
+
+
+def _standardized(Xtr, ytr, Xte, yte, xc, xs, const_cols, yc, ysd, dtype) -> dict:
+    """The training dataset of the networks: standardized inputs (constant columns 0) and
+    target, as tensors."""
+    to_t = lambda a: torch.as_tensor(a, dtype=dtype)  # noqa: E731
+    xtr_s = (Xtr - xc) / xs
+    xtr_s[:, const_cols] = 0.0
+    xte_s = (Xte - xc) / xs
+    xte_s[:, const_cols] = 0.0
+    return dict(train_input=to_t(xtr_s), train_label=to_t((ytr - yc) / ysd)[:, None],
+                test_input=to_t(xte_s), test_label=to_t((yte - yc) / ysd)[:, None])
+
+
+def _hidden_ok(h) -> bool:
+    if isinstance(h, list):  # several hidden layers, e.g. [5, 5]
+        return bool(h) and all(v >= 1 for v in h)
+    if isinstance(h, str):
+        return h in ("mult", "separable")
+    return isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1
+
+
+def _hidden_list(hidden, d: int) -> list:
+    """The attempts' hidden shapes, in order, from the caller's ``hidden`` (None: the default
+    list for d inputs); checked."""
+    if hidden is None:  # wide enough to train reliably; sparsity and pruning find the shape
+        # from 3 inputs on, a plain network takes seconds and structure (groups, symmetries,
+        # splits) is the likelier route, so the structure tests come first
+        hidden = ([2 * d, "separable"] if d < 3 else ["separable", 2 * d]) + [2 * d + 1, d + 2] \
+            if d > 1 else [2, 3]
+    elif isinstance(hidden, (int, str)):
+        hidden = [hidden]
+    hidden = [[int(v) for v in h] if isinstance(h, list) else h for h in hidden]
+    if not hidden or not all(_hidden_ok(h) for h in hidden):
+        raise ValueError(f"hidden must list positive ints, lists of them (several hidden "
+                         f"layers, e.g. [5, 5]), 'mult' or 'separable', got {hidden}")
+    if d == 1 or "separable" not in hidden:
+        hidden = [h for h in hidden if h != "separable"] or [2, 3]
+    return hidden
 
 
 def _try_surrogate(dataset, d, seed, deadline):
