@@ -151,7 +151,8 @@ def test_square_roots_of_positive_inputs_in_a_small_dictionary():
                key=lambda c: c.train_rel_rss)
     assert best.train_rel_rss < 1e-20 and best.n_terms == 3
     snapped = sympy.nsimplify(best.expr, tolerance=1e-9, rational=True)
-    assert sympy.simplify(snapped - (sympy.sqrt(s[0] * s[1]) * sympy.cos(s[2]) + s[0] - 2 * s[1])) == 0
+    truth = sympy.sqrt(s[0] * s[1]) * sympy.cos(s[2]) + s[0] - 2 * s[1]
+    assert sympy.simplify(snapped - truth) == 0
 
 
 @pytest.mark.parametrize("seed", [0, 8])

@@ -183,9 +183,10 @@ def fit(model, conditions, *, steps: int = 20, opt: str = "LBFGS", lr: float = 1
         grid_update_every, grid_update_until: update the KAN's grids from the interior points
             every so many steps before that step (0, the default, disables; ignored for models
             without ``update_grid_from_samples``). pykan's Example_6 updates every 5 steps;
-            measured over 10-30 seeds, its Poisson problem ([2,2,1] and [2,4,1]) and a
-            Helmholtz problem ended 1.6-3.3x less accurate with updates than without
-            (``benchmarks/bench_pde.py``).
+            with those updates its Poisson problem ended less accurate on [2,2,1] (median
+            over 20 seeds, ``benchmarks/bench_pde.py``) and, in one-off runs over 10 seeds of
+            ``examples/poisson.py``'s problems, on [2,4,1] and on the Helmholtz problem
+            ([2,6,1]): 1.6-3.3x in all.
         exact: the exact solution, a function of x; then the history records ``l2`` on
             ``eval_points`` (default the interior points).
         callback: ``callback(step, history)`` after each step; return True to stop.

@@ -154,7 +154,7 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
         rows = np.random.default_rng(seed).choice(len(y), max_rows, replace=False)
         X, y = X[rows], y[rows]
     n = len(y)
-    _, _, _, live = input_kinds(X)
+    neg_ok, _, _, live = input_kinds(X)
     out = []
     mono = _monomial(X, y, symbols, live)
     if mono is not None:
@@ -200,33 +200,35 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
             break  # exact to float precision: the other transforms cannot fit better
     if not any(c.train_rel_rss < _EXACT_RSS for c in out):
         plain = min((c.train_rel_rss for c in out if c.label.endswith("terms of y")), default=1.0)
-        out.extend(_divided_sum(D, X, y, symbols, order, k_max, n, deadline, plain))
+        out.extend(_divided_sum(D, X, y, np.flatnonzero(neg_ok & live), symbols, order, k_max,
+                                n, deadline, plain))
     return out
 
 
-def _divided_sum(D, X, y, symbols, order, k_max, n, deadline, plain):
-    """``x_i**p`` times a short sum, p = 1 or -1, for an input of one sign: a prefactor that
+def _divided_sum(D, X, y, inputs, symbols, order, k_max, n, deadline, plain):
+    """``x_i**p`` times a short sum, p = 1 or -1, for i among ``inputs`` (those of one sign,
+    away from zero): a prefactor that
     multiplies every term moves each term out of the simplest columns (``x1*cos(u) + x1*alpha -
     x1*alpha*sin(u)**2``, whose triple is found once x1 is divided out). The best such fit is
     returned if it fits y at least twice as closely as the plain sums (relative residual
     ``plain``); else nothing."""
-    neg_ok, _, _, live = input_kinds(X)
     yy = float(y @ y) or 1.0
     A = D.columns
     best = None
-    for i in np.flatnonzero(neg_ok & live):
+    for i in inputs:
         for p in (1, -1):
             if time.perf_counter() > deadline:
                 break
             f = X[:, i] ** float(p)
             t = y / f
             scale = float(np.sqrt(np.mean(t * t))) or 1.0
-            path = forward_select(A, t / scale, k_max, deadline=deadline, beam=4, triples=True,
+            ts = t / scale
+            path = forward_select(A, ts, k_max, deadline=deadline, beam=4, triples=True,
                                   order=order)
             if not path:
                 continue
-            sup = _chosen_supports(A, t / scale, path, n)[0]
-            coef, _ = lstsq_on(A, t / scale, sup)
+            sup = _chosen_supports(A, ts, path, n)[0]
+            coef, _ = lstsq_on(A, ts, sup)
             rel = float(np.sum((y - f * (A[:, sup] @ coef) * scale) ** 2)) / yy
             if best is None or rel < best[0]:
                 expr = symbols[i] ** p * _sum_expr(D, sup, coef, symbols, scale)

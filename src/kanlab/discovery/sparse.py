@@ -102,9 +102,10 @@ _TRIPLE_MAX = 0.05  # a triple is searched for only where three forward columns 
 def _one_and_pair(A, t, tss, ok, ones, order, max_pairs: int = 300):
     """``(support, relative rss)`` of the best three columns that hold one of ``ones`` and a pair
     from a pool of ``max_pairs`` columns (the simplest half by ``order``, and the half of the
-    others that correlate most with t), by exact least squares of every pair once the one is projected
-    out; None if there is none. Forward steps, even with a beam, keep the supports that are
-    best at every size on the way, and miss laws whose terms are poor alone and good together:
+    others that correlate most with t), by exact least squares of every pair once the one is
+    projected out; None if there is none. Forward steps, even with a beam, keep the supports
+    that are best at every size on the way, and miss laws whose terms are poor alone and good
+    together:
     ``cos(u) + alpha - alpha*sin(u)**2``, where ``alpha`` and ``alpha*sin(u)**2`` nearly
     cancel."""
     M = A.shape[1]
