@@ -360,3 +360,22 @@ def test_symbolic_model_pickles():
     m2 = pickle.loads(pickle.dumps(m))
     assert torch.equal(m2(x), y)
     assert m2.symbolic_fun[0].funs_name == m.symbolic_fun[0].funs_name
+
+
+def test_snap_exponents_become_plain_ratios_only():
+    """A coefficient may be a multiple of pi; an exponent may not: a fitted ``x**1.7725`` on
+    noisy data is not ``x**sqrt(pi)`` (which it would match to 4 digits), while ``x**1.5`` is."""
+    rng = np.random.default_rng(1)
+    X = rng.uniform(0.5, 3, (800, 1))
+    x = sympy.Symbol("x", positive=True)
+    for power, coef in ((1.7725, 3.1416), (1.5001, 2.0)):
+        y = coef * X[:, 0] ** power
+        y = y + rng.normal(0, 0.01 * np.sqrt(np.mean(y * y)), len(y))
+        out = kanlab.snap_constants(coef * x ** power, [x], X, y)
+        exps = [a.exp for a in sympy.preorder_traversal(out) if isinstance(a, sympy.Pow)]
+        assert exps and all(not e.has(sympy.pi) for e in exps), out
+        if power == 1.5001:
+            assert sympy.Rational(3, 2) in exps, out
+        else:
+            assert all(isinstance(e, sympy.Float) for e in exps), out
+            assert out.has(sympy.pi), out  # the coefficient still snaps to pi

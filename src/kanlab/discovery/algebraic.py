@@ -12,7 +12,9 @@ formula the data support rather than one that fits the noise.
 Targets tried: ``T(y)`` for the invertible transforms that are defined on the data (y, 1/y,
 y**2, 1/y**2, sqrt(y), log(y), sin(y), cos(y)), and ``y = P/Q`` through its linear form
 ``y = P - y*(Q - 1)``. A pure monomial ``c * prod x_i**p_i`` with any rational powers is read
-directly off ``log|y|`` by ordinary least squares. Everything here is linear algebra on a few
+directly off ``log|y|`` by ordinary least squares. When nothing is exact, sums behind a
+prefactor (``x_i**+-1``, or the integer powers of a power-law fit) are tried too
+(:mod:`.prefactor`). Everything here is linear algebra on a few
 hundred rows: a whole stage takes well under a second on small problems, so it runs first.
 """
 from __future__ import annotations
@@ -25,8 +27,10 @@ from fractions import Fraction
 import numpy as np
 import sympy
 
-from .sparse import bic_pick, forward_select, lstsq_on, prune_support
-from .terms import FUNCTIONS, Dictionary, build_dictionary, input_kinds, simplest_first, term_expr
+from .prefactor import divided_sum, powerlaw_fit, powerlaw_sum
+from .sparse import chosen_supports, forward_select, lstsq_on, prune_support
+from .terms import (FUNCTIONS, Dictionary, build_dictionary, input_kinds, simplest_first, sum_expr,
+                    term_expr)
 
 __all__ = ["algebraic_candidates", "Candidate"]
 
@@ -79,28 +83,16 @@ def _allowed_functions(allowed):
 
 
 def _monomial(X, y, symbols, live):
-    """``c * prod x_i**p_i`` off log|y| when y (up to noise) and the live inputs keep one sign
-    each; powers rounded to simple fractions when that costs nothing. None when it does not fit.
-
-    The log-linear fit weighs each row by y**2: additive noise moves log|y| by about
-    noise/|y|, so rows where y is small (a law spanning decades, m*q**4/(h**2*n**2*eps**2))
-    say little, and may even have the other sign; those with the other sign are left out when
-    they carry under 1% of y's sum of squares."""
-    y2 = y * y
-    main = y > 0 if float(np.sum(y2[y > 0])) >= float(np.sum(y2[y < 0])) else y < 0
-    if float(np.sum(y2[~main])) > 0.01 * float(np.sum(y2)) or main.sum() < 8:
-        return None
+    """``c * prod x_i**p_i`` off log|y| (:func:`.prefactor.powerlaw_fit`) when y (up to noise)
+    and the live inputs keep one sign each; powers rounded to simple fractions when that costs
+    nothing. None when it does not fit."""
     idx = [i for i in range(X.shape[1]) if live[i]]
     if not idx or any(not (np.all(X[:, i] > 0) or np.all(X[:, i] < 0)) for i in idx):
         return None
-    Xm, ym = X[main], y[main]
-    L = np.column_stack([np.ones(len(ym))] + [np.log(np.abs(Xm[:, i])) for i in idx])
-    ly = np.log(np.abs(ym))
-    w = np.sqrt(ym * ym / np.mean(ym * ym))
-    coef, *_ = np.linalg.lstsq(L * w[:, None], ly * w, rcond=None)
-    res = (L @ coef - ly) * w
-    if not float(np.sqrt(np.mean(res * res))) < 0.05:  # not a monomial (5% off in y)
+    fit = powerlaw_fit(X, y, idx)
+    if fit is None or not fit[2] < 0.05:  # not a monomial (5% off in y)
         return None
+    coef, rms = np.concatenate([[fit[0]], fit[1]]), fit[2]
     powers = []
     for p in coef[1:]:
         fr = Fraction(float(p)).limit_denominator(6)
@@ -112,7 +104,7 @@ def _monomial(X, y, symbols, live):
         body = body * xi ** p
     vals = _evaluate_terms(body, symbols, X)
     c = float(np.dot(vals, y) / max(np.dot(vals, vals), 1e-300))
-    return Candidate(sympy.Float(c, 15) * body, "monomial", len(idx), float(np.mean(res * res)))
+    return Candidate(sympy.Float(c, 15) * body, "monomial", len(idx), rms * rms)
 
 
 def _evaluate_terms(expr, symbols, X):
@@ -120,11 +112,6 @@ def _evaluate_terms(expr, symbols, X):
     with np.errstate(all="ignore"):
         out = fn(*[X[:, i] for i in range(X.shape[1])])
     return np.broadcast_to(np.asarray(out, dtype=np.float64), (X.shape[0],))
-
-
-def _sum_expr(D, support, coef, symbols, scale):
-    return sympy.Add(*[sympy.Float(float(c) * scale, 15) * term_expr(D.terms[j], symbols)
-                       for j, c in zip(support, coef) if c != 0])
 
 
 _RATIONAL_ALL = 200  # a dictionary this small enters the ratios whole (functions too)
@@ -185,9 +172,9 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
         beam = max(6, min(64, 12000 // max(D.columns.shape[1], 1)))
         path = forward_select(D.columns, ts, k_max, deadline=deadline, beam=beam, triples=True,
                               order=order)
-        for sup in _chosen_supports(D.columns, ts, path, n) if path else []:
+        for sup in chosen_supports(D.columns, ts, path, n) if path else []:
             coef, rss = lstsq_on(D.columns, ts, sup)
-            expr = inverse(_sum_expr(D, sup, coef, symbols, scale))
+            expr = inverse(sum_expr(D, sup, coef, symbols, scale))
             out.append(Candidate(expr, f"sum of {len(sup)} terms of {name}", len(sup),
                                  rss / float(ts @ ts)))
         # ratios P/Q right after the sums of the same transform (P/Q covers Q/P: 1/y and
@@ -200,57 +187,12 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
             break  # exact to float precision: the other transforms cannot fit better
     if not any(c.train_rel_rss < _EXACT_RSS for c in out):
         plain = min((c.train_rel_rss for c in out if c.label.endswith("terms of y")), default=1.0)
-        out.extend(_divided_sum(D, X, y, np.flatnonzero(neg_ok & live), symbols, order, k_max,
-                                n, deadline, plain))
+        found = divided_sum(D, X, y, np.flatnonzero(neg_ok & live), symbols, order, k_max, n,
+                            deadline, plain)
+        if not any(f[3] < _EXACT_RSS for f in found):
+            found += powerlaw_sum(X, y, symbols, k_max, n, deadline, fns, plain)
+        out.extend(Candidate(*f) for f in found)
     return out
-
-
-def _divided_sum(D, X, y, inputs, symbols, order, k_max, n, deadline, plain):
-    """``x_i**p`` times a short sum, p = 1 or -1, for i among ``inputs`` (those of one sign,
-    away from zero): a prefactor that
-    multiplies every term moves each term out of the simplest columns (``x1*cos(u) + x1*alpha -
-    x1*alpha*sin(u)**2``, whose triple is found once x1 is divided out). The best such fit is
-    returned if it fits y at least twice as closely as the plain sums (relative residual
-    ``plain``); else nothing."""
-    yy = float(y @ y) or 1.0
-    A = D.columns
-    best = None
-    for i in inputs:
-        for p in (1, -1):
-            if time.perf_counter() > deadline:
-                break
-            f = X[:, i] ** float(p)
-            t = y / f
-            scale = float(np.sqrt(np.mean(t * t))) or 1.0
-            ts = t / scale
-            path = forward_select(A, ts, k_max, deadline=deadline, beam=4, triples=True,
-                                  order=order)
-            if not path:
-                continue
-            sup = _chosen_supports(A, ts, path, n)[0]
-            coef, _ = lstsq_on(A, ts, sup)
-            rel = float(np.sum((y - f * (A[:, sup] @ coef) * scale) ** 2)) / yy
-            if best is None or rel < best[0]:
-                expr = symbols[i] ** p * _sum_expr(D, sup, coef, symbols, scale)
-                best = (rel, Candidate(expr, f"{symbols[i]}**{p} times a sum of {len(sup)} terms",
-                                       len(sup), rel))
-            if rel < _EXACT_RSS:
-                return [best[1]]
-    return [best[1]] if best is not None and best[0] < 0.5 * plain else []
-
-
-def _chosen_supports(A, t, path, n):
-    """The supports worth a formula: the BIC choice (pruned of idle columns when exact) and the
-    one before it (a shorter fallback for the caller's held-out selection)."""
-    i = bic_pick(path, n)
-    sups = []
-    sup, rel = path[i]
-    if rel < 1e-11:
-        sup = prune_support(A, t, sup, 1e-11)
-    sups.append(sup)
-    if i > 0:
-        sups.append(path[i - 1][0])
-    return sups
 
 
 def _rational(D, y, name, inverse, symbols, k_max, n, deadline):
@@ -305,14 +247,14 @@ def _rational(D, y, name, inverse, symbols, k_max, n, deadline):
         if not path:
             continue
         exact = False
-        for sup in _chosen_supports(A, target, path, n):
+        for sup in chosen_supports(A, target, path, n):
             coef, _ = lstsq_on(A, target, sup)
             P, Q = parts(sup, coef)
             if len(Q) == 1 and not any(terms[Q[0][0]][0]) and terms[Q[0][0]][1] is None:
                 continue  # Q = 1: the plain sums have it already
             err = error(sup)
-            Pe = _sum_expr(D, [j for j, _ in P], [c for _, c in P], symbols, scale)
-            Qe = _sum_expr(D, [j for j, _ in Q], [c for _, c in Q], symbols, 1.0)
+            Pe = sum_expr(D, [j for j, _ in P], [c for _, c in P], symbols, scale)
+            Qe = sum_expr(D, [j for j, _ in Q], [c for _, c in Q], symbols, 1.0)
             out.append(Candidate(inverse(Pe / Qe), f"ratio P/Q of {len(sup) + 1} terms for {name}",
                                  len(sup) + 1, err))
             exact = exact or err < 1e-11
@@ -355,7 +297,7 @@ def small_ratios(D, y, name, inverse, symbols, deadline, max_p: int = 400, k_max
             sup = prune_support(A, tp, path[-1][0], 1e-11)
             cols = np.column_stack([D.columns[:, [mono[j] for j in sup]], q])
             coef, *_ = np.linalg.lstsq(cols, t, rcond=None)
-            P = _sum_expr(D, [mono[j] for j in sup], coef[:-1], symbols, scale)
+            P = sum_expr(D, [mono[j] for j in sup], coef[:-1], symbols, scale)
             Q = term_expr(D.terms[a], symbols) + sympy.Float(float(coef[-1]), 15) * \
                 term_expr(D.terms[b], symbols)
             with np.errstate(all="ignore"):

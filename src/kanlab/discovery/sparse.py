@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-__all__ = ["forward_select", "prune_support", "lstsq_on", "bic_pick"]
+__all__ = ["forward_select", "prune_support", "lstsq_on", "bic_pick", "chosen_supports"]
 
 def forward_select(A, t, k_max: int, tol: float = 1e-11, deadline: float = math.inf,
                    beam: int = 6, score=None, max_pairs: int = 600, triples: bool = False,
@@ -195,3 +195,15 @@ def bic_pick(path, n):
     return best
 
 
+def chosen_supports(A, t, path, n):
+    """The supports worth a formula: the BIC choice (pruned of idle columns when exact) and the
+    one before it (a shorter fallback for the caller's held-out selection)."""
+    i = bic_pick(path, n)
+    sups = []
+    sup, rel = path[i]
+    if rel < 1e-11:
+        sup = prune_support(A, t, sup, 1e-11)
+    sups.append(sup)
+    if i > 0:
+        sups.append(path[i - 1][0])
+    return sups

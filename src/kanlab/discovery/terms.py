@@ -17,7 +17,7 @@ import numpy as np
 import sympy
 
 __all__ = ["FUNCTIONS", "Dictionary", "build_dictionary", "input_kinds", "simplest_first",
-           "term_expr"]
+           "sum_expr", "term_expr"]
 
 FUNCTIONS = ("sin", "cos", "sincos", "sin2", "log")
 
@@ -83,13 +83,16 @@ def _degree_limits(d: int):
     return 3, 2, 2
 
 
-def build_dictionary(X, max_columns: int = 6000, functions=FUNCTIONS) -> Dictionary:
+def build_dictionary(X, max_columns: int = 6000, functions=FUNCTIONS,
+                     extra_degree: int = 0) -> Dictionary:
     """The terms for inputs X (n, d) and their values on X, with function factors among
-    ``functions``; columns that are not finite are left out."""
+    ``functions``; columns that are not finite are left out. ``extra_degree``: monomials of
+    that much higher total degree than :func:`_degree_limits` allows."""
     neg_ok, pos, trig_ok, live = input_kinds(X)
     d = X.shape[1]
     n_live = int(live.sum())
     l1, l1_fn, emax = _degree_limits(max(n_live, 1))
+    l1 += extra_degree
     max_vars = min(n_live, 4)
     allowed = []
     for i in range(d):
@@ -163,3 +166,7 @@ def term_expr(t, symbols):
     return e
 
 
+def sum_expr(D, support, coef, symbols, scale):
+    """The sympy sum of ``D``'s terms ``support`` with coefficients ``coef * scale``."""
+    return sympy.Add(*[sympy.Float(float(c) * scale, 15) * term_expr(D.terms[j], symbols)
+                       for j, c in zip(support, coef) if c != 0])

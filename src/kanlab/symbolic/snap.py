@@ -4,11 +4,12 @@
 parameter and refits them all by nonlinear least squares on the data. :func:`snap_constants` then
 tries to replace each constant by a simple exact number (0, an integer, a small ratio, or a small
 ratio times pi, 1/pi, pi**2, 1/pi**2, pi**3, 1/pi**3, e, sqrt(2), sqrt(3), sqrt(pi), 1/sqrt(pi)
-or sqrt(2/pi)) and keeps a replacement only where the loss does not get worse by more than what
-one free parameter is worth (the Bayesian information criterion: MSE may grow by a factor
-``exp(log(n)/n)`` per constant for n samples; Akaike's ``exp(2/n)``, which targets prediction
-rather than the true model, kept ``0.9965*a*b**2.004`` on 1% noise where the data cannot tell
-it from ``a*b**2``). Constants are retrained after every pass.
+or sqrt(2/pi); a power's exponent becomes a plain ratio only) and keeps a replacement only
+where the loss does not get worse by more than what one free parameter is worth (the Bayesian
+information criterion: MSE may grow by a factor ``exp(log(n)/n)`` per constant for n samples;
+Akaike's ``exp(2/n)``, which targets prediction rather than the true model, kept
+``0.9965*a*b**2.004`` on 1% noise where the data cannot tell it from ``a*b**2``). Constants
+are retrained after every pass.
 """
 from __future__ import annotations
 
@@ -31,6 +32,12 @@ def _floats(expr):
         if isinstance(a, sympy.Float) and a not in seen:
             seen.append(a)
     return seen
+
+
+def _exponents(expr) -> set:
+    """The floats of ``expr`` that are some power's exponent."""
+    return {a.exp for a in sympy.preorder_traversal(expr)
+            if isinstance(a, sympy.Pow) and isinstance(a.exp, sympy.Float)}
 
 
 def _compile(expr, symbols):
@@ -146,18 +153,20 @@ def _bits(p: int, q: int, base_bits: float) -> float:
     return 1.0 + math.log2(abs(p) + 1) + math.log2(q) + base_bits
 
 
-def _candidates(v: float, rel: float = 0.1):
+def _candidates(v: float, rel: float = 0.1, exponent: bool = False):
     """Simple exact numbers near v, simplest (fewest bits) first, as (number, bits).
 
     A number of b bits is a candidate only within a relative distance 2**-(1.5*b+1) of v (and
     ``rel``): a short number may lie far from v, a long one must match to as many digits as it
-    takes to write, or it is a coincidence (13/(11*pi**2) "matches" any number near 0.12)."""
+    takes to write, or it is a coincidence (13/(11*pi**2) "matches" any number near 0.12).
+    ``exponent``: v is a power's exponent, which becomes a plain ratio or stays a float (laws
+    raise to rational powers; ``alpha**sqrt(pi)`` or ``omega**pi`` only dress up a fit)."""
     out = [(sympy.Integer(0), 0.0)]
     av = abs(v)
     if av == 0 or not math.isfinite(v):
         return out
     seen = set()
-    for base, bb in _BASES:
+    for base, bb in (_BASES[:1] if exponent else _BASES):
         bv = float(base)
         for q in (_DENOMINATORS if bb == 0 else _BASE_DENOMINATORS):
             num = round(v / bv * q)
@@ -243,13 +252,14 @@ def _snap_passes(expr, symbols, X, y, passes, rel, deadline, atol):
         ref = _mse(f, X, y, p)
         if not math.isfinite(ref):
             break
+        powers = _exponents(expr)
         chosen, done = {}, set()  # snapped constants stay fixed when others are refitted
         # largest-magnitude constants last: small ones (likely spurious terms) go first
         for k in sorted(range(len(fl)), key=lambda q: abs(p[q])):
             if time.perf_counter() > deadline:
                 break
             allowed = lambda: ref * factor ** (len(chosen) + 1) + atol  # noqa: E731
-            cands = [c for c, _ in _candidates(p[k], rel)]
+            cands = [c for c, _ in _candidates(p[k], rel, exponent=fl[k] in powers)]
             hit = None
             for cand in cands:
                 trial = p.copy()

@@ -1,0 +1,136 @@
+"""Sums behind a prefactor: y = P * S (or P / S), P a product of powers of inputs, S a short sum.
+
+A prefactor that multiplies every term of a law moves each term out of the simple columns the
+sparse search looks at first: ``x1*cos(u) + x1*alpha*cos(u)**2`` or
+``G**4*(m1*m2)**2*(m1 + m2)/(c**5*r**5)``, whose terms are of degree 19. Dividing it out leaves
+a sum of two or three low-degree terms. Two ways to find P:
+
+* :func:`divided_sum`: one input to the power +-1 (the caller's plain sums missed);
+* :func:`powerlaw_sum`: the inputs whose exponent in a power-law fit of ``|y|`` is near an
+  integer (a factor of their own), to that integer; the sum is then searched over the other
+  inputs only, in a dictionary of their own (of higher degree, having fewer inputs).
+
+Each returns ``(expr, label, n_terms, relative residual of y)`` tuples; the caller makes them
+candidates.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import sympy
+
+from .sparse import chosen_supports, forward_select, lstsq_on
+from .terms import build_dictionary, input_kinds, simplest_first, sum_expr
+
+__all__ = ["divided_sum", "powerlaw_fit", "powerlaw_sum"]
+
+_EXACT_RSS = 1e-24  # relative residual sum of squares of a fit exact to float precision
+_NEAR_INTEGER = 0.1  # a fitted exponent this close to an integer is taken as that integer
+
+
+def divided_sum(D, X, y, inputs, symbols, order, k_max, n, deadline, plain):
+    """``x_i**p`` times a short sum of ``D``'s terms, p = 1 or -1, for i among ``inputs``
+    (those of one sign, away from zero): ``x1*cos(u) + x1*alpha - x1*alpha*sin(u)**2``, whose
+    triple is found once x1 is divided out. The best such fit is returned if it fits y at least
+    twice as closely as the plain sums (relative residual ``plain``); else nothing."""
+    yy = float(y @ y) or 1.0
+    A = D.columns
+    best = None
+    for i in inputs:
+        for p in (1, -1):
+            if time.perf_counter() > deadline:
+                break
+            f = X[:, i] ** float(p)
+            # y = f * S fitted as it stands (not y / f = S, whose noise f would reshape)
+            fits = _fit_sums(f[:, None] * A, y, k_max, n, deadline, order)
+            if not fits:
+                continue
+            coef, sup, scale = fits[0]
+            rel = float(np.sum((y - f * (A[:, sup] @ coef) * scale) ** 2)) / yy
+            if best is None or rel < best[3]:
+                expr = symbols[i] ** p * sum_expr(D, sup, coef, symbols, scale)
+                best = (expr, f"{symbols[i]}**{p} times a sum of {len(sup)} terms", len(sup), rel)
+            if rel < _EXACT_RSS:
+                return [best]
+    return [best] if best is not None and best[3] < 0.5 * plain else []
+
+
+def _fit_sums(A, t, k_max, n, deadline, order):
+    """[(coefficients, support, scale)] of the sparse fits of ``t`` by ``A``'s columns worth a
+    formula (:func:`.sparse.chosen_supports`), the coefficients in units of ``t``'s RMS
+    ``scale``; empty when nothing fits."""
+    scale = float(np.sqrt(np.mean(t * t))) or 1.0
+    ts = t / scale
+    path = forward_select(A, ts, k_max, deadline=deadline, beam=4, triples=True, order=order)
+    return [(lstsq_on(A, ts, sup)[0], sup, scale)
+            for sup in (chosen_supports(A, ts, path, n) if path else [])]
+
+
+def powerlaw_fit(X, y, idx):
+    """``(log c, exponents of X[:, idx], weighted RMS residual in log y)`` of ``|y| = c *
+    prod |x_i|**p_i`` by least squares on the logs; None when y does not keep one sign (rows
+    of the other sign may carry up to 1% of y's sum of squares: noise around zero).
+
+    Each row is weighed by y**2: additive noise moves log|y| by about noise/|y|, so rows where
+    y is small (a law spanning decades) say little."""
+    y2 = y * y
+    main = y > 0 if float(np.sum(y2[y > 0])) >= float(np.sum(y2[y < 0])) else y < 0
+    if float(np.sum(y2[~main])) > 0.01 * float(np.sum(y2)) or main.sum() < 8:
+        return None
+    Xm, ym = X[main], y[main]
+    L = np.column_stack([np.ones(len(ym))] + [np.log(np.abs(Xm[:, i])) for i in idx])
+    ly = np.log(np.abs(ym))
+    w = np.sqrt(ym * ym / np.mean(ym * ym))
+    coef, *_ = np.linalg.lstsq(L * w[:, None], ly * w, rcond=None)
+    res = (L @ coef - ly) * w
+    return float(coef[0]), coef[1:], float(np.sqrt(np.mean(res * res)))
+
+
+def powerlaw_sum(X, y, symbols, k_max, n, deadline, functions, plain):
+    """``y = P * S`` or ``y = P / S`` (see the module doc), the one that fits y more closely,
+    if it fits more closely than the plain sums (relative residual ``plain``)."""
+    neg_ok, _, _, live = input_kinds(X)
+    idx = [int(i) for i in np.flatnonzero(neg_ok & live)]
+    if len(idx) < 2 or time.perf_counter() > deadline:
+        return []
+    fit = powerlaw_fit(X, y, idx)
+    if fit is None:
+        return []
+    powers = {i: int(round(p)) for i, p in zip(idx, fit[1])
+              if abs(p - round(p)) <= _NEAR_INTEGER and round(p) != 0}
+    rest = [i for i in np.flatnonzero(live) if i not in powers]
+    if not powers or not rest:
+        return []
+    P = np.prod([X[:, i] ** float(e) for i, e in powers.items()], axis=0)
+    Pe = sympy.Mul(*[symbols[i] ** e for i, e in powers.items()])
+    # fewer inputs than y has: a degree more than their own dictionary would have (the
+    # II.36.38 sum H + alpha*M/(epsilon*c**2) is of degree 5 in five inputs)
+    D = build_dictionary(X[:, rest], max_columns=4000, functions=functions, extra_degree=1)
+    sub = [symbols[i] for i in rest]
+    if D.columns.shape[1] == 0:
+        return []
+    order = simplest_first(D.terms)
+    yy = float(y @ y) or 1.0
+    amin, amax = float(np.min(np.abs(y))), float(np.max(np.abs(y)))
+    # the rows weighed so that the fit is of y itself: y = P * S, and y * S = P for P / S (an
+    # error e in S moves P / S by about e * y**2 / P)
+    forms = [("times", P, y)] + ([("over", y * y / P, y)] if amin >= 1e-3 * amax else [])
+    best = []  # the closer form's fits: BIC's choice and the one a term shorter
+    for kind, w, t in forms:
+        if time.perf_counter() > deadline or not np.all(np.isfinite(w)):
+            continue
+        fits = []
+        for coef, sup, scale in _fit_sums(w[:, None] * D.columns, t, k_max, n, deadline, order):
+            s = (D.columns[:, sup] @ coef) * scale
+            with np.errstate(all="ignore"):
+                pred = P * s if kind == "times" else P / s
+            rel = float(np.sum((y - pred) ** 2)) / yy
+            if math.isfinite(rel):
+                S = sum_expr(D, sup, coef, sub, scale)
+                fits.append((Pe * S if kind == "times" else Pe / S,
+                             f"{Pe} {kind} a sum of {len(sup)} terms", len(sup), rel))
+        if fits and (not best or fits[0][3] < best[0][3]):
+            best = fits
+    return [f for f in best if f[3] < plain]
