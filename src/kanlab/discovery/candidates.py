@@ -22,7 +22,7 @@ log = logging.getLogger("kanlab")
 
 
 def algebraic_attempts(Xtr, ytr, Xte, yte, symbols, *, seed: int, snap: bool, deadline: float,
-                       lib=None, keep: int = 4, max_terms: int = 10,
+                       lib=None, keep: int = 6, max_terms: int = 10,
                        floor=None) -> tuple[list[dict], float]:
     """Attempt records (as :func:`.attempt._attempt` makes them, with no model) for the best
     ``keep`` candidates of the algebraic stage, and the seconds it took."""

@@ -18,6 +18,7 @@ on the data.
 """
 from __future__ import annotations
 
+import math
 import itertools
 import time
 from fractions import Fraction
@@ -129,7 +130,7 @@ def _simplest_basis(A):
     return A
 
 
-def _other_bases(A, cands, limit=1):
+def _other_bases(A, cands, limit=1, deadline: float = math.inf):
     """Up to ``limit`` other bases of the lattice of groups ``A`` (made of ``cands``), cheapest
     first, no costlier than ``A`` plus one input: ``u/c`` with ``x/(c*t)`` beside ``u/c`` with
     ``x/(t*u)``; which one makes the reduced law simpler only the sub-search can tell."""
@@ -142,13 +143,17 @@ def _other_bases(A, cands, limit=1):
     pool = list(np.flatnonzero(inside)[:40])
     top = float(_vector_cost(A).sum()) + 10.0
     out = []
-    for S in itertools.combinations(pool, k):
-        if abs(abs(np.linalg.det(coords_r[list(S)])) - 1.0) > 1e-9:
-            continue
-        B = cands[list(S)]
-        cost = float(_vector_cost(B).sum())
-        if cost <= top and {tuple(v) for v in B} != {tuple(v) for v in A}:
-            out.append((cost, B))
+    combos = itertools.combinations(pool, k)
+    while time.perf_counter() < deadline:  # C(40, 5) = 658008 bases for five groups: batched
+        chunk = np.array(list(itertools.islice(combos, 20000)), dtype=np.int64).reshape(-1, k)
+        if not len(chunk):
+            break
+        unimodular = np.abs(np.abs(np.linalg.det(coords_r[chunk])) - 1.0) <= 1e-9
+        for S in chunk[unimodular]:
+            B = cands[S]
+            cost = float(_vector_cost(B).sum())
+            if cost <= top and {tuple(v) for v in B} != {tuple(v) for v in A}:
+                out.append((cost, B))
     out.sort(key=lambda t: t[0])
     return [B for _, B in out[:limit]]
 
@@ -329,7 +334,7 @@ def find_groups(sur_model, f, X, y, err, ysd, live, xc, xs, const_cols, yc, dtyp
     cands = _integer_vectors(p, 4 if p > 7 else 5)
     lo, hi = X.min(0), X.max(0)
     for k in range(0, p):
-        if k + len(others) >= len(live):
+        if k + len(others) >= len(live) or time.perf_counter() > deadline:
             break
         read = k == 1 and one_dim
         A0 = _group_basis(vt[:k], k, np.vstack([cands, _read_vector(vt[0])]) if read else cands)
@@ -339,7 +344,9 @@ def find_groups(sur_model, f, X, y, err, ysd, live, xc, xs, const_cols, yc, dtyp
         A1 = _simplest_basis(A0)
         # the reduced basis first, then another as simple when there is one: the law's own
         # groups may be either (u/c with x/(t*u), or u/c with x/(c*t))
-        for A in [A1] + (_other_bases(A1, cands) if alternatives else []):
+        for A in [A1] + (_other_bases(A1, cands, deadline=deadline) if alternatives else []):
+            if found and time.perf_counter() > deadline:
+                break
             m = _prefactor(A, mean_L)
             if m is None:
                 continue

@@ -56,6 +56,7 @@ log = logging.getLogger("kanlab")
 _INDEX_MIN_RMSE = 0.05
 _SYM_MAX_RMSE = 0.1  # a rougher surrogate still shows a symmetry: its test is relative
 _STRUCTURE_SHARE = 0.5  # of the budget left, for a structure with more queued behind it
+_STRUCTURES = ("factors", "transform", "reduce", "sum(", "groups(")  # their attempts' names
 
 
 def discover(
@@ -301,8 +302,13 @@ def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid,
             return best is None or left >= min(1.0, 0.5 * time_budget) and left > 0
         if max_attempts is not None and n_started >= max_attempts:
             return False
-        mean = sum(a["seconds"] for a in runs) / len(runs)
-        return time.perf_counter() - t_start + mean <= time_budget
+        left = t_start + time_budget - time.perf_counter()
+        if left >= 1.0 and isinstance(shape(n_started), tuple) and \
+                n_started < len(shapes["list"]):
+            return True  # a structure's first try keeps to the share it is given
+        # the time a network attempt takes (a structure's sub-search ran to its share)
+        nets = [a for a in runs if not str(a["hidden"]).startswith(_STRUCTURES)] or runs
+        return sum(a["seconds"] for a in nets) / len(nets) <= left
 
     def white(a):
         resid = ytr - _evaluate(a["expr"], symbols, Xtr)
@@ -351,7 +357,7 @@ def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid,
     best, pareto = _select(attempts, float(np.var(yte)), model_selection,
                            selection_floor, significant) or (best, [])
     model, kind, history = best["model"], "symbolic", best["histories"]
-    if str(best["hidden"]).startswith(("factors", "transform", "reduce", "sum(", "groups(")):
+    if str(best["hidden"]).startswith(_STRUCTURES):
         kind = "surrogate"
     if model is None and numeric_model:  # an algebraic formula: a network of the data beside it
         model, history = _numeric_model(dataset, d, grid, refine_grid, int(seed), dtype,
