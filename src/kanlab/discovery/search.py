@@ -303,12 +303,9 @@ def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid,
         if max_attempts is not None and n_started >= max_attempts:
             return False
         left = t_start + time_budget - time.perf_counter()
-        if left >= 1.0 and isinstance(shape(n_started), tuple) and \
-                n_started < len(shapes["list"]):
-            return True  # a structure's first try keeps to the share it is given
-        # the time a network attempt takes (a structure's sub-search ran to its share)
-        nets = [a for a in runs if not str(a["hidden"]).startswith(_STRUCTURES)] or runs
-        return sum(a["seconds"] for a in nets) / len(nets) <= left
+        if left >= 1.0:
+            shape(n_started)  # a pending structure test is resolved: is the next a structure?
+        return _time_for(n_started, shapes["list"], runs, left)
 
     def white(a):
         resid = ytr - _evaluate(a["expr"], symbols, Xtr)
@@ -317,15 +314,7 @@ def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid,
     def job(a):
         h = shape(a)
         remaining = t_start + float(time_budget) - time.perf_counter()  # after any resolving
-        lst = shapes["list"]
-        if isinstance(h, tuple) and a < len(lst) and \
-                any(isinstance(e, tuple) for e in lst[a + 1:]):
-            # a structure with others queued behind it gets half of what is left: a
-            # sub-search that finds nothing exact runs to its deadline, and the next structure
-            # (II.35.21 at noise 0.01: reduce(B/kb) first, factors(n_rho | ...) next) may be
-            # the one that explains the data
-            remaining *= _STRUCTURE_SHARE
-        return (a, h, int(seed) + a, remaining, common)
+        return (a, h, int(seed) + a, remaining * _structure_share(a, shapes["list"]), common)
 
     if algebraic:  # cheap, so first; a few seconds at most
         share = time.perf_counter() + min(0.25 * float(time_budget), 8.0)
@@ -372,6 +361,27 @@ def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid,
         x_center=xc, x_scale=xs, y_center=yc, y_scale=ysd, constant_columns=const_cols,
     )
 
+
+
+def _structure_share(a, shapes) -> float:
+    """The share of the budget left that attempt ``a`` (of the cycling list ``shapes``) gets:
+    half for a structure's first try with other structures queued behind it, all of it
+    otherwise. A sub-search that finds nothing exact runs to its deadline, and the next
+    structure may be the one that explains the data (II.35.21 at noise 0.01: ``reduce(B/kb)``
+    first, then ``factors(n_rho | ...)``)."""
+    first = a < len(shapes) and isinstance(shapes[a], tuple)
+    return _STRUCTURE_SHARE if first and any(isinstance(e, tuple) for e in shapes[a + 1:]) \
+        else 1.0
+
+
+def _time_for(a, shapes, runs, left: float) -> bool:
+    """Whether attempt ``a`` fits in the ``left`` seconds: a structure's first try does when a
+    second is left (it keeps to the share it is given); another attempt when the mean network
+    attempt among ``runs`` does (a structure's sub-search, which ran to its share, aside)."""
+    if left >= 1.0 and a < len(shapes) and isinstance(shapes[a], tuple):
+        return True
+    nets = [r for r in runs if not str(r["hidden"]).startswith(_STRUCTURES)] or runs
+    return sum(r["seconds"] for r in nets) / len(nets) <= left
 
 
 def _split(X, y, seed, test_size):
