@@ -28,7 +28,7 @@ import numpy as np
 import sympy
 
 from .prefactor import divided_sum, powerlaw_fit, powerlaw_sum
-from .sparse import chosen_supports, forward_select, lstsq_on, prune_support
+from .sparse import EXACT_RSS, chosen_supports, forward_select, lstsq_on, prune_support
 from .terms import (FUNCTIONS, Dictionary, build_dictionary, input_kinds, simplest_first, sum_expr,
                     term_expr)
 
@@ -115,7 +115,6 @@ def _evaluate_terms(expr, symbols, X):
 
 
 _RATIONAL_ALL = 200  # a dictionary this small enters the ratios whole (functions too)
-_EXACT_RSS = 1e-24  # relative residual sum of squares of a fit exact to float precision
 
 
 def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: int = 10,
@@ -183,13 +182,13 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
             out.extend(_rational(Dm, t, name, inverse, symbols, k_max, n, deadline))
             if name == "y" and not any(c.train_rel_rss < 1e-11 for c in out):
                 out.extend(small_ratios(Dm, t, name, inverse, symbols, deadline))
-        if any(c.train_rel_rss < _EXACT_RSS for c in out):
+        if any(c.train_rel_rss < EXACT_RSS for c in out):
             break  # exact to float precision: the other transforms cannot fit better
-    if not any(c.train_rel_rss < _EXACT_RSS for c in out):
+    if not any(c.train_rel_rss < EXACT_RSS for c in out):
         plain = min((c.train_rel_rss for c in out if c.label.endswith("terms of y")), default=1.0)
         found = divided_sum(D, X, y, np.flatnonzero(neg_ok & live), symbols, order, k_max, n,
                             deadline, plain)
-        if not any(f[3] < _EXACT_RSS for f in found):
+        if not any(f[3] < EXACT_RSS for f in found):
             found += powerlaw_sum(X, y, symbols, k_max, n, deadline, fns, plain)
         out.extend(Candidate(*f) for f in found)
     return out

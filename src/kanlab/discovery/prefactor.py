@@ -21,12 +21,11 @@ import time
 import numpy as np
 import sympy
 
-from .sparse import chosen_supports, forward_select, lstsq_on
+from .sparse import EXACT_RSS, chosen_supports, forward_select, lstsq_on
 from .terms import build_dictionary, input_kinds, simplest_first, sum_expr
 
 __all__ = ["divided_sum", "powerlaw_fit", "powerlaw_sum"]
 
-_EXACT_RSS = 1e-24  # relative residual sum of squares of a fit exact to float precision
 _NEAR_INTEGER = 0.1  # a fitted exponent this close to an integer is taken as that integer
 
 
@@ -52,7 +51,7 @@ def divided_sum(D, X, y, inputs, symbols, order, k_max, n, deadline, plain):
             if best is None or rel < best[3]:
                 expr = symbols[i] ** p * sum_expr(D, sup, coef, symbols, scale)
                 best = (expr, f"{symbols[i]}**{p} times a sum of {len(sup)} terms", len(sup), rel)
-            if rel < _EXACT_RSS:
+            if rel < EXACT_RSS:
                 return [best]
     return [best] if best is not None and best[3] < 0.5 * plain else []
 

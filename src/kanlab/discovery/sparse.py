@@ -12,7 +12,11 @@ import time
 
 import numpy as np
 
-__all__ = ["forward_select", "prune_support", "lstsq_on", "bic_pick", "chosen_supports"]
+__all__ = ["forward_select", "prune_support", "lstsq_on", "bic_pick", "chosen_supports",
+           "EXACT_RSS"]
+
+EXACT_RSS = 1e-24  # relative residual sum of squares of a fit exact to float precision
+
 
 def forward_select(A, t, k_max: int, tol: float = 1e-11, deadline: float = math.inf,
                    beam: int = 6, score=None, max_pairs: int = 600, triples: bool = False,
