@@ -92,9 +92,9 @@ def _monomial(X, y, symbols, live):
     fit = powerlaw_fit(X, y, idx)
     if fit is None or not fit[2] < 0.05:  # not a monomial (5% off in y)
         return None
-    coef, rms = np.concatenate([[fit[0]], fit[1]]), fit[2]
+    _, exponents, rms = fit
     powers = []
-    for p in coef[1:]:
+    for p in exponents:
         fr = Fraction(float(p)).limit_denominator(6)
         powers.append(sympy.Rational(fr.numerator, fr.denominator)
                       if abs(float(fr) - p) < 2e-3 else sympy.Float(float(p), 15))
@@ -186,10 +186,10 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
             break  # exact to float precision: the other transforms cannot fit better
     if not any(c.train_rel_rss < EXACT_RSS for c in out):
         plain = min((c.train_rel_rss for c in out if c.label.endswith("terms of y")), default=1.0)
-        found = divided_sum(D, X, y, np.flatnonzero(neg_ok & live), symbols, order, k_max, n,
-                            deadline, plain)
+        one_sign = np.flatnonzero(neg_ok & live)
+        found = divided_sum(D, X, y, one_sign, symbols, order, k_max, n, deadline, plain)
         if not any(f[3] < EXACT_RSS for f in found):
-            found += powerlaw_sum(X, y, symbols, k_max, n, deadline, fns, plain)
+            found += powerlaw_sum(X, y, one_sign, live, symbols, k_max, n, deadline, fns, plain)
         out.extend(Candidate(*f) for f in found)
     return out
 

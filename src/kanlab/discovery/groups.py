@@ -18,8 +18,8 @@ on the data.
 """
 from __future__ import annotations
 
-import math
 import itertools
+import math
 import time
 from fractions import Fraction
 

@@ -22,7 +22,7 @@ import numpy as np
 import sympy
 
 from .sparse import EXACT_RSS, chosen_supports, forward_select, lstsq_on
-from .terms import build_dictionary, input_kinds, simplest_first, sum_expr
+from .terms import build_dictionary, simplest_first, sum_expr
 
 __all__ = ["divided_sum", "powerlaw_fit", "powerlaw_sum"]
 
@@ -87,11 +87,11 @@ def powerlaw_fit(X, y, idx):
     return float(coef[0]), coef[1:], float(np.sqrt(np.mean(res * res)))
 
 
-def powerlaw_sum(X, y, symbols, k_max, n, deadline, functions, plain):
+def powerlaw_sum(X, y, inputs, live, symbols, k_max, n, deadline, functions, plain):
     """``y = P * S`` or ``y = P / S`` (see the module doc), the one that fits y more closely,
-    if it fits more closely than the plain sums (relative residual ``plain``)."""
-    neg_ok, _, _, live = input_kinds(X)
-    idx = [int(i) for i in np.flatnonzero(neg_ok & live)]
+    if it fits more closely than the plain sums (relative residual ``plain``). ``inputs``: those
+    of one sign, away from zero (the prefactor's candidates); ``live``: which inputs vary."""
+    idx = [int(i) for i in inputs]
     if len(idx) < 2 or time.perf_counter() > deadline:
         return []
     fit = powerlaw_fit(X, y, idx)
