@@ -28,6 +28,7 @@ import numpy as np
 import sympy
 
 from .prefactor import divided_sum, powerlaw_fit, powerlaw_sum
+from .signomial import signomial_sums
 from .sparse import EXACT_RSS, chosen_supports, forward_select, lstsq_on, prune_support
 from .terms import (FUNCTIONS, Dictionary, build_dictionary, input_kinds, simplest_first, sum_expr,
                     term_expr)
@@ -146,6 +147,14 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
     if mono is not None:
         out.append(mono)
     use = _allowed_functions(allowed)
+    transforms = _transforms(y, allowed)
+    # sums of a few power laws: a few seconds at most, and the only way to terms of high degree
+    left = deadline - time.perf_counter()
+    out.extend(Candidate(*f) for f in signomial_sums(
+        X, transforms, symbols, live, deadline=deadline, seed=seed,
+        seconds=min(2.0, 0.25 * left) if math.isfinite(left) else 2.0))
+    if any(c.train_rel_rss < EXACT_RSS for c in out):
+        return out  # exact to float precision: nothing can fit better
     fns = tuple(f for f in FUNCTIONS if {"sincos": "sin", "sin2": "sin"}.get(f, f) in use
                 and (f not in ("sincos",) or "cos" in use))
     D = build_dictionary(X, max_columns=max_columns, functions=fns)
@@ -159,7 +168,7 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
                      if D.terms[j][1] is None or len(whole) <= _RATIONAL_ALL][:max_rational]
         Dm = Dictionary([D.terms[j] for j in mono_cols], D.columns[:, mono_cols])
     order = simplest_first(D.terms)
-    for name, t, inverse in _transforms(y, allowed):
+    for name, t, inverse in transforms:
         if time.perf_counter() > deadline:
             break
         if not np.all(np.isfinite(t)):

@@ -1,0 +1,227 @@
+"""Sums of a few power laws: ``T(y) = sum_k c_k * prod_i x_i**e_ik`` with free exponents.
+
+The sparse search (:mod:`.algebraic`) only sees the terms of its dictionary, whose degree is
+capped so that it stays small: ``c**4*k_f/(G*r**2)`` (degree 8) is out of its reach, and so is
+the ``2*E_n*L**2*epsilon**2/(m*Z_1**2*Z_2**2*q**4)`` under a square root. When every input
+keeps one sign, a sum of K power laws is a smooth model of K*(d+1) numbers, and a nonlinear
+least-squares fit (Levenberg-Marquardt, exact Jacobian) reaches it from a handful of starts:
+K = 1 from the log-log fit, each larger K from the best fit of K - 1 terms with one term
+copied and nudged (a term splits in two), and from random small-integer exponents.
+
+The exponents found are rounded to integers or halves when that does not cost fit, and the
+coefficients refitted; the caller snaps and scores the result like any other candidate. Terms
+are added while each new one halves the residual at least (a term that fits noise does not).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import sympy
+from scipy.optimize import least_squares
+
+from .sparse import EXACT_RSS
+
+__all__ = ["signomial_sums"]
+
+_TRANSFORMS = ("y", "y^2", "1/y", "1/y^2")
+
+
+def signomial_sums(X, transforms, symbols, live, *, deadline: float, max_terms: int = 3,
+                   seconds: float = 3.0, seed: int = 0):
+    """``(expr, label, n_terms, relative residual of T(y))`` tuples, one per transform and
+    number of terms worth keeping. ``transforms``: ``(name, T(y), inverse)`` as
+    :func:`.algebraic._transforms` makes them (only y, y**2, 1/y and 1/y**2 are used);
+    ``live``: which inputs vary. Nothing when a live input changes sign or comes near zero."""
+    idx = [int(i) for i in np.flatnonzero(live)]
+    if not idx or len(idx) > 10:
+        return []
+    ax = np.abs(X[:, idx])
+    one_sign = [bool(np.all(X[:, i] > 0) or np.all(X[:, i] < 0)) for i in idx]
+    if not all(one_sign) or np.any(ax.min(axis=0) < 1e-3 * ax.max(axis=0)):
+        return []
+    L = np.log(ax)
+    L = L - L.mean(axis=0)  # inputs over their geometric means: columns near 1
+    names = [s if np.all(X[:, i] > 0) else -s for i, s in ((i, symbols[i]) for i in idx)]
+    stop = min(deadline, time.perf_counter() + seconds)
+    use = [tr for tr in transforms if tr[0] in _TRANSFORMS and np.all(np.isfinite(tr[1]))]
+    rng = np.random.default_rng(seed)
+    out = []
+    for j, (name, t, inverse) in enumerate(use):
+        now = time.perf_counter()
+        if now > stop:
+            break
+        share = now + (stop - now) / (len(use) - j)  # what is left, shared by those left
+        scale = float(np.sqrt(np.mean(t * t))) or 1.0
+        fits = _grow(L, t / scale, max_terms, share, rng)
+        # the closest fit, and the one a term shorter when that too is close (the noise may
+        # not support the last term)
+        for E, rel in fits[-2:] if len(fits) > 1 and fits[-2][1] < 1e-3 else fits[-1:]:
+            found = _rounded(ax, L, t, scale, E, rel, names)
+            if found is not None:
+                expr, rel_r = found
+                out.append((inverse(expr), f"sum of {E.shape[0]} power laws of {name}",
+                            E.shape[0], rel_r))
+        if any(f[3] < EXACT_RSS for f in out):
+            break
+    return out
+
+
+def _grow(L, t, max_terms, deadline, rng, starts: int = 20):
+    """[(exponents (K, d), relative residual)] for K = 1, 2, ... while a term halves the
+    residual, each the best of its starts (stopped early once three starts agree on it)."""
+    d = L.shape[1]
+    fits, prev = [], None
+    for K in range(1, max_terms + 1):
+        best, agree = None, 0
+        for E0 in _starts(L, t, prev, K, rng, starts):
+            if time.perf_counter() > deadline and best is not None:
+                break
+            got = _fit(L, t, E0)
+            if got is None:
+                continue
+            if best is not None and abs(got[1] - best[1]) <= 0.01 * best[1]:
+                agree += 1
+            elif best is None or got[1] < best[1]:
+                best, agree = got, 1
+            if best[1] < 1e-14 or agree >= 3:
+                break
+        if best is None or (fits and best[1] > 0.5 * fits[-1][1]):
+            break
+        fits.append(best)
+        prev = best[0]
+        if best[1] < 1e-14 or time.perf_counter() > deadline:
+            break
+    return fits
+
+
+def _starts(L, t, prev, K, rng, count):
+    """Starting exponents for K terms: the log-log fit for K = 1; else the K - 1 best with one
+    of its terms copied and one exponent of the copy moved by 1 (every such split, in random
+    order), one start in three random small integers."""
+    d = L.shape[1]
+    if prev is None:
+        yield _loglog(L, t)
+        for _ in range(count - 1):
+            yield _random(rng, 1, d)
+        return
+    splits = [(j, i, s) for j in range(len(prev)) for i in range(d) for s in (-1.0, 1.0)]
+    order = list(rng.permutation(len(splits)))
+    for n in range(count):
+        if n % 3 == 2 or not order:
+            yield _random(rng, K, d)
+            continue
+        j, i, s = splits[order.pop()]
+        new = prev[j].copy()
+        new[i] += s
+        yield np.vstack([prev, new])
+
+
+def _random(rng, K, d):
+    """Small-integer exponents, about half of them zero."""
+    return rng.integers(-2, 3, size=(K, d)).astype(float) * rng.integers(0, 2, size=(K, d))
+
+
+def _loglog(L, t):
+    """One power law off log|t| (rows weighed by t**2), as a start."""
+    w = np.abs(t)
+    A = np.column_stack([np.ones(len(t)), L]) * w[:, None]
+    with np.errstate(all="ignore"):
+        coef, *_ = np.linalg.lstsq(A, np.log(np.maximum(np.abs(t), 1e-300)) * w, rcond=None)
+    return coef[None, 1:] if np.all(np.isfinite(coef)) else np.zeros((1, L.shape[1]))
+
+
+def _fit(L, t, E0, free=None):
+    """Levenberg-Marquardt on coefficients and exponents together from ``E0`` (only the
+    exponents where ``free``, when given): ``(exponents, relative residual)``, or None when it
+    fails or ends on two terms of nearly the same exponents."""
+    n, d = L.shape
+    K = E0.shape[0]
+    free = np.ones((K, d), dtype=bool) if free is None else free
+    fi = np.flatnonzero(free.ravel())
+
+    def exps(p):
+        e = E0.ravel().copy()
+        e[fi] = p[K:]
+        return e
+
+    def cols(e):
+        return np.exp(np.clip(L @ e.reshape(K, d).T, -60.0, 60.0))
+
+    def res(p):
+        return cols(exps(p)) @ p[:K] - t
+
+    def jac(p):
+        A = cols(exps(p))
+        dE = ((A * p[:K])[:, :, None] * L[:, None, :]).reshape(n, K * d)
+        return np.concatenate([A, dE[:, fi]], axis=1)
+
+    with np.errstate(all="ignore"):
+        try:
+            c0, *_ = np.linalg.lstsq(cols(E0.ravel()), t, rcond=None)
+            p0 = np.concatenate([c0, E0.ravel()[fi]])
+            sol = least_squares(res, p0, jac=jac, method="lm", max_nfev=30 * (len(p0) + 1))
+        except (ValueError, np.linalg.LinAlgError):
+            return None
+    rel = float(sol.fun @ sol.fun) / max(float(t @ t), 1e-300)
+    E = exps(sol.x).reshape(K, d)
+    # two terms of nearly the same exponents with large opposite coefficients are x**a*log(x),
+    # a difference quotient: no sum of power laws, and a trap that many starts fall into
+    close = [np.max(np.abs(E[a] - E[b])) < 0.25 for a in range(K) for b in range(a + 1, K)]
+    return (E, rel) if math.isfinite(rel) and not any(close) else None
+
+
+def _integer_exponents(L, t, E, rel):
+    """``E`` with every exponent an integer, set one at a time (all those within 0.05 of one at
+    once, else the nearest), the free ones refitted after each step: on noisy data a term's
+    ``a**-0.34`` becomes ``a**0`` once the others are fixed. None when that costs more than
+    half again the residual ``rel`` of the free fit."""
+    E, free = E.copy(), np.ones(E.shape, dtype=bool)
+    limit = 1.5 * rel + 1e-13
+    while free.any():
+        dist = np.where(free, np.abs(E - np.round(E)), np.inf)
+        fix = free & (dist <= 0.05)
+        if not fix.any():
+            fix = np.zeros_like(free)
+            fix[np.unravel_index(int(np.argmin(dist)), dist.shape)] = True
+        E[fix] = np.round(E[fix])
+        free &= ~fix
+        if not free.any():
+            break
+        got = _fit(L, t, E, free)
+        if got is None or got[1] > limit:
+            return None
+        E = got[0]
+    return E
+
+
+def _rounded(ax, L, t, scale, E, rel, names):
+    """``(expression of T(y), relative residual)`` with integer exponents
+    (:func:`_integer_exponents`), or else the free ones rounded to halves, and the coefficients
+    refitted, if that costs at most half again the residual of the free fit; else None (a sum
+    of power laws with odd exponents is no law)."""
+    whole = _integer_exponents(L, t / scale, E, rel)
+    for R in ([whole] if whole is not None else []) + [np.round(2.0 * E) / 2.0]:
+        if np.any(np.abs(R - E) > 0.5) or np.any(np.abs(R) > 8):
+            continue
+        R = np.unique(R, axis=0)  # two terms that round alike are one
+        with np.errstate(all="ignore"):
+            A = np.exp(np.log(ax) @ R.T)
+            s = np.sqrt(np.mean(A * A, axis=0))
+            if not np.all(np.isfinite(s)) or np.any(s == 0):
+                continue
+            c, *_ = np.linalg.lstsq(A / s, t, rcond=None)
+            r = A / s @ c - t
+        rel_r = float(r @ r) / max(float(t @ t), 1e-300)
+        if not math.isfinite(rel_r) or rel_r > 1.5 * rel + 1e-13:
+            continue
+        expr = sympy.Integer(0)
+        for k in range(len(R)):
+            term = sympy.Float(float(c[k] / s[k]), 15)
+            for sym, e in zip(names, R[k]):
+                if e != 0:
+                    term = term * sym ** sympy.Rational(int(round(2 * e)), 2)
+            expr = expr + term
+        return expr, rel_r
+    return None

@@ -1,0 +1,96 @@
+"""Sums of a few power laws with free exponents (discovery.signomial)."""
+import time
+
+import numpy as np
+import pytest
+import sympy
+
+from kanlab import discover
+from kanlab.discovery.algebraic import _transforms
+from kanlab.discovery.signomial import _fit, _integer_exponents, signomial_sums
+
+S = sympy.symbols("a b c d e")
+
+
+def _sums(X, y, seconds=5.0):
+    return signomial_sums(X, _transforms(y), S[:X.shape[1]], np.ones(X.shape[1], dtype=bool),
+                          deadline=time.perf_counter() + 30, seconds=seconds)
+
+
+def _exponents(expr):
+    """{term without its coefficient: coefficient} of a sum of power laws."""
+    out = {}
+    for term in sympy.Add.make_args(sympy.expand(expr)):
+        coef, rest = term.as_coeff_Mul()
+        out[rest] = float(coef)
+    return out
+
+
+def _data(n=600, d=5, seed=0, low=1.0, high=4.0):
+    return np.random.default_rng(seed).uniform(low, high, (n, d))
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.01])
+def test_three_power_laws_of_high_degree(noise):
+    # degree 7 and 4 terms: beyond the sparse dictionary, found by the nonlinear fit
+    a, b, c, d, e = S
+    X = _data()
+    y = X[:, 0] ** 4 * X[:, 1] / X[:, 2] ** 2 + 2 * X[:, 3] ** 2 * X[:, 0] \
+        - 3 * X[:, 3] ** 2 * X[:, 0] * X[:, 4]
+    y = y + noise * np.sqrt(np.mean(y * y)) * np.random.default_rng(1).normal(size=len(y))
+    found = [f for f in _sums(X, y) if f[1] == "sum of 3 power laws of y"]
+    assert found, _sums(X, y)
+    terms = _exponents(found[0][0])
+    assert set(terms) == {a ** 4 * b / c ** 2, a * d ** 2, a * d ** 2 * e}
+    tol = 1e-9 if noise == 0 else 0.05
+    assert terms[a ** 4 * b / c ** 2] == pytest.approx(1.0, rel=tol)
+    assert terms[a * d ** 2] == pytest.approx(2.0, rel=tol)
+    assert terms[a * d ** 2 * e] == pytest.approx(-3.0, rel=tol)
+
+
+def test_a_root_of_one_plus_a_power_law():
+    a, b, c, d = S[:4]
+    X = _data(d=4)
+    y = np.sqrt(1 + 2 * X[:, 0] ** 2 * X[:, 1] / (X[:, 2] * X[:, 3] ** 4))
+    found = [f for f in _sums(X, y) if f[1].endswith("of y^2")]
+    assert found and found[0][3] < 1e-20
+    truth = sympy.sqrt(1 + 2 * a ** 2 * b / (c * d ** 4))
+    fn = sympy.lambdify(S[:4], found[0][0] - truth)
+    Z = _data(d=4, seed=3)
+    assert np.max(np.abs(fn(*Z.T))) < 1e-9
+
+
+def test_no_sums_over_an_input_that_changes_sign():
+    X = _data(d=2)
+    X[:, 1] -= 2.5  # crosses zero
+    y = X[:, 0] ** 3 + X[:, 0] * X[:, 1]
+    assert _sums(X, y) == []
+
+
+def test_exponents_become_integers_one_at_a_time():
+    # a free fit on noisy data puts a spurious power on a third term; fixing the others first
+    # lets it go to zero within the noise
+    rng = np.random.default_rng(0)
+    X = _data(d=3)
+    L = np.log(X) - np.log(X).mean(axis=0)
+    y = X[:, 0] ** 2 * X[:, 1] + X[:, 2] ** 3 - X[:, 2] ** 3 * X[:, 0]
+    y = y + 0.01 * np.sqrt(np.mean(y * y)) * rng.normal(size=len(y))
+    t = y / np.sqrt(np.mean(y * y))
+    E0 = np.array([[2.1, 0.9, 0.1], [0.3, 0.0, 2.8], [1.0, 0.2, 3.1]])
+    E, rel = _fit(L, t, E0)
+    whole = _integer_exponents(L, t, E, rel)
+    assert whole is not None
+    assert {tuple(r) for r in whole} == {(2, 1, 0), (0, 0, 3), (1, 0, 3)}
+    # a fixed exponent stays where it was put while the free ones move
+    free = np.ones_like(E0, dtype=bool)
+    free[0, 0] = False
+    E1, _ = _fit(L, t, np.array([[2.0, 0.9, 0.1], [0.3, 0.0, 2.8], [1.0, 0.2, 3.1]]), free)
+    assert E1[0, 0] == 2.0
+
+
+def test_discover_returns_a_sum_of_power_laws():
+    X = _data(n=800, d=4, seed=5)
+    y = X[:, 0] ** 3 * X[:, 1] ** 2 / X[:, 2] - X[:, 3] ** 2 * X[:, 1]
+    res = discover(X, y, var_names=["a", "b", "c", "d"], time_budget=30, seed=0)
+    a, b, c, d = S[:4]
+    assert sympy.simplify(res.formula - (a ** 3 * b ** 2 / c - d ** 2 * b)) == 0
