@@ -78,7 +78,7 @@ def test_exponents_become_integers_one_at_a_time():
     t = y / np.sqrt(np.mean(y * y))
     E0 = np.array([[2.1, 0.9, 0.1], [0.3, 0.0, 2.8], [1.0, 0.2, 3.1]])
     E, rel = _fit(L, t, E0)
-    whole = _integer_exponents(L, t, E, rel)
+    whole = _integer_exponents(L, t, np.ones(len(t)), E, rel)
     assert whole is not None
     assert {tuple(r) for r in whole} == {(2, 1, 0), (0, 0, 3), (1, 0, 3)}
     # a fixed exponent stays where it was put while the free ones move

@@ -10,7 +10,7 @@ copied and nudged (a term splits in two), and from random small-integer exponent
 
 The exponents found are rounded to integers or halves when that does not cost fit, and the
 coefficients refitted; the caller snaps and scores the result like any other candidate. Terms
-are added while each new one halves the residual at least (a term that fits noise does not).
+are added while BIC says each pays for itself (a term that fits noise does not).
 """
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ import numpy as np
 import sympy
 from scipy.optimize import least_squares
 
-from .sparse import EXACT_RSS
 
 __all__ = ["signomial_sums"]
 
@@ -45,40 +44,53 @@ def signomial_sums(X, transforms, symbols, live, *, deadline: float, max_terms: 
     L = L - L.mean(axis=0)  # inputs over their geometric means: columns near 1
     names = [s if np.all(X[:, i] > 0) else -s for i, s in ((i, symbols[i]) for i in idx)]
     stop = min(deadline, time.perf_counter() + seconds)
-    use = [tr for tr in transforms if tr[0] in _TRANSFORMS and np.all(np.isfinite(tr[1]))]
     rng = np.random.default_rng(seed)
+    # every transform's fits of one term, then of two, ...: a law that is a sum of two power
+    # laws of y**2 is not kept waiting behind a search for three terms of y
+    grow = [_Growth(name, t, inverse) for name, t, inverse in transforms
+            if name in _TRANSFORMS and np.all(np.isfinite(t))]
+    for K in range(1, max_terms + 1):
+        active = [g for g in grow if g.going]
+        for j, g in enumerate(active):
+            now = time.perf_counter()
+            if now > stop:
+                break
+            # what is left, shared by the fits left at this size and those of the sizes after
+            slots = len(active) - j + len(active) * (max_terms - K)
+            g.step(L, K, now + (stop - now) / slots, rng)
+        if any(g.fits and g.fits[-1][1] < 1e-14 for g in grow):
+            break  # exact to float precision
     out = []
-    for j, (name, t, inverse) in enumerate(use):
-        now = time.perf_counter()
-        if now > stop:
-            break
-        share = now + (stop - now) / (len(use) - j)  # what is left, shared by those left
-        scale = float(np.sqrt(np.mean(t * t))) or 1.0
-        fits = _grow(L, t / scale, max_terms, share, rng)
+    for g in grow:
         # the closest fit, and the one a term shorter when that too is close (the noise may
         # not support the last term)
-        for E, rel in fits[-2:] if len(fits) > 1 and fits[-2][1] < 1e-3 else fits[-1:]:
-            found = _rounded(ax, L, t, scale, E, rel, names)
+        fits = g.fits[-2:] if len(g.fits) > 1 and g.fits[-2][1] < 1e-3 else g.fits[-1:]
+        for E, rel in fits:
+            found = _rounded(ax, L, g.t, g.w, g.scale, E, rel, names)
             if found is not None:
-                expr, rel_r = found
-                out.append((inverse(expr), f"sum of {E.shape[0]} power laws of {name}",
-                            E.shape[0], rel_r))
-        if any(f[3] < EXACT_RSS for f in out):
-            break
+                out.append((g.inverse(found[0]), f"sum of {E.shape[0]} power laws of {g.name}",
+                            E.shape[0], found[1]))
     return out
 
 
-def _grow(L, t, max_terms, deadline, rng, starts: int = 20):
-    """[(exponents (K, d), relative residual)] for K = 1, 2, ... while a term halves the
-    residual, each the best of its starts (stopped early once three starts agree on it)."""
-    d = L.shape[1]
-    fits, prev = [], None
-    for K in range(1, max_terms + 1):
+class _Growth:
+    """The fits of one transform T(y) with 1, 2, ... terms, each the best of its starts
+    (stopped early once three starts agree on it), grown while another term pays for itself."""
+
+    def __init__(self, name, t, inverse):
+        self.name, self.t, self.inverse = name, t, inverse
+        self.scale = float(np.sqrt(np.mean(t * t))) or 1.0
+        self.w = _weights(name, t)
+        self.fits, self.going = [], True
+
+    def step(self, L, K, deadline, rng, starts: int = 20):
+        t = self.t / self.scale
+        prev = self.fits[-1][0] if self.fits else None
         best, agree = None, 0
         for E0 in _starts(L, t, prev, K, rng, starts):
             if time.perf_counter() > deadline and best is not None:
                 break
-            got = _fit(L, t, E0)
+            got = _fit(L, t, E0, w=self.w)
             if got is None:
                 continue
             if best is not None and abs(got[1] - best[1]) <= 0.01 * best[1]:
@@ -87,13 +99,15 @@ def _grow(L, t, max_terms, deadline, rng, starts: int = 20):
                 best, agree = got, 1
             if best[1] < 1e-14 or agree >= 3:
                 break
-        if best is None or (fits and best[1] > 0.5 * fits[-1][1]):
-            break
-        fits.append(best)
-        prev = best[0]
-        if best[1] < 1e-14 or time.perf_counter() > deadline:
-            break
-    return fits
+        # a term is kept when BIC says so: its d + 1 numbers must lower n*log(residual) by
+        # more than (d + 1)*log(n) (on noisy data a real term may lower it by less than half)
+        n, d = L.shape
+        if best is None or (self.fits and n * math.log(
+                max(best[1], 1e-300) / max(self.fits[-1][1], 1e-300)) > -(d + 1) * math.log(n)):
+            self.going = False
+            return
+        self.fits.append(best)
+        self.going = best[1] >= 1e-14
 
 
 def _starts(L, t, prev, K, rng, count):
@@ -118,6 +132,17 @@ def _starts(L, t, prev, K, rng, count):
         yield np.vstack([prev, new])
 
 
+def _weights(name, t):
+    """Row weights that make a fit of T(y) one of y: noise of size e on y moves T(y) by about
+    e * |T'(y)|, so each row counts 1 / |T'(y)| (scaled to mean 1)."""
+    with np.errstate(all="ignore"):
+        a = np.abs(t)
+        w = {"y": np.ones_like(t), "y^2": 1 / np.sqrt(a), "1/y": 1 / a ** 2,
+             "1/y^2": a ** -1.5}[name]
+    w = np.where(np.isfinite(w), w, 0.0)
+    return w / (np.mean(w) or 1.0)
+
+
 def _random(rng, K, d):
     """Small-integer exponents, about half of them zero."""
     return rng.integers(-2, 3, size=(K, d)).astype(float) * rng.integers(0, 2, size=(K, d))
@@ -132,7 +157,7 @@ def _loglog(L, t):
     return coef[None, 1:] if np.all(np.isfinite(coef)) else np.zeros((1, L.shape[1]))
 
 
-def _fit(L, t, E0, free=None):
+def _fit(L, t, E0, free=None, w=None):
     """Levenberg-Marquardt on coefficients and exponents together from ``E0`` (only the
     exponents where ``free``, when given): ``(exponents, relative residual)``, or None when it
     fails or ends on two terms of nearly the same exponents."""
@@ -140,6 +165,8 @@ def _fit(L, t, E0, free=None):
     K = E0.shape[0]
     free = np.ones((K, d), dtype=bool) if free is None else free
     fi = np.flatnonzero(free.ravel())
+    w = np.ones(n) if w is None else w
+    t = t * w
 
     def exps(p):
         e = E0.ravel().copy()
@@ -147,7 +174,7 @@ def _fit(L, t, E0, free=None):
         return e
 
     def cols(e):
-        return np.exp(np.clip(L @ e.reshape(K, d).T, -60.0, 60.0))
+        return np.exp(np.clip(L @ e.reshape(K, d).T, -60.0, 60.0)) * w[:, None]
 
     def res(p):
         return cols(exps(p)) @ p[:K] - t
@@ -161,7 +188,7 @@ def _fit(L, t, E0, free=None):
         try:
             c0, *_ = np.linalg.lstsq(cols(E0.ravel()), t, rcond=None)
             p0 = np.concatenate([c0, E0.ravel()[fi]])
-            sol = least_squares(res, p0, jac=jac, method="lm", max_nfev=30 * (len(p0) + 1))
+            sol = least_squares(res, p0, jac=jac, method="lm", max_nfev=20 * (len(p0) + 1))
         except (ValueError, np.linalg.LinAlgError):
             return None
     rel = float(sol.fun @ sol.fun) / max(float(t @ t), 1e-300)
@@ -172,7 +199,7 @@ def _fit(L, t, E0, free=None):
     return (E, rel) if math.isfinite(rel) and not any(close) else None
 
 
-def _integer_exponents(L, t, E, rel):
+def _integer_exponents(L, t, w, E, rel):
     """``E`` with every exponent an integer, set one at a time (all those within 0.05 of one at
     once, else the nearest), the free ones refitted after each step: on noisy data a term's
     ``a**-0.34`` becomes ``a**0`` once the others are fixed. None when that costs more than
@@ -189,19 +216,19 @@ def _integer_exponents(L, t, E, rel):
         free &= ~fix
         if not free.any():
             break
-        got = _fit(L, t, E, free)
+        got = _fit(L, t, E, free, w=w)
         if got is None or got[1] > limit:
             return None
         E = got[0]
     return E
 
 
-def _rounded(ax, L, t, scale, E, rel, names):
+def _rounded(ax, L, t, w, scale, E, rel, names):
     """``(expression of T(y), relative residual)`` with integer exponents
     (:func:`_integer_exponents`), or else the free ones rounded to halves, and the coefficients
     refitted, if that costs at most half again the residual of the free fit; else None (a sum
     of power laws with odd exponents is no law)."""
-    whole = _integer_exponents(L, t / scale, E, rel)
+    whole = _integer_exponents(L, t / scale, w, E, rel)
     for R in ([whole] if whole is not None else []) + [np.round(2.0 * E) / 2.0]:
         if np.any(np.abs(R - E) > 0.5) or np.any(np.abs(R) > 8):
             continue
@@ -211,9 +238,9 @@ def _rounded(ax, L, t, scale, E, rel, names):
             s = np.sqrt(np.mean(A * A, axis=0))
             if not np.all(np.isfinite(s)) or np.any(s == 0):
                 continue
-            c, *_ = np.linalg.lstsq(A / s, t, rcond=None)
-            r = A / s @ c - t
-        rel_r = float(r @ r) / max(float(t @ t), 1e-300)
+            c, *_ = np.linalg.lstsq(A / s * w[:, None], t * w, rcond=None)
+            r = (A / s @ c - t) * w
+        rel_r = float(r @ r) / max(float((t * w) @ (t * w)), 1e-300)
         if not math.isfinite(rel_r) or rel_r > 1.5 * rel + 1e-13:
             continue
         expr = sympy.Integer(0)
