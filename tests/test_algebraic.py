@@ -272,6 +272,14 @@ def test_pareto_front_and_rules():
                 for e, h, c in ((mimic, "cosh", 15), (law, "exp", 16))]
     chosen, table = _select(attempts, 1.0, "best")
     assert chosen["hidden"] == "exp" and [r["cost"] for r in table] == [16]
+    # the lowest held-out loss with every constant exact is taken over a shorter within-noise
+    # mimic that PySR's score prefers (II.24.17 at noise 0.01); with a fitted float it is not
+    near = [{"complexity": 18, "cost": 20, "loss": 1.14},
+            {"complexity": 20, "cost": 21, "loss": 1.06},
+            {"complexity": 25, "cost": 25, "loss": 0.925}]
+    assert pareto_front(near)[choose(pareto_front(near), "best")]["complexity"] == 25
+    near[2]["cost"] = 26
+    assert pareto_front(near)[choose(pareto_front(near), "best")]["complexity"] == 20
     with pytest.raises(ValueError, match="model_selection"):
         choose(front, "shortest")
     with pytest.raises(ValueError, match="model_selection"):

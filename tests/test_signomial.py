@@ -7,7 +7,7 @@ import sympy
 
 from kanlab import discover
 from kanlab.discovery.algebraic import _transforms
-from kanlab.discovery.signomial import _fit, _integer_exponents, signomial_sums
+from kanlab.discovery.signomial import _fit, _integer_exponents, _Space, signomial_sums
 
 S = sympy.symbols("a b c d e")
 
@@ -60,11 +60,20 @@ def test_a_root_of_one_plus_a_power_law():
     assert np.max(np.abs(fn(*Z.T))) < 1e-9
 
 
-def test_no_sums_over_an_input_that_changes_sign():
-    X = _data(d=2)
-    X[:, 1] -= 2.5  # crosses zero
-    y = X[:, 0] ** 3 + X[:, 0] * X[:, 1]
-    assert _sums(X, y) == []
+def test_an_input_that_changes_sign_enters_through_a_factor_of_a_term():
+    # b changes sign: a term may carry b, b**2, sin(b), cos(b) or sin(b)**2 as a factor
+    a, b, c, d = S[:4]
+    X = _data(d=4)
+    X[:, 1] = np.random.default_rng(7).uniform(0, 6, len(X))
+    y = X[:, 0] ** 3 / X[:, 2] ** 2 + 2 * X[:, 0] * X[:, 3] ** 3 * np.sin(X[:, 1]) ** 2
+    found = [f for f in _sums(X, y) if f[1] == "sum of 2 power laws of y"]
+    assert found and found[0][3] < 1e-20
+    terms = _exponents(found[0][0])
+    assert set(terms) == {a ** 3 / c ** 2, a * d ** 3 * sympy.sin(b) ** 2}
+    assert terms[a * d ** 3 * sympy.sin(b) ** 2] == pytest.approx(2.0, rel=1e-9)
+    # with three inputs that change sign there is nothing to fit
+    X3 = np.column_stack([X[:, 0], X[:, 1] - 3, X[:, 2], X[:, 1] - 2, X[:, 1] - 4])
+    assert _sums(X3, X3[:, 0] ** 3 + X3[:, 1] * X3[:, 3] * X3[:, 4]) == []
 
 
 def test_exponents_become_integers_one_at_a_time():
@@ -72,19 +81,21 @@ def test_exponents_become_integers_one_at_a_time():
     # lets it go to zero within the noise
     rng = np.random.default_rng(0)
     X = _data(d=3)
-    L = np.log(X) - np.log(X).mean(axis=0)
+    space = _Space.of(X, S[:3], np.ones(3, dtype=bool))
     y = X[:, 0] ** 2 * X[:, 1] + X[:, 2] ** 3 - X[:, 2] ** 3 * X[:, 0]
     y = y + 0.01 * np.sqrt(np.mean(y * y)) * rng.normal(size=len(y))
     t = y / np.sqrt(np.mean(y * y))
     E0 = np.array([[2.1, 0.9, 0.1], [0.3, 0.0, 2.8], [1.0, 0.2, 3.1]])
-    E, rel = _fit(L, t, E0)
-    whole = _integer_exponents(L, t, np.ones(len(t)), E, rel)
+    tags = np.zeros(3, dtype=int)
+    E, _, rel = _fit(space, t, E0, tags)
+    whole = _integer_exponents(space, t, np.ones(len(t)), E, tags, rel)
     assert whole is not None
     assert {tuple(r) for r in whole} == {(2, 1, 0), (0, 0, 3), (1, 0, 3)}
     # a fixed exponent stays where it was put while the free ones move
     free = np.ones_like(E0, dtype=bool)
     free[0, 0] = False
-    E1, _ = _fit(L, t, np.array([[2.0, 0.9, 0.1], [0.3, 0.0, 2.8], [1.0, 0.2, 3.1]]), free)
+    E1, _, _ = _fit(space, t, np.array([[2.0, 0.9, 0.1], [0.3, 0.0, 2.8], [1.0, 0.2, 3.1]]),
+                    tags, free)
     assert E1[0, 0] == 2.0
 
 

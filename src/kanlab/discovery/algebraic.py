@@ -12,10 +12,11 @@ formula the data support rather than one that fits the noise.
 Targets tried: ``T(y)`` for the invertible transforms that are defined on the data (y, 1/y,
 y**2, 1/y**2, sqrt(y), log(y), sin(y), cos(y)), and ``y = P/Q`` through its linear form
 ``y = P - y*(Q - 1)``. A pure monomial ``c * prod x_i**p_i`` with any rational powers is read
-directly off ``log|y|`` by ordinary least squares. When nothing is exact, sums behind a
-prefactor (``x_i**+-1``, or the integer powers of a power-law fit) are tried too
-(:mod:`.prefactor`). Everything here is linear algebra on a few
-hundred rows: a whole stage takes well under a second on small problems, so it runs first.
+directly off ``log|y|`` by ordinary least squares, and sums of a few power laws with free
+exponents by nonlinear least squares (:mod:`.signomial`, first, within a couple of seconds).
+When nothing is exact, sums behind a prefactor (``x_i**+-1``, or the integer powers of a
+power-law fit) are tried too (:mod:`.prefactor`). Everything else here is linear algebra on a
+few hundred rows: a whole stage takes a few seconds at most, so it runs first.
 """
 from __future__ import annotations
 

@@ -30,14 +30,12 @@ import time
 import warnings
 
 import numpy as np
-import sympy
 import torch
 
 from ..model import KAN
-from ..symbolic.formula import expression_size, make_symbols
+from ..symbolic.formula import make_symbols
 from ..symbolic.library import check_lib
-from ..symbolic.snap import snap_constants
-from .result import DiscoveryResult, _evaluate, _exact, _r2, minmax_scaling
+from .result import DiscoveryResult, _evaluate
 from .candidates import algebraic_attempts
 from .conditioning import Conditioning, _validated
 from .runner import _attempt_job, _run_parallel
@@ -47,6 +45,8 @@ from .additive import sum_groups
 from .symmetry import find_invariant, surrogate_function
 from .groups import find_groups
 from .index import find_index
+from .prepared import Prepared, _constant_result
+from .schedule import STRUCTURES, hidden_list, structure_share, time_for
 
 __all__ = ["discover", "DiscoveryResult"]
 
@@ -55,8 +55,7 @@ log = logging.getLogger("kanlab")
 # blind; a single index is then looked for on the data (:mod:`.index`)
 _INDEX_MIN_RMSE = 0.05
 _SYM_MAX_RMSE = 0.1  # a rougher surrogate still shows a symmetry: its test is relative
-_STRUCTURE_SHARE = 0.5  # of the budget left, for a structure with more queued behind it
-_STRUCTURES = ("factors", "transform", "reduce", "sum(", "groups(")  # their attempts' names
+
 
 
 def discover(
@@ -199,25 +198,18 @@ def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid,
     d = X.shape[1]
     symbols = make_symbols(d, var_names)
 
-    Xtr, ytr, Xte, yte = _split(X, y, seed, test_size)
-    # standardize: inputs to about [-1, 1], target to zero mean and unit spread
-    xc, xs, const_cols = minmax_scaling(Xtr)
-    yc = float(ytr.mean())
-    spread = float(np.max(np.abs(ytr - yc)))  # std without squaring huge values (1e200 overflows)
-    ysd = spread * float(np.std((ytr - yc) / spread)) if 0 < spread < math.inf else 0.0
-    if not ysd > 0:
+    prep = Prepared(X, y, seed, test_size, dtype)
+    Xtr, ytr, Xte, yte = prep.Xtr, prep.ytr, prep.Xte, prep.yte
+    xc, xs, const_cols, yc, ysd = prep.xc, prep.xs, prep.const_cols, prep.yc, prep.ysd
+    if prep.dataset is None:
         return _constant_result(yc, symbols, Xtr, ytr, Xte, yte, xc, xs, const_cols, d, grid,
                                 seed, dtype, snap)
     if const_cols.any():
         log.info("discover: constant column(s) %s carry no information and are ignored",
                  [symbols[i].name for i in np.nonzero(const_cols)[0]])
-    dataset = _standardized(Xtr, ytr, Xte, yte, xc, xs, const_cols, yc, ysd, dtype)
-    # the standardized symbols, mapped back to the caller's variables
-    back = {}
-    zs = make_symbols(d, [f"_z{i}" for i in range(d)])
-    for i in range(d):
-        back[zs[i]] = sympy.Integer(0) if const_cols[i] else (symbols[i] - _exact(xc[i])) / _exact(xs[i])
-    hidden = _hidden_list(hidden, d)
+    dataset = prep.dataset
+    zs, back = prep.back(symbols)  # the standardized symbols, mapped back to the caller's
+    hidden = hidden_list(hidden, d)
 
     stages = {k: 0.0 for k in ("train", "prune", "refine", "symbolic", "formula")}
     # a small numeric network first: the oracle of the structure tests, and its held-out error
@@ -305,7 +297,7 @@ def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid,
         left = t_start + time_budget - time.perf_counter()
         if left >= 1.0:
             shape(n_started)  # a pending structure test is resolved: is the next a structure?
-        return _time_for(n_started, shapes["list"], runs, left)
+        return time_for(n_started, shapes["list"], runs, left)
 
     def white(a):
         resid = ytr - _evaluate(a["expr"], symbols, Xtr)
@@ -314,7 +306,7 @@ def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid,
     def job(a):
         h = shape(a)
         remaining = t_start + float(time_budget) - time.perf_counter()  # after any resolving
-        return (a, h, int(seed) + a, remaining * _structure_share(a, shapes["list"]), common)
+        return (a, h, int(seed) + a, remaining * structure_share(a, shapes["list"]), common)
 
     if algebraic:  # cheap, so first; a few seconds at most
         share = time.perf_counter() + min(0.25 * float(time_budget), 8.0)
@@ -346,7 +338,7 @@ def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid,
     best, pareto = _select(attempts, float(np.var(yte)), model_selection,
                            selection_floor, significant) or (best, [])
     model, kind, history = best["model"], "symbolic", best["histories"]
-    if str(best["hidden"]).startswith(_STRUCTURES):
+    if str(best["hidden"]).startswith(STRUCTURES):
         kind = "surrogate"
     if model is None and numeric_model:  # an algebraic formula: a network of the data beside it
         model, history = _numeric_model(dataset, d, grid, refine_grid, int(seed), dtype,
@@ -361,88 +353,6 @@ def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid,
         x_center=xc, x_scale=xs, y_center=yc, y_scale=ysd, constant_columns=const_cols,
     )
 
-
-
-def _structure_share(a, shapes) -> float:
-    """The share of the budget left that attempt ``a`` (of the cycling list ``shapes``) gets:
-    half for a structure's first try with other structures queued behind it, all of it
-    otherwise. A sub-search that finds nothing exact runs to its deadline, and the next
-    structure may be the one that explains the data (II.35.21 at noise 0.01: ``reduce(B/kb)``
-    first, then ``factors(n_rho | ...)``)."""
-    first = a < len(shapes) and isinstance(shapes[a], tuple)
-    return _STRUCTURE_SHARE if first and any(isinstance(e, tuple) for e in shapes[a + 1:]) \
-        else 1.0
-
-
-def _time_for(a, shapes, runs, left: float) -> bool:
-    """Whether attempt ``a`` fits in the ``left`` seconds: a structure's first try does when a
-    second is left (it keeps to the share it is given); another attempt when the mean network
-    attempt among ``runs`` does (a structure's sub-search, which ran to its share, aside)."""
-    if left >= 1.0 and a < len(shapes) and isinstance(shapes[a], tuple):
-        return True
-    nets = [r for r in runs if not str(r["hidden"]).startswith(_STRUCTURES)] or runs
-    return sum(r["seconds"] for r in nets) / len(nets) <= left
-
-
-def _split(X, y, seed, test_size):
-    """(Xtr, ytr, Xte, yte): a random held-out share ``test_size`` (at least one row)."""
-    perm = np.random.default_rng(seed).permutation(X.shape[0])
-    n_test = max(1, int(round(X.shape[0] * test_size)))
-    te, tr = perm[:n_test], perm[n_test:]
-    return X[tr], y[tr], X[te], y[te]
-
-
-def _constant_result(yc, symbols, Xtr, ytr, Xte, yte, xc, xs, const_cols, d, grid, seed, dtype,
-                     snap):
-    """The result for a constant target: the (snapped) constant and a network of output 0."""
-    expr = sympy.Float(yc, 15)
-    expr = snap_constants(expr, symbols, Xtr, ytr) if snap else expr
-    r2 = _r2(_evaluate(expr, symbols, Xte), yte)
-    model = KAN(width=[d, 1], grid=grid, seed=seed, dtype=dtype)
-    with torch.no_grad():  # the network of a constant: output 0, i.e. y = y_center
-        for p in model.parameters():
-            p.zero_()
-    return DiscoveryResult(expr, r2, expression_size(expr), model, {}, symbols, [],
-                           xc, xs, yc, 1.0, constant_columns=const_cols)
-
-
-def _standardized(Xtr, ytr, Xte, yte, xc, xs, const_cols, yc, ysd, dtype) -> dict:
-    """The training dataset of the networks: standardized inputs (constant columns 0) and
-    target, as tensors."""
-    to_t = lambda a: torch.as_tensor(a, dtype=dtype)  # noqa: E731
-    xtr_s = (Xtr - xc) / xs
-    xtr_s[:, const_cols] = 0.0
-    xte_s = (Xte - xc) / xs
-    xte_s[:, const_cols] = 0.0
-    return dict(train_input=to_t(xtr_s), train_label=to_t((ytr - yc) / ysd)[:, None],
-                test_input=to_t(xte_s), test_label=to_t((yte - yc) / ysd)[:, None])
-
-
-def _hidden_ok(h) -> bool:
-    if isinstance(h, list):  # several hidden layers, e.g. [5, 5]
-        return bool(h) and all(v >= 1 for v in h)
-    if isinstance(h, str):
-        return h in ("mult", "separable")
-    return isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1
-
-
-def _hidden_list(hidden, d: int) -> list:
-    """The attempts' hidden shapes, in order, from the caller's ``hidden`` (None: the default
-    list for d inputs); checked."""
-    if hidden is None:  # wide enough to train reliably; sparsity and pruning find the shape
-        # from 3 inputs on, a plain network takes seconds and structure (groups, symmetries,
-        # splits) is the likelier route, so the structure tests come first
-        hidden = ([2 * d, "separable"] if d < 3 else ["separable", 2 * d]) + [2 * d + 1, d + 2] \
-            if d > 1 else [2, 3]
-    elif isinstance(hidden, (int, str)):
-        hidden = [hidden]
-    hidden = [[int(v) for v in h] if isinstance(h, list) else h for h in hidden]
-    if not hidden or not all(_hidden_ok(h) for h in hidden):
-        raise ValueError(f"hidden must list positive ints, lists of them (several hidden "
-                         f"layers, e.g. [5, 5]), 'mult' or 'separable', got {hidden}")
-    if d == 1 or "separable" not in hidden:
-        hidden = [h for h in hidden if h != "separable"] or [2, 3]
-    return hidden
 
 
 def _try_surrogate(dataset, d, seed, deadline):

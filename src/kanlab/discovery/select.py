@@ -6,9 +6,10 @@ constant is short to write, a fitted one is not).
 A formula that fits the noise loses to a simpler one: along the front (each row simpler than the
 next and worse), PySR's score is the drop in log loss per unit of complexity against the previous
 row, and its "best" rule takes the highest score among the rows whose loss is within 1.5 times
-the lowest. Losses are floored at what float64 can tell apart (``1e-24`` of the target's
-variance), so exact formulas tie and the simplest of them wins instead of the one whose
-rounding error happens to be smallest.
+the lowest; here, the row of the lowest loss is taken outright when it keeps no fitted constant
+(every constant exact: it cannot have fitted the noise). Losses are floored at what float64 can
+tell apart (``1e-24`` of the target's variance), so exact formulas tie and the simplest of them
+wins instead of the one whose rounding error happens to be smallest.
 """
 from __future__ import annotations
 
@@ -70,8 +71,20 @@ def choose(front, rule: str = "best") -> int:
         return min(range(len(front)), key=lambda k: losses[k])
     if rule == "score":
         return max(range(len(front)), key=lambda k: front[k]["score"])
+    lowest = min(range(len(front)), key=lambda k: losses[k])
+    if _fits_nothing(front[lowest]):
+        # no constant of it was fitted, so no noise of the data either: nothing simpler
+        # explains the held-out rows better (II.24.17 at noise 0.01: the law, every constant
+        # exact, lost on score to a within-noise mimic four nodes shorter)
+        return lowest
     ok = [k for k in range(len(front)) if losses[k] <= 1.5 * min(losses)]
     return max(ok, key=lambda k: front[k]["score"])
+
+
+def _fits_nothing(row) -> bool:
+    """Whether a front row's formula keeps no fitted float (its ``cost``, where given, is its
+    complexity plus one per fitted float; see :func:`_select`)."""
+    return "cost" in row and row["cost"] == row["complexity"]
 
 
 # ---- when the search stops, and what it returns

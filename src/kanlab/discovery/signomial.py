@@ -1,4 +1,4 @@
-"""Sums of a few power laws: ``T(y) = sum_k c_k * prod_i x_i**e_ik`` with free exponents.
+"""Sums of a few power laws: ``T(y) = sum_k c_k * g_k * prod_i x_i**e_ik`` with free exponents.
 
 The sparse search (:mod:`.algebraic`) only sees the terms of its dictionary, whose degree is
 capped so that it stays small: ``c**4*k_f/(G*r**2)`` (degree 8) is out of its reach, and so is
@@ -7,6 +7,11 @@ keeps one sign, a sum of K power laws is a smooth model of K*(d+1) numbers, and 
 least-squares fit (Levenberg-Marquardt, exact Jacobian) reaches it from a handful of starts:
 K = 1 from the log-log fit, each larger K from the best fit of K - 1 terms with one term
 copied and nudged (a term splits in two), and from random small-integer exponents.
+
+The inputs that change sign (or come near zero) enter instead through a factor ``g_k`` of each
+term: 1, or one of ``u``, ``u**2``, ``sin(u)``, ``cos(u)``, ``sin(u)**2`` for such an input u
+(at most two of them; a positive input from near zero, an angle, has the last three too): ``P*(w0**3/w**3 + w0/w - w0**2*sin(b)**2/w**2)``. A new term may copy
+a term of the smaller fit with another factor.
 
 The exponents found are rounded to integers or halves when that does not cost fit, and the
 coefficients refitted; the caller snaps and scores the result like any other candidate. Terms
@@ -32,17 +37,11 @@ def signomial_sums(X, transforms, symbols, live, *, deadline: float, max_terms: 
     """``(expr, label, n_terms, relative residual of T(y))`` tuples, one per transform and
     number of terms worth keeping. ``transforms``: ``(name, T(y), inverse)`` as
     :func:`.algebraic._transforms` makes them (only y, y**2, 1/y and 1/y**2 are used);
-    ``live``: which inputs vary. Nothing when a live input changes sign or comes near zero."""
-    idx = [int(i) for i in np.flatnonzero(live)]
-    if not idx or len(idx) > 10:
+    ``live``: which inputs vary. Nothing when no live input keeps one sign away from zero, or
+    more than two do not."""
+    space = _Space.of(X, symbols, live)
+    if space is None:
         return []
-    ax = np.abs(X[:, idx])
-    one_sign = [bool(np.all(X[:, i] > 0) or np.all(X[:, i] < 0)) for i in idx]
-    if not all(one_sign) or np.any(ax.min(axis=0) < 1e-3 * ax.max(axis=0)):
-        return []
-    L = np.log(ax)
-    L = L - L.mean(axis=0)  # inputs over their geometric means: columns near 1
-    names = [s if np.all(X[:, i] > 0) else -s for i, s in ((i, symbols[i]) for i in idx)]
     stop = min(deadline, time.perf_counter() + seconds)
     rng = np.random.default_rng(seed)
     # every transform's fits of one term, then of two, ...: a law that is a sum of two power
@@ -57,25 +56,67 @@ def signomial_sums(X, transforms, symbols, live, *, deadline: float, max_terms: 
                 break
             # what is left, shared by the fits left at this size and those of the sizes after
             slots = len(active) - j + len(active) * (max_terms - K)
-            g.step(L, K, now + (stop - now) / slots, rng)
-        if any(g.fits and g.fits[-1][1] < 1e-14 for g in grow):
+            g.step(space, K, now + (stop - now) / slots, rng)
+        if any(g.fits and g.fits[-1][2] < 1e-14 for g in grow):
             break  # exact to float precision
     out = []
     for g in grow:
         # the closest fit, and the one a term shorter when that too is close (the noise may
         # not support the last term)
-        fits = g.fits[-2:] if len(g.fits) > 1 and g.fits[-2][1] < 1e-3 else g.fits[-1:]
-        for E, rel in fits:
-            found = _rounded(ax, L, g.t, g.w, g.scale, E, rel, names)
+        fits = g.fits[-2:] if len(g.fits) > 1 and g.fits[-2][2] < 1e-3 else g.fits[-1:]
+        for E, tags, rel in fits:
+            found = _rounded(space, g.t, g.w, g.scale, E, tags, rel)
             if found is not None:
                 out.append((g.inverse(found[0]), f"sum of {E.shape[0]} power laws of {g.name}",
                             E.shape[0], found[1]))
     return out
 
 
+class _Space:
+    """What the terms are made of: ``L``, the logs of the one-signed inputs over their
+    geometric means (``ax`` their magnitudes, ``names`` their symbols, negated for negative
+    inputs), and ``T``, the factors a term may carry (column 0 is 1), with ``T_expr``."""
+
+    def __init__(self, ax, names, T, T_expr):
+        self.ax, self.names, self.T, self.T_expr = ax, names, T, T_expr
+        L = np.log(ax)
+        self.L = L - L.mean(axis=0)  # inputs over their geometric means: columns near 1
+
+    @classmethod
+    def of(cls, X, symbols, live):
+        """The space of ``X``'s live inputs; None when none keeps one sign away from zero, or
+        more than two do not. Inputs that do not enter only through factors; a positive input
+        that comes within 5% of zero (an angle from 0 to 2*pi) also enters through the
+        trigonometric ones, when that makes two such inputs at most."""
+        idx = [int(i) for i in np.flatnonzero(live)]
+        pos, other, near = [], [], []
+        for i in idx:
+            a = np.abs(X[:, i])
+            one_sign = bool(np.all(X[:, i] > 0) or np.all(X[:, i] < 0))
+            if not (one_sign and a.min() >= 1e-3 * a.max()):
+                other.append(i)
+                continue
+            pos.append(i)
+            if a.min() < 0.05 * a.max():
+                near.append(i)
+        if not pos or len(pos) > 10 or len(other) > 2:
+            return None
+        names = [symbols[i] if np.all(X[:, i] > 0) else -symbols[i] for i in pos]
+        T, T_expr = [np.ones(len(X))], [sympy.Integer(1)]
+        for i in other + (near if len(other) + len(near) <= 2 else []):
+            u, s = X[:, i], symbols[i]
+            if i in other:
+                T += [u, u * u]
+                T_expr += [s, s ** 2]
+            T += [np.sin(u), np.cos(u), np.sin(u) ** 2]
+            T_expr += [sympy.sin(s), sympy.cos(s), sympy.sin(s) ** 2]
+        return cls(np.abs(X[:, pos]), names, np.column_stack(T), T_expr)
+
+
 class _Growth:
-    """The fits of one transform T(y) with 1, 2, ... terms, each the best of its starts
-    (stopped early once three starts agree on it), grown while another term pays for itself."""
+    """The fits ``(exponents (K, d), factor of each term (K,), relative residual)`` of one
+    transform T(y) with 1, 2, ... terms, each the best of its starts (stopped early once three
+    starts agree on it), grown while another term pays for itself."""
 
     def __init__(self, name, t, inverse):
         self.name, self.t, self.inverse = name, t, inverse
@@ -83,53 +124,58 @@ class _Growth:
         self.w = _weights(name, t)
         self.fits, self.going = [], True
 
-    def step(self, L, K, deadline, rng, starts: int = 20):
+    def step(self, space, K, deadline, rng, starts: int = 20):
         t = self.t / self.scale
-        prev = self.fits[-1][0] if self.fits else None
+        prev = self.fits[-1][:2] if self.fits else None
         best, agree = None, 0
-        for E0 in _starts(L, t, prev, K, rng, starts):
+        for E0, tags in _starts(space, t, prev, K, rng, starts):
             if time.perf_counter() > deadline and best is not None:
                 break
-            got = _fit(L, t, E0, w=self.w)
+            got = _fit(space, t, E0, tags, w=self.w)
             if got is None:
                 continue
-            if best is not None and abs(got[1] - best[1]) <= 0.01 * best[1]:
+            if best is not None and abs(got[2] - best[2]) <= 0.01 * best[2]:
                 agree += 1
-            elif best is None or got[1] < best[1]:
+            elif best is None or got[2] < best[2]:
                 best, agree = got, 1
-            if best[1] < 1e-14 or agree >= 3:
+            if best[2] < 1e-14 or agree >= 3:
                 break
         # a term is kept when BIC says so: its d + 1 numbers must lower n*log(residual) by
         # more than (d + 1)*log(n) (on noisy data a real term may lower it by less than half)
-        n, d = L.shape
+        n, d = space.L.shape
         if best is None or (self.fits and n * math.log(
-                max(best[1], 1e-300) / max(self.fits[-1][1], 1e-300)) > -(d + 1) * math.log(n)):
+                max(best[2], 1e-300) / max(self.fits[-1][2], 1e-300)) > -(d + 1) * math.log(n)):
             self.going = False
             return
         self.fits.append(best)
-        self.going = best[1] >= 1e-14
+        self.going = best[2] >= 1e-14
 
 
-def _starts(L, t, prev, K, rng, count):
-    """Starting exponents for K terms: the log-log fit for K = 1; else the K - 1 best with one
-    of its terms copied and one exponent of the copy moved by 1 (every such split, in random
-    order), one start in three random small integers."""
-    d = L.shape[1]
+def _starts(space, t, prev, K, rng, count):
+    """Starting ``(exponents, factors)`` for K terms: the log-log fit for K = 1 (with each
+    factor); else the K - 1 best with one of its terms copied and either one exponent of the
+    copy moved by 1 or its factor changed (every such split, in random order); one start in
+    three random small integers."""
+    d, G = space.L.shape[1], space.T.shape[1]
     if prev is None:
-        yield _loglog(L, t)
-        for _ in range(count - 1):
-            yield _random(rng, 1, d)
+        ll = _loglog(space.L, t)
+        for g in range(G):
+            yield ll, np.array([g])
+        for _ in range(count - G):
+            yield _random(rng, 1, d), rng.integers(0, G, size=1) * rng.integers(0, 2, size=1)
         return
-    splits = [(j, i, s) for j in range(len(prev)) for i in range(d) for s in (-1.0, 1.0)]
+    E, tags = prev
+    splits = [(j, i, s, tags[j]) for j in range(len(E)) for i in range(d) for s in (-1.0, 1.0)]
+    splits += [(j, 0, 0.0, g) for j in range(len(E)) for g in range(G) if g != tags[j]]
     order = list(rng.permutation(len(splits)))
     for n in range(count):
         if n % 3 == 2 or not order:
-            yield _random(rng, K, d)
+            yield _random(rng, K, d), rng.integers(0, G, size=K) * rng.integers(0, 2, size=K)
             continue
-        j, i, s = splits[order.pop()]
-        new = prev[j].copy()
+        j, i, s, g = splits[order.pop()]
+        new = E[j].copy()
         new[i] += s
-        yield np.vstack([prev, new])
+        yield np.vstack([E, new]), np.append(tags, g)
 
 
 def _weights(name, t):
@@ -157,16 +203,19 @@ def _loglog(L, t):
     return coef[None, 1:] if np.all(np.isfinite(coef)) else np.zeros((1, L.shape[1]))
 
 
-def _fit(L, t, E0, free=None, w=None):
+def _fit(space, t, E0, tags, free=None, w=None):
     """Levenberg-Marquardt on coefficients and exponents together from ``E0`` (only the
-    exponents where ``free``, when given): ``(exponents, relative residual)``, or None when it
-    fails or ends on two terms of nearly the same exponents."""
+    exponents where ``free``, when given), each term times its factor ``space.T[:, tags[k]]``:
+    ``(exponents, tags, relative residual)``, or None when it fails or ends on two terms of
+    the same factor and nearly the same exponents."""
+    L = space.L
     n, d = L.shape
     K = E0.shape[0]
     free = np.ones((K, d), dtype=bool) if free is None else free
     fi = np.flatnonzero(free.ravel())
     w = np.ones(n) if w is None else w
     t = t * w
+    F = space.T[:, tags] * w[:, None]
 
     def exps(p):
         e = E0.ravel().copy()
@@ -174,7 +223,7 @@ def _fit(L, t, E0, free=None, w=None):
         return e
 
     def cols(e):
-        return np.exp(np.clip(L @ e.reshape(K, d).T, -60.0, 60.0)) * w[:, None]
+        return np.exp(np.clip(L @ e.reshape(K, d).T, -60.0, 60.0)) * F
 
     def res(p):
         return cols(exps(p)) @ p[:K] - t
@@ -195,11 +244,12 @@ def _fit(L, t, E0, free=None, w=None):
     E = exps(sol.x).reshape(K, d)
     # two terms of nearly the same exponents with large opposite coefficients are x**a*log(x),
     # a difference quotient: no sum of power laws, and a trap that many starts fall into
-    close = [np.max(np.abs(E[a] - E[b])) < 0.25 for a in range(K) for b in range(a + 1, K)]
-    return (E, rel) if math.isfinite(rel) and not any(close) else None
+    close = [tags[a] == tags[b] and np.max(np.abs(E[a] - E[b])) < 0.25
+             for a in range(K) for b in range(a + 1, K)]
+    return (E, np.asarray(tags), rel) if math.isfinite(rel) and not any(close) else None
 
 
-def _integer_exponents(L, t, w, E, rel):
+def _integer_exponents(space, t, w, E, tags, rel):
     """``E`` with every exponent an integer, set one at a time (all those within 0.05 of one at
     once, else the nearest), the free ones refitted after each step: on noisy data a term's
     ``a**-0.34`` becomes ``a**0`` once the others are fixed. None when that costs more than
@@ -216,25 +266,27 @@ def _integer_exponents(L, t, w, E, rel):
         free &= ~fix
         if not free.any():
             break
-        got = _fit(L, t, E, free, w=w)
-        if got is None or got[1] > limit:
+        got = _fit(space, t, E, tags, free, w=w)
+        if got is None or got[2] > limit:
             return None
         E = got[0]
     return E
 
 
-def _rounded(ax, L, t, w, scale, E, rel, names):
+def _rounded(space, t, w, scale, E, tags, rel):
     """``(expression of T(y), relative residual)`` with integer exponents
     (:func:`_integer_exponents`), or else the free ones rounded to halves, and the coefficients
     refitted, if that costs at most half again the residual of the free fit; else None (a sum
     of power laws with odd exponents is no law)."""
-    whole = _integer_exponents(L, t / scale, w, E, rel)
+    whole = _integer_exponents(space, t / scale, w, E, tags, rel)
     for R in ([whole] if whole is not None else []) + [np.round(2.0 * E) / 2.0]:
         if np.any(np.abs(R - E) > 0.5) or np.any(np.abs(R) > 8):
             continue
-        R = np.unique(R, axis=0)  # two terms that round alike are one
+        # two terms that round alike (factor too) are one
+        RT = np.unique(np.column_stack([R, tags]), axis=0)
+        R, tg = RT[:, :-1], RT[:, -1].astype(int)
         with np.errstate(all="ignore"):
-            A = np.exp(np.log(ax) @ R.T)
+            A = np.exp(np.log(space.ax) @ R.T) * space.T[:, tg]
             s = np.sqrt(np.mean(A * A, axis=0))
             if not np.all(np.isfinite(s)) or np.any(s == 0):
                 continue
@@ -245,8 +297,8 @@ def _rounded(ax, L, t, w, scale, E, rel, names):
             continue
         expr = sympy.Integer(0)
         for k in range(len(R)):
-            term = sympy.Float(float(c[k] / s[k]), 15)
-            for sym, e in zip(names, R[k]):
+            term = sympy.Float(float(c[k] / s[k]), 15) * space.T_expr[tg[k]]
+            for sym, e in zip(space.names, R[k]):
                 if e != 0:
                     term = term * sym ** sympy.Rational(int(round(2 * e)), 2)
             expr = expr + term
