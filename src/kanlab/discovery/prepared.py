@@ -22,20 +22,6 @@ def _split(X, y, seed, test_size):
     return X[tr], y[tr], X[te], y[te]
 
 
-def _constant_result(yc, symbols, Xtr, ytr, Xte, yte, xc, xs, const_cols, d, grid, seed, dtype,
-                     snap):
-    """The result for a constant target: the (snapped) constant and a network of output 0."""
-    expr = sympy.Float(yc, 15)
-    expr = snap_constants(expr, symbols, Xtr, ytr) if snap else expr
-    r2 = _r2(_evaluate(expr, symbols, Xte), yte)
-    model = KAN(width=[d, 1], grid=grid, seed=seed, dtype=dtype)
-    with torch.no_grad():  # the network of a constant: output 0, i.e. y = y_center
-        for p in model.parameters():
-            p.zero_()
-    return DiscoveryResult(expr, r2, expression_size(expr), model, {}, symbols, [],
-                           xc, xs, yc, 1.0, constant_columns=const_cols)
-
-
 def _standardized(Xtr, ytr, Xte, yte, xc, xs, const_cols, yc, ysd, dtype) -> dict:
     """The training dataset of the networks: standardized inputs (constant columns 0) and
     target, as tensors."""
@@ -74,3 +60,16 @@ class Prepared:
         back = {zs[i]: sympy.Integer(0) if self.const_cols[i]
                 else (symbols[i] - _exact(self.xc[i])) / _exact(self.xs[i]) for i in range(d)}
         return zs, back
+
+    def constant_result(self, symbols, grid, seed, dtype, snap):
+        """The result for a constant target: the (snapped) constant and a network of output
+        0."""
+        expr = sympy.Float(self.yc, 15)
+        expr = snap_constants(expr, symbols, self.Xtr, self.ytr) if snap else expr
+        r2 = _r2(_evaluate(expr, symbols, self.Xte), self.yte)
+        model = KAN(width=[len(symbols), 1], grid=grid, seed=seed, dtype=dtype)
+        with torch.no_grad():  # the network of a constant: output 0, i.e. y = y_center
+            for p in model.parameters():
+                p.zero_()
+        return DiscoveryResult(expr, r2, expression_size(expr), model, {}, symbols, [],
+                               self.xc, self.xs, self.yc, 1.0, constant_columns=self.const_cols)

@@ -45,7 +45,7 @@ from .additive import sum_groups
 from .symmetry import find_invariant, surrogate_function
 from .groups import find_groups
 from .index import find_index
-from .prepared import Prepared, _constant_result
+from .prepared import Prepared
 from .schedule import STRUCTURES, hidden_list, structure_share, time_for
 
 __all__ = ["discover", "DiscoveryResult"]
@@ -55,7 +55,6 @@ log = logging.getLogger("kanlab")
 # blind; a single index is then looked for on the data (:mod:`.index`)
 _INDEX_MIN_RMSE = 0.05
 _SYM_MAX_RMSE = 0.1  # a rougher surrogate still shows a symmetry: its test is relative
-
 
 
 def discover(
@@ -202,8 +201,7 @@ def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid,
     Xtr, ytr, Xte, yte = prep.Xtr, prep.ytr, prep.Xte, prep.yte
     xc, xs, const_cols, yc, ysd = prep.xc, prep.xs, prep.const_cols, prep.yc, prep.ysd
     if prep.dataset is None:
-        return _constant_result(yc, symbols, Xtr, ytr, Xte, yte, xc, xs, const_cols, d, grid,
-                                seed, dtype, snap)
+        return prep.constant_result(symbols, grid, seed, dtype, snap)
     if const_cols.any():
         log.info("discover: constant column(s) %s carry no information and are ignored",
                  [symbols[i].name for i in np.nonzero(const_cols)[0]])
