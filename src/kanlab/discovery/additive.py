@@ -18,6 +18,7 @@ import sympy
 
 from ..symbolic.formula import expression_size
 from .cleanup import _finish
+from .oracle import shown
 from .result import _evaluate, _finite_between, _r2
 from .structure import _join_unless_split, _sub_discover
 
@@ -100,4 +101,4 @@ def sum_attempt(h, seed, stages, symbols, Xtr, ytr, Xte, yte, snap, deadline, op
     return {"seed": seed, "hidden": f"sum({label})", "r2": r2,
             "between_ok": _finite_between(expr, symbols, Xtr, ytr),
             "complexity": expression_size(expr), "formula": str(expr), "expr": expr,
-            "model": surrogate, "histories": hists, "width": None}
+            "model": shown(surrogate), "histories": hists, "width": None}

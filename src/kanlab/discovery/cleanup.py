@@ -22,6 +22,7 @@ import sympy
 from ..symbolic.formula import _time_limited, expression_size, tidy
 from ..symbolic.snap import _floats as _floats_of
 from ..symbolic.snap import merged_numbers, refine_constants, round_constants, snap_constants
+from .oracle import shown
 from .result import _evaluate, _finite_between, _r2
 
 __all__ = ["shortest_form"]
@@ -139,7 +140,7 @@ def finished_attempt(expr, name, seed, stages, symbols, Xtr, ytr, Xte, yte, snap
     return {"seed": seed, "hidden": name, "r2": r2,
             "between_ok": _finite_between(expr, symbols, Xtr, ytr),
             "complexity": expression_size(expr), "formula": str(expr), "expr": expr,
-            "model": model, "histories": histories, "width": None}
+            "model": shown(model), "histories": histories, "width": None}
 
 
 def _snap_forms(expr, symbols, Xtr, ytr, deadline):

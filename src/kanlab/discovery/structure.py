@@ -12,6 +12,7 @@ import torch
 from ..model import KAN
 from ..symbolic.formula import expression_size
 from .cleanup import _finish
+from .oracle import shown
 from .result import _evaluate, _finite_between, _r2
 
 
@@ -159,7 +160,7 @@ def _structured_attempt(dataset, h, seed, stages, symbols, ysd, yc, Xtr, ytr, Xt
     return {"seed": seed, "hidden": _structure_name(h, symbols), "r2": r2,
             "between_ok": between_ok,
             "complexity": expression_size(expr), "formula": str(expr), "expr": expr,
-            "model": surrogate, "histories": hists,
+            "model": shown(surrogate), "histories": hists,
             "width": [list(w) if w[1] else w[0] for w in surrogate.width]}
 
 
