@@ -20,8 +20,8 @@ import torch
 
 __all__ = ["Oracle", "sharpen", "shown", "ROUGH"]
 
-ROUGH = 0.03  # surrogate held-out RMSE (of y's spread) above which a perceptron is tried
-_GAIN = 0.7  # the perceptron replaces the surrogate when its held-out RMSE is below this share
+ROUGH = 0.06  # surrogate held-out RMSE (of y's spread) above which a perceptron is tried
+_GAIN = 0.5  # the perceptron replaces the surrogate when its held-out RMSE is below this share
 _WIDTH = 64
 _ITERS = 500  # L-BFGS iterations at most (about 2 s for 800 rows on 2 cores)
 _CHUNK = 25  # iterations between deadline checks
@@ -51,10 +51,11 @@ def shown(model):
 
 def _perceptron(d: int, seed: int) -> torch.nn.Module:
     gen = torch.Generator().manual_seed(int(seed))
-    net = torch.nn.Sequential(torch.nn.Linear(d, _WIDTH), torch.nn.Tanh(),
-                              torch.nn.Linear(_WIDTH, _WIDTH), torch.nn.Tanh(),
-                              torch.nn.Linear(_WIDTH, 1)).to(torch.float64)
-    with torch.no_grad():  # seeded here, so the global RNG stays as the caller left it
+    with torch.random.fork_rng(devices=[]):  # the layers' default init draws from the global RNG
+        net = torch.nn.Sequential(torch.nn.Linear(d, _WIDTH), torch.nn.Tanh(),
+                                  torch.nn.Linear(_WIDTH, _WIDTH), torch.nn.Tanh(),
+                                  torch.nn.Linear(_WIDTH, 1)).to(torch.float64)
+    with torch.no_grad():  # drawn again from a seeded generator of its own
         for p in net.parameters():
             bound = 1.0 / math.sqrt(p.shape[-1])
             p.uniform_(-bound, bound, generator=gen)
