@@ -285,3 +285,30 @@ def test_pareto_front_and_rules():
     with pytest.raises(ValueError, match="model_selection"):
         discover(np.random.default_rng(0).uniform(size=(20, 1)), np.arange(20.0),
                  model_selection="shortest")
+
+
+def test_sums_of_every_transform_come_before_the_ratios():
+    # exp(-u**2/(2*s**2))/s is a two-term sum of log y, but the ratios P/Q of y and y**2 take
+    # about 2 s on one thread: with them first, a 2-4 s deadline (a sub-search's share) ended
+    # the stage before log y was reached and kept an 11-term ratio (tests/test_symmetry.py
+    # failed 2 runs in 4 on that timing)
+    import time
+
+    import torch
+
+    rng = np.random.default_rng(3)
+    X = rng.uniform(1, 3, (800, 3))
+    Z = np.column_stack([X[:, 2], X[:, 0] - X[:, 1]])
+    y = np.exp(-(Z[:, 1] / Z[:, 0]) ** 2 / 2) / Z[:, 0]
+    s, u = sympy.symbols("s u")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        t = time.perf_counter()
+        cands = algebraic_candidates(Z, y, [s, u], deadline=t + 3.0)
+    finally:
+        torch.set_num_threads(n)
+    best = min(cands, key=lambda c: c.train_rel_rss)
+    assert best.label == "sum of 2 terms of log y" and best.train_rel_rss < 1e-20
+    fit = sympy.lambdify([s, u], best.expr, "numpy")(Z[:, 0], Z[:, 1])
+    np.testing.assert_allclose(fit, y, rtol=1e-9)

@@ -169,31 +169,21 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
                      if D.terms[j][1] is None or len(whole) <= _RATIONAL_ALL][:max_rational]
         Dm = Dictionary([D.terms[j] for j in mono_cols], D.columns[:, mono_cols])
     order = simplest_first(D.terms)
-    for name, t, inverse in transforms:
-        if time.perf_counter() > deadline:
+    # the sums of every transform first, then the ratios P/Q (P/Q covers Q/P: 1/y and 1/y**2
+    # add nothing there): a sum takes a fraction of a ratio's time, so within a sub-search's
+    # few seconds a two-term sum of log y is not lost behind the ratios of y and y**2
+    finite = [(name, t, inverse) for name, t, inverse in transforms if np.all(np.isfinite(t))]
+    for name, t, inverse in finite:
+        if time.perf_counter() > deadline or _exact(out):
+            break  # past the deadline, or exact to float precision: nothing can fit better
+        out.extend(_sums(D, t, name, inverse, symbols, k_max, n, deadline, order))
+    for name, t, inverse in finite if rational else ():
+        if time.perf_counter() > deadline or _exact(out):
             break
-        if not np.all(np.isfinite(t)):
-            continue
-        scale = float(np.sqrt(np.mean(t * t))) or 1.0
-        ts = t / scale
-        # a small dictionary affords a wide beam (the exact support may start from a pair
-        # that is not among the few best pairs)
-        beam = max(6, min(64, 12000 // max(D.columns.shape[1], 1)))
-        path = forward_select(D.columns, ts, k_max, deadline=deadline, beam=beam, triples=True,
-                              order=order)
-        for sup in chosen_supports(D.columns, ts, path, n) if path else []:
-            coef, rss = lstsq_on(D.columns, ts, sup)
-            expr = inverse(sum_expr(D, sup, coef, symbols, scale))
-            out.append(Candidate(expr, f"sum of {len(sup)} terms of {name}", len(sup),
-                                 rss / float(ts @ ts)))
-        # ratios P/Q right after the sums of the same transform (P/Q covers Q/P: 1/y and
-        # 1/y**2 add nothing here), so an exact ratio is found early
-        if rational and name in ("y", "y^2", "cos y") and time.perf_counter() < deadline:
+        if name in ("y", "y^2", "cos y"):
             out.extend(_rational(Dm, t, name, inverse, symbols, k_max, n, deadline))
             if name == "y" and not any(c.train_rel_rss < 1e-11 for c in out):
                 out.extend(small_ratios(Dm, t, name, inverse, symbols, deadline))
-        if any(c.train_rel_rss < EXACT_RSS for c in out):
-            break  # exact to float precision: the other transforms cannot fit better
     if not any(c.train_rel_rss < EXACT_RSS for c in out):
         plain = min((c.train_rel_rss for c in out if c.label.endswith("terms of y")), default=1.0)
         one_sign = np.flatnonzero(neg_ok & live)
@@ -201,6 +191,29 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
         if not any(f[3] < EXACT_RSS for f in found):
             found += powerlaw_sum(X, y, one_sign, live, symbols, k_max, n, deadline, fns, plain)
         out.extend(Candidate(*f) for f in found)
+    return out
+
+
+def _exact(cands) -> bool:
+    return any(c.train_rel_rss < EXACT_RSS for c in cands)
+
+
+def _sums(D, t, name, inverse, symbols, k_max, n, deadline, order) -> list[Candidate]:
+    """Sparse sums of dictionary terms for the transformed target ``t`` (``name``), one per
+    support size that :func:`chosen_supports` keeps."""
+    scale = float(np.sqrt(np.mean(t * t))) or 1.0
+    ts = t / scale
+    # a small dictionary affords a wide beam (the exact support may start from a pair that
+    # is not among the few best pairs)
+    beam = max(6, min(64, 12000 // max(D.columns.shape[1], 1)))
+    path = forward_select(D.columns, ts, k_max, deadline=deadline, beam=beam, triples=True,
+                          order=order)
+    out = []
+    for sup in chosen_supports(D.columns, ts, path, n) if path else []:
+        coef, rss = lstsq_on(D.columns, ts, sup)
+        expr = inverse(sum_expr(D, sup, coef, symbols, scale))
+        out.append(Candidate(expr, f"sum of {len(sup)} terms of {name}", len(sup),
+                             rss / float(ts @ ts)))
     return out
 
 
