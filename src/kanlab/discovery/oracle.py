@@ -12,6 +12,7 @@ result shows (``Oracle.kan``): plots, reports and model files take KANs.
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 
@@ -19,6 +20,8 @@ import numpy as np
 import torch
 
 __all__ = ["Oracle", "sharpen", "shown", "ROUGH"]
+
+log = logging.getLogger("kanlab")
 
 ROUGH = 0.06  # surrogate held-out RMSE (of y's spread) above which a perceptron is tried
 _GAIN = 0.5  # the perceptron replaces the surrogate when its held-out RMSE is below this share
@@ -92,7 +95,9 @@ def _train(dataset, seed: int, deadline: float):
 def sharpen(dataset, sur, seed: int, deadline: float):
     """``sur`` (the surrogate's (model, histories, held-out RMSE)), or the same with an
     :class:`Oracle` as the model and its RMSE, when the surrogate is rough and a perceptron
-    trained by ``deadline`` predicts the held-out rows at most ``_GAIN`` times as far off."""
+    trained by ``deadline`` predicts the held-out rows at most ``_GAIN`` times as far off.
+    That error is then also the noise floor of the search (the accuracy a formula may claim
+    to be exact within)."""
     if sur is None or not sur[2] > ROUGH or time.perf_counter() >= deadline:
         return sur
     try:
@@ -100,5 +105,8 @@ def sharpen(dataset, sur, seed: int, deadline: float):
     except (RuntimeError, ValueError, ArithmeticError, np.linalg.LinAlgError):
         return sur
     if err < _GAIN * sur[2]:
+        log.info("discover: a perceptron follows the data closer than the surrogate KAN "
+                 "(held-out RMSE %.3g against %.3g): it is the structure tests' oracle",
+                 err, sur[2])
         return Oracle(net, sur[0]), sur[1], err
     return sur

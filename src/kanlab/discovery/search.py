@@ -217,13 +217,8 @@ def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid,
     sur = _try_surrogate(dataset, d, int(seed), t_start + 0.25 * float(time_budget)) \
         if len(ytr) >= 20 else None
     # a rough surrogate: a perceptron may follow the law closer, as the tests' oracle
-    rough = sur
     sur = sharpen(dataset, sur, int(seed), min(t_start + 0.25 * float(time_budget),
                                                time.perf_counter() + 0.1 * float(time_budget)))
-    if sur is not rough:
-        log.info("discover: a perceptron follows the data closer than the surrogate KAN "
-                 "(held-out RMSE %.3g against %.3g): it is the structure tests' oracle",
-                 sur[2], rough[2])
     stages["surrogate"] = time.perf_counter() - t
     floor = (sur[2] * ysd) ** 2 if sur is not None and math.isfinite(sur[2]) else None
     common = (dataset, d, grid, refine_grid, lamb, steps, lib, zs, back, symbols, ysd, yc, Xtr,
