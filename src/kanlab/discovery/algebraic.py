@@ -154,7 +154,7 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
     out.extend(Candidate(*f) for f in signomial_sums(
         X, transforms, symbols, live, deadline=deadline, seed=seed,
         seconds=min(2.0, 0.25 * left) if math.isfinite(left) else 2.0))
-    if any(c.train_rel_rss < EXACT_RSS for c in out):
+    if _exact(out):
         return out  # exact to float precision: nothing can fit better
     fns = tuple(f for f in FUNCTIONS if {"sincos": "sin", "sin2": "sin"}.get(f, f) in use
                 and (f not in ("sincos",) or "cos" in use))
@@ -184,7 +184,7 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
             out.extend(_rational(Dm, t, name, inverse, symbols, k_max, n, deadline))
             if name == "y" and not any(c.train_rel_rss < 1e-11 for c in out):
                 out.extend(small_ratios(Dm, t, name, inverse, symbols, deadline))
-    if not any(c.train_rel_rss < EXACT_RSS for c in out):
+    if not _exact(out):
         plain = min((c.train_rel_rss for c in out if c.label.endswith("terms of y")), default=1.0)
         one_sign = np.flatnonzero(neg_ok & live)
         found = divided_sum(D, X, y, one_sign, symbols, order, k_max, n, deadline, plain)
@@ -195,6 +195,7 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
 
 
 def _exact(cands) -> bool:
+    """Whether a candidate fits exactly to float precision (nothing can fit better)."""
     return any(c.train_rel_rss < EXACT_RSS for c in cands)
 
 
