@@ -28,7 +28,8 @@ from fractions import Fraction
 import numpy as np
 import sympy
 
-from .prefactor import divided_sum, powerlaw_fit, powerlaw_sum
+from .dense import dense_polynomials
+from .prefactor import dense_behind, divided_sum, powerlaw_fit, powerlaw_sum
 from .signomial import signomial_sums
 from .sparse import EXACT_RSS, chosen_supports, forward_select, lstsq_on, prune_support
 from .terms import (FUNCTIONS, Dictionary, build_dictionary, input_kinds, simplest_first, sum_expr,
@@ -119,6 +120,9 @@ def _evaluate_terms(expr, symbols, X):
 _RATIONAL_ALL = 200  # a dictionary this small enters the ratios whole (functions too)
 
 
+_POLY_TARGETS = ("y", "1/y", "y^2", "1/y^2")  # the transforms tried as whole polynomials
+
+
 def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: int = 10,
                          max_rows: int = 600, seed: int = 0, rational: bool = True,
                          allowed=None, max_columns: int = 3000,
@@ -156,6 +160,16 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
         seconds=min(2.0, 0.25 * left) if math.isfinite(left) else 2.0))
     if _exact(out):
         return out  # exact to float precision: nothing can fit better
+    # whole polynomials of low degree, pruned backward: many correlated terms (a sum of
+    # squared differences) that forward selection misses, at a few milliseconds
+    out.extend(Candidate(*f) for f in dense_polynomials(
+        X, [tr for tr in transforms if tr[0] in _POLY_TARGETS], symbols, live, n, k_max,
+        deadline))
+    if not _exact(out):  # and behind a prefactor of the inputs with integer powers
+        out.extend(Candidate(*f) for f in dense_behind(
+            X, y, np.flatnonzero(neg_ok & live), live, symbols, k_max, n, deadline))
+    if _exact(out):
+        return out
     fns = tuple(f for f in FUNCTIONS if {"sincos": "sin", "sin2": "sin"}.get(f, f) in use
                 and (f not in ("sincos",) or "cos" in use))
     D = build_dictionary(X, max_columns=max_columns, functions=fns)

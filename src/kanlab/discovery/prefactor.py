@@ -21,10 +21,11 @@ import time
 import numpy as np
 import sympy
 
+from .dense import dense_polynomials
 from .sparse import EXACT_RSS, chosen_supports, forward_select, lstsq_on
 from .terms import build_dictionary, simplest_first, sum_expr
 
-__all__ = ["divided_sum", "powerlaw_fit", "powerlaw_sum"]
+__all__ = ["dense_behind", "divided_sum", "integer_prefactor", "powerlaw_fit", "powerlaw_sum"]
 
 _NEAR_INTEGER = 0.1  # a fitted exponent this close to an integer is taken as that integer
 
@@ -91,19 +92,12 @@ def powerlaw_sum(X, y, inputs, live, symbols, k_max, n, deadline, functions, pla
     """``y = P * S`` or ``y = P / S`` (see the module doc), the one that fits y more closely,
     if it fits more closely than the plain sums (relative residual ``plain``). ``inputs``: those
     of one sign, away from zero (the prefactor's candidates); ``live``: which inputs vary."""
-    idx = [int(i) for i in inputs]
-    if len(idx) < 2 or time.perf_counter() > deadline:
+    if time.perf_counter() > deadline:
         return []
-    fit = powerlaw_fit(X, y, idx)
-    if fit is None:
+    found = integer_prefactor(X, y, inputs, live, symbols)
+    if found is None:
         return []
-    powers = {i: int(round(p)) for i, p in zip(idx, fit[1])
-              if abs(p - round(p)) <= _NEAR_INTEGER and round(p) != 0}
-    rest = [i for i in np.flatnonzero(live) if i not in powers]
-    if not powers or not rest:
-        return []
-    P = np.prod([X[:, i] ** float(e) for i, e in powers.items()], axis=0)
-    Pe = sympy.Mul(*[symbols[i] ** e for i, e in powers.items()])
+    P, Pe, rest = found
     # fewer inputs than y has: a degree more than their own dictionary would have (the
     # II.36.38 sum H + alpha*M/(epsilon*c**2) is of degree 5 in five inputs)
     D = build_dictionary(X[:, rest], max_columns=4000, functions=functions, extra_degree=1)
@@ -133,3 +127,49 @@ def powerlaw_sum(X, y, inputs, live, symbols, k_max, n, deadline, functions, pla
         if fits and (not best or fits[0][3] < best[0][3]):
             best = fits
     return [f for f in best if f[3] < plain]
+
+
+def integer_prefactor(X, y, inputs, live, symbols):
+    """``(P values, P expression, the other live inputs)`` with P the product of the inputs
+    (among ``inputs``: one sign, away from zero) whose exponent in a power-law fit of ``|y|``
+    is near a nonzero integer, to that integer; None if there is no such input, or no other."""
+    idx = [int(i) for i in inputs]
+    if len(idx) < 2:
+        return None
+    fit = powerlaw_fit(X, y, idx)
+    if fit is None:
+        return None
+    powers = {i: int(round(p)) for i, p in zip(idx, fit[1])
+              if abs(p - round(p)) <= _NEAR_INTEGER and round(p) != 0}
+    rest = [i for i in np.flatnonzero(live) if i not in powers]
+    if not powers or not rest:
+        return None
+    P = np.prod([X[:, i] ** float(e) for i, e in powers.items()], axis=0)
+    return P, sympy.Mul(*[symbols[i] ** e for i, e in powers.items()]), rest
+
+
+def dense_behind(X, y, inputs, live, symbols, k_max, n, deadline):
+    """``y = P * S`` or ``P / S``, P the prefactor of :func:`integer_prefactor` and S a whole
+    low-degree polynomial of the other inputs pruned backward (:mod:`.dense`): the nine
+    correlated terms of ``G*m1*m2/((x2 - x1)**2 + (y2 - y1)**2 + (z2 - z1)**2)`` that forward
+    steps miss. The closest such fit of y, if any."""
+    found = integer_prefactor(X, y, inputs, live, symbols)
+    if found is None or time.perf_counter() > deadline:
+        return []
+    P, Pe, rest = found
+    Xr, sub = X[:, rest], [symbols[i] for i in rest]
+    u = y / P
+    forms = [("y", u, lambda e: Pe * e)]
+    if (np.all(u > 0) or np.all(u < 0)) and np.min(np.abs(u)) >= 1e-3 * np.max(np.abs(u)):
+        forms.append(("1/y", 1.0 / u, lambda e: Pe / e))
+    yy = float(y @ y) or 1.0
+    out = []
+    for expr, label, k, _ in dense_polynomials(Xr, forms, sub, np.ones(Xr.shape[1], bool), n,
+                                               k_max, deadline):
+        fn = sympy.lambdify(sub, expr / Pe, modules="numpy")
+        with np.errstate(all="ignore"):
+            pred = P * np.broadcast_to(np.asarray(fn(*Xr.T), dtype=np.float64), y.shape)
+        rel = float(np.sum((y - pred) ** 2)) / yy
+        if math.isfinite(rel):
+            out.append((expr, f"{Pe} times a {label}", k, rel))
+    return sorted(out, key=lambda f: f[3])[:1]

@@ -27,7 +27,7 @@ import sympy
 from scipy.optimize import least_squares
 
 
-__all__ = ["signomial_sums"]
+__all__ = ["row_weights", "signomial_sums"]
 
 _TRANSFORMS = ("y", "y^2", "1/y", "1/y^2")
 
@@ -121,7 +121,7 @@ class _Growth:
     def __init__(self, name, t, inverse):
         self.name, self.t, self.inverse = name, t, inverse
         self.scale = float(np.sqrt(np.mean(t * t))) or 1.0
-        self.w = _weights(name, t)
+        self.w = row_weights(name, t)
         self.fits, self.going = [], True
 
     def step(self, space, K, deadline, rng, starts: int = 20):
@@ -178,7 +178,7 @@ def _starts(space, t, prev, K, rng, count):
         yield np.vstack([E, new]), np.append(tags, g)
 
 
-def _weights(name, t):
+def row_weights(name, t):
     """Row weights that make a fit of T(y) one of y: noise of size e on y moves T(y) by about
     e * |T'(y)|, so each row counts 1 / |T'(y)| (scaled to mean 1)."""
     with np.errstate(all="ignore"):
