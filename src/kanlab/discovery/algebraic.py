@@ -53,7 +53,7 @@ def _transforms(y, allowed=None):
     ``allowed`` (function names), only the transforms whose inverse uses allowed functions."""
     out = [("y", y, lambda e: e)]
     use = _allowed_functions(allowed)
-    sign = 1.0 if float(np.mean(y)) >= 0 else -1.0
+    sign = sympy.Integer(1 if float(np.mean(y)) >= 0 else -1)  # exact: no fitted 1.0
     amin, amax = float(np.min(np.abs(y))), float(np.max(np.abs(y)))
     one_sign = bool(np.all(y > 0) or np.all(y < 0))
     away = one_sign and amin >= 1e-3 * amax

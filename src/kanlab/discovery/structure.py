@@ -96,7 +96,7 @@ def _structured_attempt(dataset, h, seed, stages, symbols, ysd, yc, Xtr, ytr, Xt
     T(y) of the data itself is discovered, and T^-1 of its formula finishes as above."""
     kind, groups, surrogate, delta, tname, hists = h
     fwd, _, inverse = _TRANSFORMS[tname]
-    sign = 1.0 if float(np.mean(ytr)) >= 0 else -1.0
+    sign = sympy.Integer(1 if float(np.mean(ytr)) >= 0 else -1)  # exact: no fitted 1.0
     names = [s.name for s in symbols]
     t = time.perf_counter()
     with np.errstate(all="ignore"):

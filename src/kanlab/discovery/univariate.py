@@ -42,7 +42,7 @@ def _transforms(y):
     """(name, T(y), inverse as a function of the sympy expression of T(y))."""
     out = [("y", y, lambda e: e)]
     one_sign = bool(np.all(y > 0) or np.all(y < 0))
-    sign = 1.0 if float(np.mean(y)) >= 0 else -1.0
+    sign = sympy.Integer(1 if float(np.mean(y)) >= 0 else -1)  # exact: no fitted 1.0
     amin, amax = float(np.min(np.abs(y))), float(np.max(np.abs(y)))
     with np.errstate(all="ignore"):
         if one_sign and amin >= 1e-6 * amax:

@@ -259,14 +259,9 @@ def _snap_passes(expr, symbols, X, y, passes, rel, deadline, atol):
             if time.perf_counter() > deadline:
                 break
             allowed = lambda: ref * factor ** (len(chosen) + 1) + atol  # noqa: E731
-            cands = [c for c, _ in _candidates(p[k], rel, exponent=fl[k] in powers)]
-            hit = None
-            for cand in cands:
-                trial = p.copy()
-                trial[k] = float(cand)
-                if _mse(f, X, y, trial) <= allowed():
-                    hit = (cand, trial)
-                    break
+            found = _candidates(p[k], rel, exponent=fl[k] in powers)
+            cands = [c for c, _ in found]
+            hit = _shortest_description(f, X, y, p, k, found, allowed(), atol)
             # coupled constants: refit the others around a value (skipped for formulas with many
             # constants, where each refit costs seconds and the formula is rarely exact anyway)
             if hit is None and len(fl) <= 12 and time.perf_counter() < deadline:
@@ -289,6 +284,26 @@ def _snap_passes(expr, symbols, X, y, passes, rel, deadline, atol):
         expr = expr.xreplace({**chosen, **rest})
         expr = refine_constants(expr, symbols, X, y)
     return expr
+
+
+def _shortest_description(f, X, y, p, k, found, allowed, atol):
+    """``(number, constants)`` with the k-th constant set to the number of ``found`` (``(number,
+    bits)`` pairs) that keeps the MSE within ``allowed`` and makes the shortest description of
+    the data: ``n/2 * log2(MSE) + bits``. Of two numbers the fit accepts, the longer one wins
+    when it fits by more than its extra bits are worth: 9.87 is ``pi**2`` rather than 10 when
+    the data say so; on exact data (MSE at the float floor ``atol``) the simplest wins. None
+    when no number is accepted."""
+    n = max(len(y), 1)
+    best, key = None, math.inf
+    for cand, bits in found:
+        trial = p.copy()
+        trial[k] = float(cand)
+        m = _mse(f, X, y, trial)
+        if m <= allowed:
+            length = 0.5 * n * math.log2(max(m, atol, 1e-300)) + bits
+            if length < key - 1e-9:
+                best, key = (cand, trial), length
+    return best
 
 
 def round_constants(expr, symbols, X, y, rtol: float = 1e-3, deadline: float = math.inf):
