@@ -199,7 +199,9 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
             if name == "y" and not any(c.train_rel_rss < 1e-11 for c in out):
                 out.extend(small_ratios(Dm, t, name, inverse, symbols, deadline))
     if not _exact(out):
-        plain = min((c.train_rel_rss for c in out if c.label.endswith("terms of y")), default=1.0)
+        plain = min((c.train_rel_rss for c in out  # the sparse sums only: a whole polynomial
+                     if c.label.startswith("sum of") and c.label.endswith("terms of y")),
+                    default=1.0)  # of 10 terms fits to the noise and would bar every law
         one_sign = np.flatnonzero(neg_ok & live)
         found = divided_sum(D, X, y, one_sign, symbols, order, k_max, n, deadline, plain)
         if not any(f[3] < EXACT_RSS for f in found):

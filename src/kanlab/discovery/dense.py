@@ -68,7 +68,8 @@ def _backward_path(A, t, deadline: float = math.inf):
     tss = float(t @ t) or 1.0
     Q, R = np.linalg.qr(A)
     z = Q.T @ t
-    outside = max(tss - float(z @ z), 0.0)
+    off = t - Q @ z  # residuals as vectors: a difference of sums of squares loses them to
+    outside = float(off @ off)  # rounding where the fit is exact, and BIC then ranks noise
     sup = list(range(A.shape[1]))
     path = []
     while sup:
@@ -78,7 +79,8 @@ def _backward_path(A, t, deadline: float = math.inf):
             sup.pop(int(np.argmin(diag)))
             continue
         qz = q.T @ z
-        path.append((list(sup), (outside + max(float(z @ z - qz @ qz), 0.0)) / tss))
+        inside = z - q @ qz
+        path.append((list(sup), (outside + float(inside @ inside)) / tss))
         if len(sup) == 1 or time.perf_counter() > deadline:
             break
         rinv = np.linalg.inv(r)
@@ -89,25 +91,26 @@ def _backward_path(A, t, deadline: float = math.inf):
 
 
 def dense_polynomials(X, transforms, symbols, live, n: int, k_max: int,
-                      deadline: float = math.inf) -> list[tuple]:
+                      deadline: float = math.inf, weights=None) -> list[tuple]:
     """``(expr, label, n_terms, relative rss)`` for the transforms ``(name, T(y), inverse)``
     (named as :func:`.signomial.row_weights` knows them) that a whole polynomial basis fits:
-    the support BIC picks on the backward path of each degree tried, when it has at most
-    ``k_max`` terms. Returns at the first exact fit: nothing fits better."""
+    the support BIC picks on the backward path of each degree tried, among those of at most
+    ``k_max`` terms. ``weights``: row weights on top of the transforms' own (a prefactor's
+    |P| when T is of y / P). Returns at the first exact fit: nothing fits better."""
     D, ends = polynomial_basis(X, live)
     ends = [e for e in ends if e <= 0.5 * len(X)]
     if not ends:
         return []
-    norms = np.sqrt(np.sum(D.columns ** 2, axis=0))
     out = []
     for name, t, inverse in transforms:
         if not np.all(np.isfinite(t)):
             continue
-        w = row_weights(name, t)
+        w = row_weights(name, t) * (1.0 if weights is None else weights)
         scale = float(np.sqrt(np.mean(t * t))) or 1.0
         ts = t / scale
         Aw = D.columns * w[:, None]
-        Aw = Aw / np.maximum(np.sqrt(np.sum(Aw * Aw, axis=0)), 1e-300)
+        norms = np.maximum(np.sqrt(np.sum(Aw * Aw, axis=0)), 1e-300)
+        Aw = Aw / norms
         tw = ts * w
         last = math.inf
         for end in ends:
@@ -120,12 +123,12 @@ def dense_polynomials(X, transforms, symbols, live, n: int, k_max: int,
             last = rel
             if not rel < _GATE:
                 continue
-            for sup in chosen_supports(Aw, tw, _backward_path(Aw[:, :end], tw, deadline), n)[:1]:
-                coef, rss = lstsq_on(D.columns * w[:, None], tw, sup)
+            path = [p for p in _backward_path(Aw[:, :end], tw, deadline) if len(p[0]) <= k_max]
+            for sup in chosen_supports(Aw, tw, path, n)[:1]:
+                coef, rss = lstsq_on(Aw, tw, sup)  # on unit columns: no column lost to rcond
                 fit = rss / float(tw @ tw)
-                if len(sup) <= k_max:
-                    expr = inverse(sum_expr(D, sup, coef, symbols, scale))
-                    out.append((expr, f"polynomial of {len(sup)} terms of {name}", len(sup), fit))
+                expr = inverse(sum_expr(D, sup, coef / norms[sup], symbols, scale))
+                out.append((expr, f"polynomial of {len(sup)} terms of {name}", len(sup), fit))
                 if fit < EXACT_RSS:
                     return out
     return out

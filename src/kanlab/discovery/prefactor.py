@@ -164,8 +164,9 @@ def dense_behind(X, y, inputs, live, symbols, k_max, n, deadline):
         forms.append(("1/y", 1.0 / u, lambda e: Pe / e))
     yy = float(y @ y) or 1.0
     out = []
+    # a fit of y = P*u (or P/(1/u)): an error e in u is P*e in y
     for expr, label, k, _ in dense_polynomials(Xr, forms, sub, np.ones(Xr.shape[1], bool), n,
-                                               k_max, deadline):
+                                               k_max, deadline, weights=np.abs(P)):
         fn = sympy.lambdify(sub, expr / Pe, modules="numpy")
         with np.errstate(all="ignore"):
             pred = P * np.broadcast_to(np.asarray(fn(*Xr.T), dtype=np.float64), y.shape)
