@@ -312,3 +312,37 @@ def test_sums_of_every_transform_come_before_the_ratios():
     assert best.label == "sum of 2 terms of log y" and best.train_rel_rss < 1e-20
     fit = sympy.lambdify([s, u], best.expr, "numpy")(Z[:, 0], Z[:, 1])
     np.testing.assert_allclose(fit, y, rtol=1e-9)
+
+
+def test_candidates_after_the_first_are_finished_after_the_share(monkeypatch):
+    """When the search for candidates uses the whole share, the best one is finished, and so
+    are the next two that keep at most three floats (II.13.23 at noise 0.01: its law, two power
+    laws of 1/y**2, came second behind a ratio of three terms and was never snapped); a fourth,
+    or one with more floats, is not."""
+    import time
+
+    from kanlab.discovery import candidates as cmod
+
+    rng = np.random.default_rng(3)
+    X = np.column_stack([rng.uniform(1, 5, 400), rng.uniform(1, 2, 400), rng.uniform(3, 10, 400)])
+    rho, v, c = X.T
+    y = rho / np.sqrt(1 - v**2 / c**2)
+    s = sympy.symbols("rho v c", positive=True)
+    F = sympy.Float
+    cands = [Candidate(F(1.02) * s[0], "a", 1, 1e-3),
+             Candidate(F(1.01) * s[0] + F(0.05) * s[1] ** 2, "b", 2, 1e-3),
+             Candidate(F(1.0) * s[0] + F(0.3) * s[1] ** 2 / s[2], "c", 2, 1e-3),
+             Candidate(F(0.9) * s[0] + F(0.1) * s[1] + F(0.1) * s[2] + F(0.2) * s[1] * s[2]
+                       + F(0.01), "d", 5, 1e-3)]
+
+    def slow_search(*args, deadline, **kwargs):
+        time.sleep(max(deadline - time.perf_counter(), 0.0) + 0.05)
+        return cands
+
+    monkeypatch.setattr(cmod, "algebraic_candidates", slow_search)
+    monkeypatch.setattr(cmod, "_curves", lambda *args: [])
+    cmod._finish(cands[1].expr, True, s, X, y, True, time.perf_counter() + 5)  # imports, compiles
+    recs, _ = cmod.algebraic_attempts(X[:300], y[:300], X[300:], y[300:], s, seed=0, snap=True,
+                                      deadline=time.perf_counter() + 2.0)
+    assert 2 <= len(recs) <= 3
+    assert not any(r["hidden"] == "algebraic(d)" for r in recs)
