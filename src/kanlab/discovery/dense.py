@@ -124,7 +124,8 @@ def dense_polynomials(X, transforms, symbols, live, n: int, k_max: int,
             if not rel < _GATE:
                 continue
             path = [p for p in _backward_path(Aw[:, :end], tw, deadline) if len(p[0]) <= k_max]
-            for sup in chosen_supports(Aw, tw, path, n)[:1]:
+            for sup in chosen_supports(Aw, tw, path, n)[:1] if path else []:  # empty: the
+                # deadline stopped the elimination before it reached k_max columns
                 coef, rss = lstsq_on(Aw, tw, sup)  # on unit columns: no column lost to rcond
                 fit = rss / float(tw @ tw)
                 expr = inverse(sum_expr(D, sup, coef / norms[sup], symbols, scale))
