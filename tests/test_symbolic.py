@@ -379,3 +379,34 @@ def test_snap_exponents_become_plain_ratios_only():
         else:
             assert all(isinstance(e, sympy.Float) for e in exps), out
             assert out.has(sympy.pi), out  # the coefficient still snaps to pi
+
+
+def test_snapping_takes_the_number_with_the_shortest_description():
+    """y = (3/pi)*x plus residuals orthogonal to x (the fit is 3/pi exactly). Both 1 and 3/pi
+    are accepted within BIC's price of a parameter, and 1 is simpler; but 3/pi fits by more
+    than its 2.5 extra bits are worth (n/2*log2 of the MSE ratio), so it wins. The old rule
+    (the simplest accepted number) gave x."""
+    from kanlab.symbolic.snap import snap_constants
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(1, 2, 400)
+    r = rng.normal(0, 0.65, 400)
+    r -= x * (x @ r) / (x @ x)
+    s = sympy.Symbol("x")
+    got = snap_constants(sympy.Float(0.955) * s, [s], x[:, None], 3 / np.pi * x + r)
+    assert sympy.simplify(got - 3 * s / sympy.pi) == 0, got
+    # on exact data the simplest accepted number still wins
+    assert snap_constants(sympy.Float(1.0000001) * s, [s], x[:, None], x) == s
+
+
+def test_transforms_carry_no_fitted_sign():
+    """The y**2, 1/y**2 and log y candidates are written with an exact sign: a float 1.0 in
+    front would be one more constant to refit, and with it the constants of
+    ``sqrt(a/d**2 + b*w**2/c**2)`` lose their identity (three for two degrees of freedom)."""
+    from kanlab.discovery.algebraic import _transforms
+    from kanlab.discovery.univariate import _transforms as curve_transforms
+
+    e = sympy.Symbol("e")
+    for y in (np.linspace(1, 3, 50), -np.linspace(1, 3, 50)):
+        for name, _, inverse in _transforms(y) + curve_transforms(y):
+            assert not inverse(e).atoms(sympy.Float), (name, inverse(e))
