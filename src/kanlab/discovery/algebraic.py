@@ -147,6 +147,7 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
         X, y = X[rows], y[rows]
     n = len(y)
     neg_ok, _, _, live = input_kinds(X)
+    one_sign = np.flatnonzero(neg_ok & live)  # inputs of one sign, away from zero
     out = []
     mono = _monomial(X, y, symbols, live)
     if mono is not None:
@@ -166,8 +167,8 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
         X, [tr for tr in transforms if tr[0] in _POLY_TARGETS], symbols, live, n, k_max,
         deadline))
     if not _exact(out):  # and behind a prefactor of the inputs with integer powers
-        out.extend(Candidate(*f) for f in dense_behind(
-            X, y, np.flatnonzero(neg_ok & live), live, symbols, k_max, n, deadline))
+        out.extend(Candidate(*f) for f in dense_behind(X, y, one_sign, live, symbols, k_max, n,
+                                                       deadline))
     if _exact(out):
         return out
     fns = tuple(f for f in FUNCTIONS if {"sincos": "sin", "sin2": "sin"}.get(f, f) in use
@@ -202,7 +203,6 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
         plain = min((c.train_rel_rss for c in out  # the sparse sums only: a whole polynomial
                      if c.label.startswith("sum of") and c.label.endswith("terms of y")),
                     default=1.0)  # of 10 terms fits to the noise and would bar every law
-        one_sign = np.flatnonzero(neg_ok & live)
         found = divided_sum(D, X, y, one_sign, symbols, order, k_max, n, deadline, plain)
         if not any(f[3] < EXACT_RSS for f in found):
             found += powerlaw_sum(X, y, one_sign, live, symbols, k_max, n, deadline, fns, plain)

@@ -22,6 +22,7 @@ import numpy as np
 import sympy
 
 from .dense import dense_polynomials
+from .result import _evaluate
 from .sparse import EXACT_RSS, chosen_supports, forward_select, lstsq_on
 from .terms import build_dictionary, simplest_first, sum_expr
 
@@ -167,10 +168,7 @@ def dense_behind(X, y, inputs, live, symbols, k_max, n, deadline):
     # a fit of y = P*u (or P/(1/u)): an error e in u is P*e in y
     for expr, label, k, _ in dense_polynomials(Xr, forms, sub, np.ones(Xr.shape[1], bool), n,
                                                k_max, deadline, weights=np.abs(P)):
-        fn = sympy.lambdify(sub, expr / Pe, modules="numpy")
-        with np.errstate(all="ignore"):
-            pred = P * np.broadcast_to(np.asarray(fn(*Xr.T), dtype=np.float64), y.shape)
-        rel = float(np.sum((y - pred) ** 2)) / yy
+        rel = float(np.sum((y - _evaluate(expr, symbols, X)) ** 2)) / yy
         if math.isfinite(rel):
             out.append((expr, f"{Pe} times a {label}", k, rel))
     return sorted(out, key=lambda f: f[3])[:1]
