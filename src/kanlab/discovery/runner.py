@@ -6,6 +6,7 @@ import time
 from .attempt import _attempt
 from .structure import _structured_attempt
 from .additive import sum_attempt
+from .affine import affine_attempt
 from .symmetry import reduced_attempt
 from .groups import group_attempt
 
@@ -25,6 +26,9 @@ def _attempt_job(job):
             if h[0] == "sum":
                 res = sum_attempt(h, s, st, symbols, Xtr, ytr, Xte, yte, snap, deadline, opts,
                                   floor)
+            elif h[0] == "affine":
+                res = affine_attempt(h, s, st, symbols, Xtr, ytr, Xte, yte, snap, deadline,
+                                     opts, floor)
             elif h[0] == "groups":
                 res = group_attempt(h, s, st, symbols, Xtr, ytr, Xte, yte, snap, deadline,
                                     opts, floor)

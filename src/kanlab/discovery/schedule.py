@@ -13,7 +13,7 @@ import numpy as np
 __all__ = ["STRUCTURES", "hidden_list", "structure_share", "time_for"]
 
 STRUCTURE_SHARE = 0.5  # of the budget left, for a structure with more queued behind it
-STRUCTURES = ("factors", "transform", "reduce", "sum(", "groups(")  # their attempts' names
+STRUCTURES = ("factors", "transform", "reduce", "sum(", "groups(", "affine(")  # their attempts' names
 
 
 def hidden_ok(h) -> bool:

@@ -42,6 +42,7 @@ from .runner import _attempt_job, _run_parallel
 from .select import _final, _free_constants, _select, _settled, earns_its_length, white_residuals  # noqa: F401
 from .structure import _product_groups, _structure_name, _surrogate
 from .additive import sum_groups
+from .affine import affine_input
 from .symmetry import find_invariant, surrogate_function
 from .groups import find_groups
 from .index import find_index
@@ -372,7 +373,8 @@ def _structures(dataset, d, const_cols, ysd, yc, seed, Xtr, ytr, xc, xs, dtype, 
     """The structures the data show, surest first: dimensionless groups
     (:func:`.groups.find_groups`, on a network of log|y|, or on the surrogate ``sur``), a
     symmetry that removes a variable (:func:`.symmetry.find_invariant`), a product split
-    (``_product_groups``), a sum split (:func:`.additive.sum_groups`)."""
+    (``_product_groups``), a sum split (:func:`.additive.sum_groups`), and where neither shows,
+    a law affine in a function of one input (:func:`.affine.affine_input`)."""
     out, late = [], []
     live = [i for i in range(d) if not const_cols[i]]
     model, hists, err = sur if sur is not None else (None, [], math.inf)
@@ -406,10 +408,16 @@ def _structures(dataset, d, const_cols, ysd, yc, seed, Xtr, ytr, xc, xs, dtype, 
         found = _product_groups(dataset, d, const_cols, ysd, yc, seed, surrogate=sur)
         if found is not None:
             out.append(found)
+        scaling = (xc, xs, const_cols, ysd, yc, dtype)
         if f is not None:
             groups = sum_groups(f, Xtr, err, ysd, live, seed=seed)
             if groups is not None:
-                out.append(("sum", groups, model, hists, (xc, xs, const_cols, ysd, yc, dtype)))
+                out.append(("sum", groups, model, hists, scaling))
+            elif found is None:  # neither a sum nor a product: affine in a function of one?
+                # (last: on a rough oracle many smooth laws look affine in some input)
+                j = affine_input(f, Xtr, err, ysd, live, seed=seed)
+                if j is not None:
+                    late.append(("affine", j, model, hists, scaling))
     except (RuntimeError, ValueError, ArithmeticError, np.linalg.LinAlgError) as err:
         log.info("discover: structure tests failed: %s", err)
     return out + late

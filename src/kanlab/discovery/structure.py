@@ -44,6 +44,8 @@ def _pull_scales(expr):
 def _structure_name(h, symbols) -> str:
     if h[0] == "sum":
         return "sum(" + " + ".join(",".join(symbols[i].name for i in g) for g in h[1]) + ")"
+    if h[0] == "affine":
+        return f"affine({symbols[h[1]].name})"
     if h[0] == "groups":
         from .groups import group_name
         return group_name(h, symbols)
