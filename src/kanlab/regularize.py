@@ -18,7 +18,7 @@ import torch
 
 from .reference import in_functorch_transform, reference_vjp
 
-__all__ = ["sparsity", "edge_scores", "coefficient_penalty", "var_to_std"]
+__all__ = ["sparsity", "edge_scores", "coefficient_penalty", "var_to_std", "regularization"]
 
 _EPS = 1e-4
 
@@ -134,4 +134,31 @@ def coefficient_penalty(model, lamb_coef=0.0, lamb_coefdiff=0.0) -> torch.Tensor
             total = total + lamb_coef * c.abs().mean(1).sum()
         if lamb_coefdiff:
             total = total + lamb_coefdiff * torch.diff(c, dim=-1).abs().mean(1).sum()
+    return total
+
+
+_REG_METRICS = ("edge_forward_spline_n", "edge_forward_sum", "edge_forward_spline_u")
+
+
+def regularization(model, inputs, variances, lamb_l1=1.0, lamb_entropy=2.0, lamb_coef=0.0,
+                   lamb_coefdiff=0.0, reg_metric="edge_forward_spline_n",
+                   input_stds=None) -> torch.Tensor:
+    """pykan's regularizer (without the overall ``lamb``).
+
+    Args:
+        inputs, variances: per layer, its input (batch, in) and its edges' batch variance
+            (in, out), as returned by ``model.forward_with_stats``.
+
+    Per layer: ``lamb_l1 * sum(A) + lamb_entropy * (row entropy + column entropy)`` with
+    ``A_ij = std(phi_ij) / (std(x_i) + 0.1)``, plus ``lamb_coef * |coef|`` and
+    ``lamb_coefdiff * |diff coef|`` penalties (means over outputs, sums elsewhere).
+    """
+    if reg_metric not in _REG_METRICS:
+        raise ValueError(f"reg_metric {reg_metric!r} is not supported; use one of {_REG_METRICS}")
+    total = inputs[0].new_zeros(())
+    if lamb_l1 != 0 or lamb_entropy != 0:
+        total = sparsity(inputs, variances, lamb_l1, lamb_entropy,
+                         normalized=reg_metric != "edge_forward_spline_u", input_stds=input_stds)
+    if lamb_coef != 0 or lamb_coefdiff != 0:
+        total = total + coefficient_penalty(model, lamb_coef, lamb_coefdiff)
     return total
