@@ -32,31 +32,19 @@ import warnings
 import numpy as np
 import torch
 
-from ..model import KAN
 from ..symbolic.formula import make_symbols
 from ..symbolic.library import check_lib
-from .result import DiscoveryResult, _evaluate
-from .candidates import algebraic_attempts
+from .result import DiscoveryResult
 from .conditioning import Conditioning, _validated
-from .runner import _attempt_job, _run_parallel
-from .select import _final, _free_constants, _select, _settled, earns_its_length, white_residuals  # noqa: F401
-from .structure import _product_groups, _structure_name, _surrogate
-from .additive import sum_groups
-from .affine import affine_input
-from .symmetry import find_invariant, surrogate_function
-from .groups import find_groups
-from .index import find_index
+from .loop import SearchLoop, numeric_model as _numeric_model, try_surrogate
+from .select import _settled  # noqa: F401  (tests reach it here)
 from .oracle import sharpen
 from .prepared import Prepared
-from .schedule import STRUCTURES, hidden_list, structure_share, time_for
+from .schedule import STRUCTURES, hidden_list
 
 __all__ = ["discover", "DiscoveryResult"]
 
 log = logging.getLogger("kanlab")
-# a surrogate this rough (held-out RMSE in units of y's spread) leaves the structure tests
-# blind; a single index is then looked for on the data (:mod:`.index`)
-_INDEX_MIN_RMSE = 0.05
-_SYM_MAX_RMSE = 0.1  # a rougher surrogate still shows a symmetry: its test is relative
 
 
 def discover(
@@ -200,146 +188,34 @@ def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid,
     symbols = make_symbols(d, var_names)
 
     prep = Prepared(X, y, seed, test_size, dtype)
-    Xtr, ytr, Xte, yte = prep.Xtr, prep.ytr, prep.Xte, prep.yte
-    xc, xs, const_cols, yc, ysd = prep.xc, prep.xs, prep.const_cols, prep.yc, prep.ysd
     if prep.dataset is None:
         return prep.constant_result(symbols, grid, seed, dtype, snap)
-    if const_cols.any():
+    if prep.const_cols.any():
         log.info("discover: constant column(s) %s carry no information and are ignored",
-                 [symbols[i].name for i in np.nonzero(const_cols)[0]])
+                 [symbols[i].name for i in np.nonzero(prep.const_cols)[0]])
     dataset = prep.dataset
     zs, back = prep.back(symbols)  # the standardized symbols, mapped back to the caller's
-    hidden = hidden_list(hidden, d)
 
     stages = {k: 0.0 for k in ("train", "prune", "refine", "symbolic", "formula")}
     # a small numeric network first: the oracle of the structure tests, and its held-out error
     # is the noise floor that decides whether a formula's constants may be snapped
     t = time.perf_counter()
-    sur = _try_surrogate(dataset, d, int(seed), t_start + 0.25 * float(time_budget)) \
-        if len(ytr) >= 20 else None
+    sur = try_surrogate(dataset, d, int(seed), t_start + 0.25 * float(time_budget)) \
+        if len(prep.ytr) >= 20 else None
     # a rough surrogate: a perceptron may follow the law closer, as the tests' oracle
     sur = sharpen(dataset, sur, int(seed), min(t_start + 0.25 * float(time_budget),
                                                time.perf_counter() + 0.1 * float(time_budget)))
     stages["surrogate"] = time.perf_counter() - t
-    floor = (sur[2] * ysd) ** 2 if sur is not None and math.isfinite(sur[2]) else None
-    common = (dataset, d, grid, refine_grid, lamb, steps, lib, zs, back, symbols, ysd, yc, Xtr,
-              ytr, Xte, yte, snap, record_shares, floor)
-    attempts, best = [], None
-    shapes = {"list": hidden}
-
-    def shape(a):
-        """Hidden shape of attempt ``a``. A 'separable' entry is resolved when first reached
-        (the attempts before it may already have found the formula): when a surrogate shows
-        that y factors over groups of inputs (``_product_groups``), it becomes a
-        divide-and-conquer attempt (``_structured_attempt``); otherwise it is dropped."""
-        lst = shapes["list"]
-        while "separable" in lst[: a % len(lst) + 1]:
-            t = time.perf_counter()
-            found = _structures(dataset, d, const_cols, ysd, yc, seed, Xtr, ytr, xc, xs, dtype, sur,
-                                t_start + 0.5 * float(time_budget))
-            stages["separability"] = stages.get("separability", 0.0) + time.perf_counter() - t
-            i = lst.index("separable")
-            if not found:
-                log.info("discover: no symmetry, and y does not factor over groups of inputs")
-                lst = lst[:i] + lst[i + 1:] or [2 * d]
-            else:
-                log.info("discover: structure found: %s", ", ".join(map(shape_name, found)))
-                lst = lst[:i] + found + lst[i + 1:]
-                if all(isinstance(e, tuple) or e == "separable" for e in lst):
-                    lst.append(2 * d)  # a plain network too, should the structure fail
-            shapes["list"] = lst
-        return lst[a % len(lst)]
-
-    def shape_name(h):
-        return _structure_name(h, symbols) if isinstance(h, tuple) else h
-
-    def fold(res):
-        nonlocal best
-        attempts.append(res)
-        # a record that ends the search ranks first: a shorter series of fitted terms that
-        # also reaches r2_target must not hide an exact law found beside it
-        key = (res["r2"] >= r2_target, _final(res, r2_target), res.get("between_ok", True),
-               res["r2"] if res["r2"] < r2_target else 0.0,
-               -res["complexity"])
-        if best is None or key > best["key"]:
-            best = {**res, "key": key}
-
-    def record(a, out):
-        """Fold attempt ``a``'s outcome into attempts/best, in attempt order (as the serial
-        loop does, so parallel runs choose what the serial run would)."""
-        res, err, dt, st = out
-        for k, v in st.items():
-            stages[k] += v
-        h, s = shape_name(shape(a)), int(seed) + a
-        if res is None:
-            log.info("discover: attempt %d (seed %d, hidden %s) failed: %s", a, s, h,
-                     str(err).splitlines()[0][:120] if str(err) else type(err).__name__)
-            attempts.append({"seed": s, "hidden": h, "r2": -math.inf, "complexity": 0,
-                             "formula": None, "seconds": dt})
-            return
-        res["seconds"] = dt
-        log.info("discover: attempt %d seed %d hidden %s: r2=%.6g complexity %d (%.1f s)",
-                 a, s, h, res["r2"], res["complexity"], dt)
-        log.debug("discover: attempt %d formula %s", a, res["formula"])
-        fold(res)
-
-    def go_on(n_started):
-        """Whether the serial loop would start attempt number ``n_started``."""
-        if best is not None and _final(best, r2_target):
-            return False
-        if _settled(attempts, floor, float(np.var(yte)),
-                    time.perf_counter() - t_start >= time_budget / 3, white):
-            return False
-        runs = [a for a in attempts if not str(a["hidden"]).startswith("algebraic")]
-        if not runs:  # one network attempt, unless the algebraic stage has left too little
-            # of the budget for one (an attempt takes about a second at the least)
-            left = t_start + time_budget - time.perf_counter()
-            return best is None or left >= min(1.0, 0.5 * time_budget) and left > 0
-        if max_attempts is not None and n_started >= max_attempts:
-            return False
-        left = t_start + time_budget - time.perf_counter()
-        if left >= 1.0:
-            shape(n_started)  # a pending structure test is resolved: is the next a structure?
-        return time_for(n_started, shapes["list"], runs, left)
-
-    def white(a):
-        resid = ytr - _evaluate(a["expr"], symbols, Xtr)
-        return white_residuals(resid, np.where(const_cols, 0.0, (Xtr - xc) / xs))
-
-    def job(a):
-        h = shape(a)
-        remaining = t_start + float(time_budget) - time.perf_counter()  # after any resolving
-        return (a, h, int(seed) + a, remaining * structure_share(a, shapes["list"]), common)
-
-    if algebraic:  # cheap, so first; a few seconds at most
-        share = time.perf_counter() + min(0.25 * float(time_budget), 8.0)
-        recs, dt = algebraic_attempts(Xtr, ytr, Xte, yte, symbols, seed=int(seed), snap=snap,
-                                      deadline=share, lib=lib, floor=floor,
-                                      max_terms=10 if algebraic is True else int(algebraic))
-        stages["algebraic"] = dt
-        for res in recs:
-            res["seconds"] = dt / len(recs)
-            log.info("discover: %s: r2=%.6g complexity %d", res["hidden"], res["r2"],
-                     res["complexity"])
-            fold(res)
-    if workers == 1:
-        a = 0
-        while go_on(a):
-            record(a, _attempt_job(job(a))[1])
-            a += 1
-            if best is None and time.perf_counter() - t_start > time_budget:
-                break
-    else:
-        _run_parallel(job, go_on, record, workers, backend,
-                      max_attempts if max_attempts is not None else 10**9)
-    if best is None:
-        raise RuntimeError("discover() found no formula within the time budget: raise time_budget")
-    def significant(simple, longer):
-        return earns_its_length(simple["expr"], longer["expr"],
-                                lambda e: yte - _evaluate(e, symbols, Xte))
-
-    best, pareto = _select(attempts, float(np.var(yte)), model_selection,
-                           selection_floor, significant) or (best, [])
+    floor = (sur[2] * prep.ysd) ** 2 if sur is not None and math.isfinite(sur[2]) else None
+    common = (dataset, d, grid, refine_grid, lamb, steps, lib, zs, back, symbols, prep.ysd,
+              prep.yc, prep.Xtr, prep.ytr, prep.Xte, prep.yte, snap, record_shares, floor)
+    loop = SearchLoop(prep, symbols, sur, floor, common, hidden_list(hidden, d), seed=seed,
+                      time_budget=time_budget, t_start=t_start, r2_target=r2_target,
+                      max_attempts=max_attempts, stages=stages)
+    if algebraic:
+        loop.algebraic_stage(snap, lib, algebraic)
+    loop.run(workers, backend)
+    best, pareto = loop.select(model_selection, selection_floor)
     model, kind, history = best["model"], "symbolic", best["histories"]
     if str(best["hidden"]).startswith(STRUCTURES):
         kind = "surrogate"
@@ -351,91 +227,8 @@ def _search(X, y, var_names, *, time_budget, seed, lib, test_size, hidden, grid,
         formula=best["expr"], r2=best["r2"], complexity=best["complexity"], model=model,
         model_kind=kind, stages=stages, variables=symbols, pareto=pareto,
         attempts=[{k: v for k, v in a.items() if k not in ("model", "histories")}
-                  for a in attempts],
+                  for a in loop.attempts],
         history=history,
-        x_center=xc, x_scale=xs, y_center=yc, y_scale=ysd, constant_columns=const_cols,
+        x_center=prep.xc, x_scale=prep.xs, y_center=prep.yc, y_scale=prep.ysd,
+        constant_columns=prep.const_cols,
     )
-
-
-
-def _try_surrogate(dataset, d, seed, deadline):
-    """The surrogate of :func:`_surrogate`, or None when it fails or cannot finish by
-    ``deadline`` (a quarter of the budget): a half-trained oracle would mislead the structure
-    tests and the noise floor."""
-    try:
-        return _surrogate(dataset, d, seed, deadline)
-    except (RuntimeError, ValueError, ArithmeticError) as err:
-        log.info("discover: the surrogate network failed: %s", err)
-        return None
-
-
-def _structures(dataset, d, const_cols, ysd, yc, seed, Xtr, ytr, xc, xs, dtype, sur, deadline):
-    """The structures the data show, surest first: dimensionless groups
-    (:func:`.groups.find_groups`, on a network of log|y|, or on the surrogate ``sur``), a
-    symmetry that removes a variable (:func:`.symmetry.find_invariant`), a product split
-    (``_product_groups``), a sum split (:func:`.additive.sum_groups`), and where neither shows,
-    a law affine in a function of one input (:func:`.affine.affine_input`)."""
-    out, late = [], []
-    live = [i for i in range(d) if not const_cols[i]]
-    model, hists, err = sur if sur is not None else (None, [], math.inf)
-    f = None
-    try:
-        if sur is not None:
-            log.info("discover: surrogate held-out RMSE %.3g (of y's spread)", err)
-        if err < _SYM_MAX_RMSE:
-            f = surrogate_function(model, xc, xs, const_cols, ysd, yc, dtype)
-        grps = find_groups(model, f, Xtr, ytr, err, ysd, live, xc, xs, const_cols, yc, dtype,
-                           seed=seed, deadline=deadline, alternatives=True) or [None]
-        grp = grps[0]
-        # one group first (unambiguous up to a power; a single input with a power prefactor
-        # divided off exactly on the data, 3*p_d*sin(theta)*cos(theta)/(4*pi*epsilon*r**3),
-        # is a curve left to find). Several groups come after the pair symmetries and the
-        # product split: their basis is one choice among many (sigma/theta, sigma/theta1 for a
-        # law in (theta - theta1)/sigma), and the sub-problem may be harder than the pair's
-        if grp is not None:
-            (out if len(grp[1]) == 1 else late).append(("groups", *grp, model, hists))
-            late.extend(("groups", *g, model, hists) for g in grps[1:])
-        elif err > _INDEX_MIN_RMSE:  # a law the surrogate cannot follow: ask the data
-            idx = find_index(Xtr, ytr, live, deadline=deadline)
-            if idx is not None:
-                out.append(("groups", idx[0], idx[1][None, :], idx[2], [], model, hists))
-        if sur is None:
-            return out + late
-        if f is not None:
-            sym = find_invariant(f, Xtr, err, ysd, seed=seed, live=live)
-            if sym is not None:
-                out.append(("reduce", sym[0], sym[1], sym[2], model, hists))
-        found = _product_groups(dataset, d, const_cols, ysd, yc, seed, surrogate=sur)
-        if found is not None:
-            out.append(found)
-        scaling = (xc, xs, const_cols, ysd, yc, dtype)
-        if f is not None:
-            groups = sum_groups(f, Xtr, err, ysd, live, seed=seed)
-            if groups is not None:
-                out.append(("sum", groups, model, hists, scaling))
-            elif found is None:  # neither a sum nor a product: affine in a function of one?
-                # (last: on a rough oracle many smooth laws look affine in some input)
-                j = affine_input(f, Xtr, err, ysd, live, seed=seed)
-                if j is not None:
-                    late.append(("affine", j, model, hists, scaling))
-    except (RuntimeError, ValueError, ArithmeticError, np.linalg.LinAlgError) as err:
-        log.info("discover: structure tests failed: %s", err)
-    return out + late
-
-
-def _numeric_model(dataset, d, grid, refine_grid, seed, dtype, deadline, record_shares=False):
-    """A small numeric KAN of the standardized data (40 L-BFGS steps, then 40 more on the
-    ``refine_grid``; a second on small data, cut at ``deadline``) and its fit history: the
-    model of a result whose formula came from the algebraic stage, for the plots, reports and
-    model files that want a network."""
-    model = KAN(width=[d, 2 * d + 1, 1], grid=grid, k=3, seed=seed, dtype=dtype)
-    # a few steps at least, even past a spent budget: a network of the data, not a random one
-    t_end = max(deadline, time.perf_counter() + 0.2)
-
-    def fit(m):
-        return m.fit(dataset, opt="LBFGS", steps=40, progress=False, spline_share_warning=0.0,
-                     track_shares=record_shares, callback=lambda *_: time.perf_counter() > t_end)
-    hists = [dict(fit(model), stage="surrogate")]
-    model = model.refine(refine_grid, x=dataset["train_input"])
-    hists.append(dict(fit(model), stage="surrogate_refine"))
-    return model, hists
