@@ -59,8 +59,10 @@ class _Exact(torch.nn.Module):
         self.xc, self.xs, self.yc, self.ysd = xc, xs, yc, ysd
 
     def forward(self, z):
-        X = z.double().numpy() * self.xs + self.xc
-        return torch.as_tensor((_law(X) - self.yc) / self.ysd)[:, None]
+        X = z.double() * torch.as_tensor(self.xs) + torch.as_tensor(self.xc)
+        x0, x1, x2 = X[:, 0], X[:, 1], X[:, 2]
+        y = x0 * x1 + (x0 + x1 ** 2) * torch.cos(x2)
+        return ((y - self.yc) / self.ysd)[:, None]
 
 
 def test_the_attempt_finds_each_part_and_the_whole_law():
@@ -82,3 +84,19 @@ def test_the_attempt_finds_each_part_and_the_whole_law():
     assert sympy.simplify(res["expr"] - truth) == 0, res["expr"]
     got = _evaluate(res["expr"], list(symbols), Xte)
     assert np.max(np.abs(got - yte)) < 1e-8 * np.max(np.abs(yte))
+
+
+def test_the_structure_tests_offer_it_only_as_a_last_resort():
+    """Offered where neither a sum nor a product shows, and not at all once a formula reaches
+    the search's R2 target (a sub-search's algebraic fit awaiting its exact form)."""
+    from kanlab.discovery.loop import _structures
+    from kanlab.discovery.prepared import Prepared
+
+    X = _box(600, 5)
+    prep = Prepared(X, _law(X), 0, 0.2, torch.float64)
+    oracle = _Exact(prep.xc, prep.xs, prep.yc, prep.ysd)
+    args = (prep.dataset, 3, prep.const_cols, prep.ysd, prep.yc, 0, prep.Xtr, prep.ytr, prep.xc,
+            prep.xs, torch.float64, (oracle, [], 1e-3), float("inf"))
+    kinds = [h[0] for h in _structures(*args)]
+    assert "affine" in kinds and "sum" not in kinds and "factors" not in kinds
+    assert "affine" not in [h[0] for h in _structures(*args, affine=False)]

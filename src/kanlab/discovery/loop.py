@@ -58,9 +58,13 @@ class SearchLoop:
         lst, p = self.shapes, self.prep
         while "separable" in lst[: a % len(lst) + 1]:
             t = time.perf_counter()
+            # the affine structure is a last resort: not where a formula already reaches
+            # r2_target (an algebraic fit with floats left, awaiting an exact form)
+            reached = self.best is not None and self.best["r2"] >= self.r2_target
             found = _structures(p.dataset, p.Xtr.shape[1], p.const_cols, p.ysd, p.yc, self.seed,
                                 p.Xtr, p.ytr, p.xc, p.xs, p.dataset["train_input"].dtype,
-                                self.sur, self.t_start + 0.5 * self.time_budget)
+                                self.sur, self.t_start + 0.5 * self.time_budget,
+                                affine=not reached)
             self.stages["separability"] = self.stages.get("separability", 0.0) + \
                 time.perf_counter() - t
             i = lst.index("separable")
@@ -192,12 +196,13 @@ def try_surrogate(dataset, d, seed, deadline):
         return None
 
 
-def _structures(dataset, d, const_cols, ysd, yc, seed, Xtr, ytr, xc, xs, dtype, sur, deadline):
+def _structures(dataset, d, const_cols, ysd, yc, seed, Xtr, ytr, xc, xs, dtype, sur, deadline,
+                affine=True):
     """The structures the data show, surest first: dimensionless groups
     (:func:`.groups.find_groups`, on a network of log|y|, or on the surrogate ``sur``), a
     symmetry that removes a variable (:func:`.symmetry.find_invariant`), a product split
-    (``_product_groups``), a sum split (:func:`.additive.sum_groups`), and where neither shows,
-    a law affine in a function of one input (:func:`.affine.affine_input`)."""
+    (``_product_groups``), a sum split (:func:`.additive.sum_groups`), and where neither shows
+    (and ``affine``), a law affine in a function of one input (:func:`.affine.affine_input`)."""
     out, late = [], []
     live = [i for i in range(d) if not const_cols[i]]
     model, hists, err = sur if sur is not None else (None, [], math.inf)
@@ -236,7 +241,7 @@ def _structures(dataset, d, const_cols, ysd, yc, seed, Xtr, ytr, xc, xs, dtype, 
             groups = sum_groups(f, Xtr, err, ysd, live, seed=seed)
             if groups is not None:
                 out.append(("sum", groups, model, hists, scaling))
-            elif found is None:  # neither a sum nor a product: affine in a function of one?
+            elif found is None and affine:  # neither a sum nor a product: affine in one?
                 # (last: on a rough oracle many smooth laws look affine in some input)
                 j = affine_input(f, Xtr, err, ysd, live, seed=seed)
                 if j is not None:
