@@ -98,7 +98,7 @@ def _parts(Xr, g, y, seed, deadline, iters: int = 400, chunk: int = 25):
     the other inputs with two outputs, trained so that A + B*g(x_j) follows y. With the law's
     form built in it follows A and B 3-5x closer than reading them off the oracle (test_2 of
     SRBench's bonus set at 1% noise: 0.9% and 1.2% of their spread against 4% and 6%)."""
-    from .oracle import _perceptron
+    from .oracle import _perceptron, fit_lbfgs
 
     xc, xs = Xr.mean(0), Xr.std(0)
     xs = np.where(xs > 0, xs, 1.0)
@@ -110,21 +110,12 @@ def _parts(Xr, g, y, seed, deadline, iters: int = 400, chunk: int = 25):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         net[-1] = torch.nn.Linear(net[-1].in_features, 2).to(torch.float64)
-    opt = torch.optim.LBFGS(net.parameters(), lr=1.0, max_iter=chunk, history_size=50,
-                            line_search_fn="strong_wolfe", tolerance_grad=1e-12,
-                            tolerance_change=1e-15)
 
-    def closure():
-        opt.zero_grad()
+    def loss():
         o = net(x)
-        loss = (o[:, 0] + o[:, 1] * gt - yt).square().mean()
-        loss.backward()
-        return loss
+        return (o[:, 0] + o[:, 1] * gt - yt).square().mean()
 
-    for _ in range(iters // chunk):
-        if time.perf_counter() > deadline:
-            break
-        opt.step(closure)
+    fit_lbfgs(net, loss, deadline, iters, chunk)
     with torch.no_grad():
         o = net(x).numpy()
     return o[:, 0] * ys + yc, o[:, 1] * ys

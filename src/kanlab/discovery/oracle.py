@@ -65,26 +65,32 @@ def _perceptron(d: int, seed: int) -> torch.nn.Module:
     return net
 
 
+def fit_lbfgs(net, loss_fn, deadline: float, iters: int = _ITERS, chunk: int = _CHUNK):
+    """L-BFGS on ``net``'s parameters, minimizing ``loss_fn()``, for ``iters`` iterations or
+    until ``deadline`` (checked every ``chunk``)."""
+    opt = torch.optim.LBFGS(net.parameters(), lr=1.0, max_iter=chunk, history_size=50,
+                            line_search_fn="strong_wolfe", tolerance_grad=1e-12,
+                            tolerance_change=1e-15)
+
+    def closure():
+        opt.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss
+
+    for _ in range(iters // chunk):
+        if time.perf_counter() > deadline:
+            break
+        opt.step(closure)
+
+
 def _train(dataset, seed: int, deadline: float):
     """A perceptron fitted by L-BFGS until ``_ITERS`` iterations or ``deadline``; returns
     (network, its held-out RMSE in units of the standardized target's spread)."""
     x = dataset["train_input"].to(torch.float64)
     y = dataset["train_label"].to(torch.float64)
     net = _perceptron(x.shape[1], seed)
-    opt = torch.optim.LBFGS(net.parameters(), lr=1.0, max_iter=_CHUNK, history_size=50,
-                            line_search_fn="strong_wolfe", tolerance_grad=1e-12,
-                            tolerance_change=1e-15)
-
-    def closure():
-        opt.zero_grad()
-        loss = (net(x) - y).square().mean()
-        loss.backward()
-        return loss
-
-    for _ in range(_ITERS // _CHUNK):
-        if time.perf_counter() > deadline:
-            break
-        opt.step(closure)
+    fit_lbfgs(net, lambda: (net(x) - y).square().mean(), deadline)
     with torch.no_grad():
         xt = dataset["test_input"].to(torch.float64)
         yt = dataset["test_label"].to(torch.float64)
