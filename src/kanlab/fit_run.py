@@ -67,12 +67,15 @@ class FitRun:
     """The state of one fit between steps: data, optimizer, objective, the snapshot a
     non-finite step rolls back to, and each rank's weight in the global losses."""
 
-    def __init__(self, model, data, dctx, params, optimizer, loss_fn, lambs, bsz, bsz_test, gen):
+    def __init__(self, model, data, dctx, params, opt, optimizer, fast, loss_fn, lambs, full,
+                 bsz, bsz_test, gen):
         self.model, self.dctx, self.params, self.optimizer = model, dctx, params, optimizer
         self.x_train, self.y_train, self.x_test, self.y_test = data
         self.loss_fn, self.lambs, self.bsz, self.bsz_test, self.gen = \
             loss_fn, lambs, bsz, bsz_test, gen
-        self.fast = None
+        self.opt, self.fast, self.full = opt, fast, full
+        # with the native objective, L-BFGS steps themselves run natively (CPU flat buffers)
+        self.native_steps = fast is not None and opt == "LBFGS" and optimizer.device.type == "cpu"
         self.state: dict = {}
         self.layers = list(getattr(model, "act_fun", ()))  # KAN layers (an MLP has none)
         # what a non-finite step rolls back: parameters and the grids (a grid update may
@@ -87,8 +90,8 @@ class FitRun:
             self.w_train = bsz / self.n_rows_total
             self.w_test = bsz_test / dctx.total(bsz_test, self.x_test.device)
 
-    def batches(self, full):
-        if full:
+    def batches(self):
+        if self.full:
             return self.x_train, self.y_train, self.x_test, self.y_test
         n_train, n_test = self.x_train.shape[0], self.x_test.shape[0]
         idx = torch.randperm(n_train, generator=self.gen)[:self.bsz].to(self.x_train.device)
@@ -136,11 +139,11 @@ class FitRun:
         self.dctx.allreduce_grads(self.params)
         return self.dctx.sum_(obj.detach().clone())
 
-    def step(self, opt, xb, yb) -> int:
+    def step(self, xb, yb) -> int:
         """One optimizer step; returns the loss evaluations it made."""
-        optimizer, fast = self.optimizer, self.fast
+        opt, optimizer, fast = self.opt, self.optimizer, self.fast
         before = getattr(optimizer, "func_evals", 0)
-        if opt == "LBFGS" and fast is not None and optimizer.device.type == "cpu":
+        if self.native_steps:
             fast.lbfgs_step(optimizer)  # the whole step in the native library
         elif opt == "LBFGS" and fast is not None:
             optimizer.step(fast.objective)

@@ -131,10 +131,10 @@ def fit(
         raise ValueError("the model has no trainable parameters")
     optimizer = make_optimizer(model, params, opt, lr, lbfgs_bias_scale)
     lambs = (lamb, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff, reg_metric)
-    run = FitRun(model, data, dctx, params, optimizer, loss_fn, lambs, bsz,
-               n_test if full else min(batch, n_test),
-               torch.Generator().manual_seed(model.seed if seed is None else int(seed)))
-    run.fast = native_objective(model, use_native_objective, dctx, full, mse, data, lambs)
+    fast = native_objective(model, use_native_objective, dctx, full, mse, data, lambs)
+    run = FitRun(model, data, dctx, params, opt, optimizer, fast, loss_fn, lambs, full, bsz,
+                 n_test if full else min(batch, n_test),
+                 torch.Generator().manual_seed(model.seed if seed is None else int(seed)))
     grid_update_freq = max(int(stop_grid_update_step / max(grid_update_num, 1)), 1)
 
     history: dict = {"train_loss": [], "test_loss": [], "reg": [], "time": [], "evals": []}
@@ -153,11 +153,11 @@ def fit(
     model._cache_x = x_train
     try:
         for step in range(steps):
-            xb, yb, xt, yt = run.batches(full)
+            xb, yb, xt, yt = run.batches()
             if (update_grid and run.layers and step % grid_update_freq == 0
                     and start_grid_update_step <= step < stop_grid_update_step):
                 run.update_grid(xb)
-            evals = run.step(opt, xb, yb)
+            evals = run.step(xb, yb)
             train_loss, test_loss, reg_val = run.losses(xt, yt)
             if not (math.isfinite(train_loss) and math.isfinite(test_loss)):
                 run.restore()
