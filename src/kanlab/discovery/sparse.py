@@ -7,6 +7,7 @@ exactly), backward elimination of columns the fit does not need, and BIC along t
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 
@@ -111,7 +112,9 @@ def _one_and_pair(A, t, tss, ok, ones, order, max_pairs: int = 300):
     that are best at every size on the way, and miss laws whose terms are poor alone and good
     together:
     ``cos(u) + alpha - alpha*sin(u)**2``, where ``alpha`` and ``alpha*sin(u)**2`` nearly
-    cancel."""
+    cancel. The pool's Gram matrix is formed once: projecting a unit column q out of every
+    column changes it by a rank-one term (``G - c c^T``, c = the pool's cosines with q), so each
+    of ``ones`` costs a pass over the pool's pairs, not a product with the data."""
     M = A.shape[1]
     half = max_pairs // 2
     if M <= max_pairs:
@@ -121,17 +124,61 @@ def _one_and_pair(A, t, tss, ok, ones, order, max_pairs: int = 300):
         corr = np.abs(A[:, rest].T @ t)
         corr[~ok[rest]] = -1.0
         pool = np.concatenate([order[:half], rest[np.argsort(-corr)[: max_pairs - half]]])
+    Ap = A[:, pool]
+    G, g = Ap.T @ Ap, Ap.T @ t
     best = None
     for c in ones:
         q = A[:, c]
-        Ap = A[:, pool] - np.outer(q, q @ A[:, pool])
-        norms = np.sqrt(np.sum(Ap * Ap, axis=0))
+        cos, qt = q @ Ap, float(q @ t)
+        norms = np.sqrt(np.maximum(1.0 - cos * cos, 0.0))
         keep = ok[pool] & (norms > 1e-6) & (pool != c)  # c itself is projected out
-        Ap = np.where(keep, Ap / np.where(keep, norms, 1.0), 0.0)
-        states, _ = _pair_states(Ap, t - q * (q @ t), tss, 1, keep, len(pool))
-        if states and states[0][0] and (best is None or states[0][4] < best[1]):
-            best = (sorted([int(c), *(int(pool[j]) for j in states[0][0])]), states[0][4])
-    return None if best is None else (best[0], best[1] / tss)
+        inv = np.where(keep, 1.0 / np.where(keep, norms, 1.0), 0.0)
+        pair = _best_pairs((G - np.outer(cos, cos)) * np.outer(inv, inv),
+                           (g - cos * qt) * inv, 1)
+        if pair:
+            (i, j), gain = pair[0]
+            rss = tss - qt * qt - gain
+            if best is None or rss < best[1]:
+                best = (sorted([int(c), int(pool[i]), int(pool[j])]), rss)
+    if best is None:
+        return None
+    _, rss = lstsq_on(A, t, best[0])  # the winner's residual exactly, not as a difference
+    return best[0], rss / tss
+
+
+def _best_pairs(G, g, beam):
+    """``[((i, j), gain)]``: the ``beam`` pairs of unit columns (Gram matrix G, inner products
+    with the target g) whose least-squares fit lowers the target's squared norm most, best
+    first; columns with zero inner products everywhere take no part."""
+    n = G.shape[1]
+    det = 1.0 - G * G
+    with np.errstate(all="ignore"):
+        gain = G * g[:, None]
+        gain *= -2.0 * g[None, :]
+        sq = g * g
+        gain += sq[:, None]
+        gain += sq[None, :]
+        gain /= det
+    gain[~np.isfinite(gain) | (det < 1e-10) | _lower(n)] = -1.0
+    if beam == 1:
+        flat = np.array([int(np.argmax(gain))])
+    else:
+        flat = np.argpartition(-gain.ravel(), min(beam, gain.size - 1))[:beam]
+        flat = flat[np.argsort(-gain.ravel()[flat])]
+    out = []
+    for f in flat:
+        i, j = divmod(int(f), n)
+        if gain[i, j] > 0:
+            out.append(((i, j), float(gain[i, j])))
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _lower(n):
+    """The (n, n) mask of the diagonal and below: each pair once."""
+    m = np.tril(np.ones((n, n), dtype=bool))
+    m.flags.writeable = False
+    return m
 
 
 def _pair_states(A, t, tss, beam, ok, max_pairs):
@@ -142,21 +189,9 @@ def _pair_states(A, t, tss, beam, ok, max_pairs):
     g[~ok] = 0.0
     single = g * g
     full, A = A, A[:, :max_pairs]
-    G = A.T @ A
-    g = g[:max_pairs]
     i1 = int(np.argmax(single))
-    gi, gj = g[:, None], g[None, :]
-    det = 1.0 - G * G
-    with np.errstate(all="ignore"):
-        gain = (gi * gi + gj * gj - 2.0 * G * gi * gj) / det
-    gain[~np.isfinite(gain) | (det < 1e-10)] = -1.0
-    gain[np.tril_indices_from(gain)] = -1.0
-    flat = np.argpartition(-gain.ravel(), min(beam, gain.size - 1))[:beam]
     states = []
-    for f in flat[np.argsort(-gain.ravel()[flat])]:
-        i, j = divmod(int(f), A.shape[1])
-        if gain[i, j] <= 0:
-            continue
+    for (i, j), _ in _best_pairs(A.T @ A, g[:max_pairs], beam):
         Q, _ = np.linalg.qr(A[:, [i, j]])
         r = t - Q @ (Q.T @ t)
         states.append(((i, j), Q, Q.T @ full, r, float(r @ r)))
