@@ -44,7 +44,7 @@ def forward_select(A, t, k_max: int, tol: float = 1e-11, deadline: float = math.
     t = t.astype(np.float64)
     tss = float(t @ t) or 1.0
     M = A.shape[1]
-    states = [((), np.zeros((len(t), 0)), np.zeros((0, M)), t.copy(), tss)]
+    states = [_state((), np.zeros((len(t), 0)), np.zeros((0, M)), t.copy(), A)]
     path = []
     if score is None and k_max >= 2 and M >= 2:
         # every pair of the first max_pairs (the simplest) columns at once from their Gram
@@ -57,9 +57,9 @@ def forward_select(A, t, k_max: int, tol: float = 1e-11, deadline: float = math.
         if time.perf_counter() > deadline:
             break
         children = {}
-        for sup, Q, P, r, rss in states:
-            left = 1.0 - np.sum(P * P, axis=0)
-            gain = (A.T @ r) ** 2 / np.maximum(left, 1e-300)
+        for sup, Q, P, r, rss, atr, pp in states:
+            left = 1.0 - pp
+            gain = atr ** 2 / np.maximum(left, 1e-300)
             gain[(left < 1e-10) | ~ok] = -1.0  # in the span of the chosen columns already
             if sup:
                 gain[list(sup)] = -1.0
@@ -70,7 +70,7 @@ def forward_select(A, t, k_max: int, tol: float = 1e-11, deadline: float = math.
                 key = tuple(sorted(sup + (int(j),)))
                 new_rss = max(rss - float(gain[j]), 0.0)
                 if key not in children or new_rss < children[key][0]:
-                    children[key] = (new_rss, sup, Q, P, r, int(j), left[j])
+                    children[key] = (new_rss, sup, Q, P, r, int(j), left[j], atr, pp)
         if not children:
             break
         if score is None:
@@ -79,12 +79,14 @@ def forward_select(A, t, k_max: int, tol: float = 1e-11, deadline: float = math.
             ranked = [(score(list(v[1]) + [v[5]]), k, v) for k, v in children.items()]
         ranked.sort(key=lambda e: e[0])
         states, scores = [], []
-        for sc, key, (_, sup, Q, P, r, j, left_j) in ranked[:beam]:
+        for sc, key, (_, sup, Q, P, r, j, left_j, atr, pp) in ranked[:beam]:
             scores.append(sc)
             q = (A[:, j] - Q @ P[:, j]) / math.sqrt(left_j)
-            r2 = r - q * (q @ r)
-            states.append((sup + (j,), np.column_stack([Q, q]), np.vstack([P, q @ A]), r2,
-                           float(r2 @ r2)))
+            qa, qr = q @ A, float(q @ r)
+            r2 = r - q * qr
+            # A^T r and the columns' squared projections, updated rather than recomputed
+            states.append((sup + (j,), np.column_stack([Q, q]), np.vstack([P, qa]), r2,
+                           float(r2 @ r2), atr - qa * qr, pp + qa * qa))
         path.append((list(states[0][0]), scores[0]))
         if scores[0] < tol:
             break
@@ -194,12 +196,20 @@ def _pair_states(A, t, tss, beam, ok, max_pairs):
     for (i, j), _ in _best_pairs(A.T @ A, g[:max_pairs], beam):
         Q, _ = np.linalg.qr(A[:, [i, j]])
         r = t - Q @ (Q.T @ t)
-        states.append(((i, j), Q, Q.T @ full, r, float(r @ r)))
+        states.append(_state((i, j), Q, Q.T @ full, r, full))
     if not states:
-        return [((), np.zeros((len(t), 0)), np.zeros((0, full.shape[1])), t.copy(), tss)], []
+        return [_state((), np.zeros((len(t), 0)), np.zeros((0, full.shape[1])), t.copy(),
+                       full)], []
     states.sort(key=lambda s: s[4])
     path = [([i1], max(tss - float(single[i1]), 0.0) / tss), (list(states[0][0]), states[0][4] / tss)]
     return states, path
+
+
+def _state(sup, Q, P, r, A):
+    """A forward-selection state: the support, its orthonormal basis Q, the projections
+    P = Q^T A, the residual r and its squared norm, A^T r, and each column's squared norm in
+    the span of Q."""
+    return sup, Q, P, r, float(r @ r), A.T @ r, np.sum(P * P, axis=0)
 
 
 def lstsq_on(A, t, support):
