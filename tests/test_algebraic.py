@@ -346,3 +346,30 @@ def test_candidates_after_the_first_are_finished_after_the_share(monkeypatch):
                                       deadline=time.perf_counter() + 2.0)
     assert 2 <= len(recs) <= 3
     assert not any(r["hidden"] == "algebraic(d)" for r in recs)
+
+
+def test_small_ratios_fit_a_two_term_denominator_to_the_noise():
+    """x1*x2/(x1 + x2) + x3 at 1% noise: no pair of the denominator's monomials fits exactly,
+    and the linear form's own residual prefers a wrong P (y sits on both of its sides). Ranked
+    by the error of P/Q, the candidate follows the law to within the noise on fresh points."""
+    from kanlab.discovery.algebraic import small_ratios
+    from kanlab.discovery.terms import Dictionary
+
+    rng = np.random.default_rng(3)
+
+    def law(X):
+        return X[:, 0] * X[:, 1] / (X[:, 0] + X[:, 1]) + X[:, 2]
+
+    X = rng.uniform(1, 5, (600, 3))
+    sd = 0.01 * float(np.sqrt(np.mean(law(X) ** 2)))
+    y = law(X) + sd * rng.normal(size=600)
+    syms = sympy.symbols("x1 x2 x3", positive=True)
+    D = build_dictionary(X, max_columns=3000)
+    mono = [j for j, (v, fn) in enumerate(D.terms)
+            if fn is None and all(e == int(e) for e in v)]
+    Dm = Dictionary([D.terms[j] for j in mono], D.columns[:, mono])
+    (cand,) = small_ratios(Dm, y, "y", lambda e: e, syms, math.inf)
+    assert cand.n_terms <= 5, cand.expr  # three terms in P, two in Q
+    Xf = rng.uniform(1, 5, (2000, 3))
+    pred = sympy.lambdify(syms, cand.expr, "numpy")(*Xf.T)
+    assert np.sqrt(np.mean((pred - law(Xf)) ** 2)) < 0.5 * sd, cand.expr

@@ -308,7 +308,10 @@ def small_ratios(D, y, name, inverse, symbols, deadline, max_p: int = 400, k_max
     and degree <= 2 (``c^2 + u*v``, ``m1 + m2``, ``3 - n*alpha``), P a short sum found by forward
     selection over the simplest ``max_p`` monomials: ``T*m_a = P - c*T*m_b`` is linear, and with
     Q fixed up to c it has no degenerate solution. Stops at the first exact fit, after the
-    ``max_pool`` simplest monomials or after ``max_seconds``."""
+    ``max_pool`` simplest monomials or after ``max_seconds``. Without an exact fit (noisy data)
+    the pair whose P/Q, with P of the size BIC picks, has the lowest BIC is returned: on
+    ``x1*x2/(x1 + x2) + x3`` at 1% noise no pair fits exactly, and the right one fits to the
+    noise with three terms in P."""
     mono = [j for j, (v, fn) in enumerate(D.terms) if fn is None][:max_p]
     if not mono:
         return []
@@ -318,33 +321,60 @@ def small_ratios(D, y, name, inverse, symbols, deadline, max_p: int = 400, k_max
     scale = float(np.sqrt(np.mean(y * y))) or 1.0
     ys = y / scale
     yss = float(ys @ ys)
+    n = len(ys)
     Ap = D.columns[:, mono]
     Ap = Ap / np.sqrt(np.sum(Ap * Ap, axis=0))
-    out = []
+    best = None
     for ia, a in enumerate(pool):
         for b in pool[ia + 1:]:
             if time.perf_counter() > deadline:
-                return out
+                return [] if best is None else [best[1]]
             q = -ys * D.columns[:, b]
             qn = q / (np.linalg.norm(q) or 1.0)
             t = ys * D.columns[:, a]
             tp = t - qn * (qn @ t)
             A = Ap - np.outer(qn, qn @ Ap)
             path = forward_select(A, tp, k_max, beam=4, max_pairs=200)
-            if not path or path[-1][1] > 1e-11:
+            if not path:
                 continue
-            sup = prune_support(A, tp, path[-1][0], 1e-11)
-            cols = np.column_stack([D.columns[:, [mono[j] for j in sup]], q])
-            coef, *_ = np.linalg.lstsq(cols, t, rcond=None)
-            P = sum_expr(D, [mono[j] for j in sup], coef[:-1], symbols, scale)
-            Q = term_expr(D.terms[a], symbols) + sympy.Float(float(coef[-1]), 15) * \
-                term_expr(D.terms[b], symbols)
-            with np.errstate(all="ignore"):
-                res = (cols[:, :-1] @ coef[:-1]) / (D.columns[:, a] + coef[-1] * D.columns[:, b]) - ys
-            err = float(res @ res) / yss
-            if err < 1e-10:
-                out.append(Candidate(inverse(P / Q), f"ratio P/(m_a + c*m_b) for {name}",
-                                     len(sup) + 2, err))
-                return out
-    return out
+            exact = path[-1][1] <= 1e-11
+            if exact:
+                sup = prune_support(A, tp, path[-1][0], 1e-11)
+            else:  # noise biases the linear form's residual (y sits on both sides): rank the
+                # supports by the error of P/Q itself, as the ratios above do
+                def error(sup, a=a, b=b, q=q, t=t):
+                    c = _small_ratio(D, ys, yss, mono, sup, q, t, a, b, name, inverse, None,
+                                     scale)
+                    return math.inf if c is None else c
+                path = forward_select(A, tp, k_max, beam=4, score=error)
+                if not path:
+                    continue
+                sup = chosen_supports(A, tp, path, n)[0]
+            cand = _small_ratio(D, ys, yss, mono, sup, q, t, a, b, name, inverse, symbols, scale)
+            if cand is None:
+                continue
+            if exact and cand.train_rel_rss < 1e-10:
+                return [cand]
+            score = n * math.log(max(cand.train_rel_rss, 1e-30)) + cand.n_terms * math.log(n)
+            if best is None or score < best[0]:
+                best = (score, cand)
+    return [] if best is None else [best[1]]
 
+
+def _small_ratio(D, ys, yss, mono, sup, q, t, a, b, name, inverse, symbols, scale):
+    """The candidate ``P / (m_a + c*m_b)`` with P on the columns ``sup`` of ``mono``, fitted
+    by least squares of ``T*m_a = P - c*T*m_b``; None where P/Q is not finite on the rows;
+    without ``symbols``, P/Q's relative squared error alone."""
+    cols = np.column_stack([D.columns[:, [mono[j] for j in sup]], q])
+    coef, *_ = np.linalg.lstsq(cols, t, rcond=None)
+    with np.errstate(all="ignore"):
+        res = (cols[:, :-1] @ coef[:-1]) / (D.columns[:, a] + coef[-1] * D.columns[:, b]) - ys
+    err = float(res @ res) / yss
+    if not math.isfinite(err):
+        return None
+    if symbols is None:  # the error alone
+        return err
+    P = sum_expr(D, [mono[j] for j in sup], coef[:-1], symbols, scale)
+    Q = term_expr(D.terms[a], symbols) + sympy.Float(float(coef[-1]), 15) * \
+        term_expr(D.terms[b], symbols)
+    return Candidate(inverse(P / Q), f"ratio P/(m_a + c*m_b) for {name}", len(sup) + 2, err)
