@@ -10,6 +10,7 @@ surrogate's error. The assembled sum is refitted and snapped on the data.
 """
 from __future__ import annotations
 
+import math
 import time
 from itertools import combinations
 
@@ -53,6 +54,42 @@ def sum_groups(f, X, err, ysd, live, seed: int = 0, n: int = 256):
     return out if len(out) > 1 else None
 
 
+def _no_constant(expr):
+    """``expr`` without its additive number (itself where that would leave a constant)."""
+    _, rest = expr.as_coeff_Add()
+    return rest if rest.free_symbols else expr
+
+
+def _found_part(terms, symbols, X, y, cols, max_degree: int = 4):
+    """The terms found so far at the training rows (without their additive constants), each
+    scaled by least squares of y on them beside a polynomial (of ``degree``) in the inputs
+    ``cols`` of the term still to find (the highest degree up to ``max_degree`` whose columns
+    are at most a tenth of the rows: ``b*sin(a)`` beside ``exp(c)/d`` comes out 0.35% off
+    its scale with degree 3, 0.001% with 4). Read off the surrogate, a term's formula is right but
+    its scale is the surrogate's (``b*sin(a)`` at 0.9997): subtracted as it is, the rest left
+    in the last term's target keeps it from being exact. The polynomial stands in for that
+    last term, so the scales are not biased by it."""
+    from itertools import combinations_with_replacement
+
+    # without their constants: a term read off the surrogate was centred there, so its constant
+    # is an artefact, and left in the target it hides the last term (log(exp(c)/d + 1.49) is
+    # no short sum; log(exp(c)/d) is c - log(d))
+    vals = np.column_stack([_evaluate(_no_constant(e), symbols, X) for e in terms])
+    z = X[:, cols]
+    z = (z - z.mean(0)) / np.where(z.std(0) > 0, z.std(0), 1.0)
+    degree = max_degree
+    while degree > 1 and math.comb(len(cols) + degree, degree) > len(y) // 10:
+        degree -= 1
+    poly = [np.ones(len(y))] + [np.prod(z[:, list(c)], axis=1)
+                                for k in range(1, degree + 1)
+                                for c in combinations_with_replacement(range(len(cols)), k)]
+    A = np.column_stack([vals] + poly)
+    if not np.all(np.isfinite(A)) or A.shape[1] >= len(y) // 4:
+        return vals.sum(1)
+    coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+    return vals @ coef[:vals.shape[1]]
+
+
 def sum_attempt(h, seed, stages, symbols, Xtr, ytr, Xte, yte, snap, deadline, opts, floor=None):
     """``("sum", groups, surrogate, surrogate histories, (xc, xs, const_cols, ysd, yc, dtype))``:
     the attempt of the module doc (the surrogate's scalings travel with it, not a closure, so
@@ -78,9 +115,8 @@ def sum_attempt(h, seed, stages, symbols, Xtr, ytr, Xte, yte, snap, deadline, op
                 z[:, cols] = Xtr[:, cols]
                 table[:, r] = f(z)
             target = (table - table.mean(0)).mean(1)
-        else:  # the data minus the terms found so far
-            done = sympy.Add(*terms)
-            target = ytr - _evaluate(done, symbols, Xtr) if terms else ytr
+        else:  # the data minus the terms found so far, each at its own least-squares scale
+            target = ytr - _found_part(terms, symbols, Xtr, ytr, cols) if terms else ytr
         if not np.all(np.isfinite(target)):
             raise ValueError("a term of the sum is not finite on the data")
         sub, sub_syms = _sub_discover(Xtr[:, cols], target, [names[i] for i in cols], budget,
