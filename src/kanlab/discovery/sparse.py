@@ -244,16 +244,9 @@ def bic_pick(path, n):
     return best
 
 
-_KNEE = 1.5  # a shorter support this close (in residual) to BIC's choice is offered too
-
-
 def chosen_supports(A, t, path, n):
-    """The supports worth a formula: the BIC choice (pruned of idle columns when exact), the
-    one before it (a shorter fallback for the caller's held-out selection), and the shortest
-    whose residual is within ``_KNEE`` times the choice's. A target read off a network carries
-    its structured error, which each further term fits a little: BIC then runs to the end of
-    the path (``b*sin(a)`` read off a surrogate: 1.04e-5 with two terms, 7.4e-6 with ten, the
-    choice) and the law would not be offered at all."""
+    """The supports worth a formula: the BIC choice (pruned of idle columns when exact) and the
+    one before it (a shorter fallback for the caller's held-out selection)."""
     i = bic_pick(path, n)
     sups = []
     sup, rel = path[i]
@@ -262,8 +255,4 @@ def chosen_supports(A, t, path, n):
     sups.append(sup)
     if i > 0:
         sups.append(path[i - 1][0])
-    for k in range(i - 1):
-        if path[k][1] <= _KNEE * rel:
-            sups.append(path[k][0])
-            break
     return sups
