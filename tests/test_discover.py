@@ -250,24 +250,3 @@ def test_formulas_with_spikes_or_nan_between_the_data_are_flagged():
         assert _r2(_evaluate(bad, [x], X), y) > 1 - 1e-6  # the rows themselves cannot tell
         assert not _finite_between(bad, [x], X, y)
 
-
-
-def test_product_groups_judge_only_swaps_that_stay_on_the_data():
-    """A sub-problem's inputs may depend on each other (the groups x2*x3 and x3*x4 share x3):
-    swapping them between rows leaves the data, where the surrogate extrapolates. Those swaps
-    are left out of the test, and exp(-u)*cos(v) splits u | v."""
-    from kanlab.discovery.structure import _near_data, _product_groups
-
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0.5, 2, (700, 3))
-    X = np.column_stack([x[:, 0] * x[:, 1], x[:, 1] * x[:, 2]])
-    y = np.exp(-X[:, 0]) * np.cos(X[:, 1])
-    data, const, yc, ysd = _standardized(X, y)
-    kind, groups, *_ = _product_groups(data, 2, const, ysd, yc, seed=0)
-    assert (kind, [list(g) for g in groups]) == ("factors", [[0], [1]])
-    # the test of nearness itself: training rows are near, a corner the data never reach is not
-    z = data["train_input"]
-    near = _near_data(z)
-    assert bool(near(z).all())
-    corner = torch.stack([z[:, 0].min(), z[:, 1].max()])[None, :]
-    assert not bool(near(corner)[0])

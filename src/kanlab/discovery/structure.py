@@ -226,27 +226,6 @@ def _surrogate(dataset, d, seed, deadline=math.inf, steps: int = 15):
     return model, hists, err
 
 
-_MIN_PAIRS = 64  # swapped pairs a split needs on the data (of 256) to be judged at all
-_FAR = 1.0  # a swapped point is off the data beyond this many times the rows' 95th-percentile
-# nearest-neighbour distance (about 90% of the pairs of independent inputs stay)
-
-
-def _near_data(x: torch.Tensor):
-    """A test of standardized points: whether each lies near some training row ``x``. Swapping
-    the inputs of two rows leaves the data where inputs are dependent (a sub-problem's groups
-    ``x2*x3`` and ``x3*x4`` share x3), and there the surrogate extrapolates: on such swaps its
-    error, not the law, decides the product test: exp(-u)*cos(v) read 6-13x the surrogate's
-    error on three samples, 0.8-1.5x on the 80-90% of pairs whose swaps stay near the data."""
-    xd = x.double()
-    dist = torch.cdist(xd, xd)
-    dist.fill_diagonal_(math.inf)
-    radius = _FAR * float(torch.quantile(dist.min(1).values, 0.95))
-
-    def near(z):
-        return torch.cdist(z.double(), xd).min(1).values <= radius
-    return near
-
-
 def _product_groups(dataset, d, const_cols, ysd, yc, seed, surrogate=None):
     """Finest grouping of the inputs over which y is a product ``f_1(x_G1) * f_2(x_G2) * ...``,
     or a constant plus one, ``delta + f_1(x_G1) * ...`` (AI Feynman's separability test, with a
@@ -281,30 +260,26 @@ def _product_groups(dataset, d, const_cols, ysd, yc, seed, surrogate=None):
         return model(z)[:, 0].double() * ysd + yc
 
     fa, fb = f(xa), f(xb)
-    near = _near_data(x)
-    swaps = []  # (split, f(a_S, b_rest), f(b_S, a_rest), pairs whose swaps lie on the data)
+    swaps = []  # (split, f(a_S, b_rest), f(b_S, a_rest))
     for r in range(1, len(live)):
         for S in combinations(live, r):
             if S[0] != live[0]:
                 continue  # each split once
             m = torch.zeros(d, dtype=torch.bool)
             m[list(S)] = True
-            ab, ba = torch.where(m, xa, xb), torch.where(m, xb, xa)
-            swaps.append((set(S), f(ab), f(ba), near(ab) & near(ba)))
+            swaps.append((set(S), f(torch.where(m, xa, xb)), f(torch.where(m, xb, xa))))
 
-    def ratio(delta, fab, fba, on):
+    def ratio(delta, fab, fba):
         """Product defect of y - delta on one split, in units of the surrogate's error."""
-        if int(on.sum()) < _MIN_PAIRS:
-            return math.inf  # the split's swaps leave the data: the surrogate cannot tell
         scale = 2.0 * float(torch.cat([fa, fb]).sub(delta).square().mean().sqrt()) * ysd
-        defect = ((fa - delta) * (fb - delta) - (fab - delta) * (fba - delta))[on]
+        defect = (fa - delta) * (fb - delta) - (fab - delta) * (fba - delta)
         return float(defect.square().mean().sqrt()) / max(scale, 1e-300) / max(err, 1e-6)
 
     def partition(oks):  # together unless a product split parts them
-        return _join_unless_split(live, [(S, ok) for (S, *_), ok in zip(swaps, oks)])
+        return _join_unless_split(live, [(S, ok) for (S, _, _), ok in zip(swaps, oks)])
 
     # a plain product of y first: no constant to choose, so the surest reading
-    ratios = [ratio(0.0, fab, fba, on) for _, fab, fba, on in swaps]
+    ratios = [ratio(0.0, fab, fba) for _, fab, fba in swaps]
     groups = partition([r < _SEP_RATIO for r in ratios])
     if len(groups) > 1:
         return ("factors", tuple(map(tuple, groups)), model, 0.0, "id", hists)
@@ -324,10 +299,9 @@ def _product_groups(dataset, d, const_cols, ysd, yc, seed, surrogate=None):
                 continue  # T must be smooth and invertible on the data's range of y
         noise = 2.0 * float(deriv(torch.cat([fa, fb])).abs().square().mean().sqrt()) * ysd * \
             max(err, 1e-6)
-        tswaps = [(S, fwd(fab), fwd(fba), on) for S, fab, fba, on in swaps
-                  if int(on.sum()) >= _MIN_PAIRS]
-        for S, tab_, tba, on in tswaps:
-            A = (ta + tb - tab_ - tba)[on]
+        tswaps = [(S, fwd(fab), fwd(fba)) for S, fab, fba in swaps]
+        for S, tab_, tba in tswaps:
+            A = ta + tb - tab_ - tba
             if name != "id":  # T(y) a sum over this split: for the sum networks, after T
                 r = float(A.square().mean().sqrt()) / max(noise, 1e-300)
                 if r < key:
@@ -337,15 +311,15 @@ def _product_groups(dataset, d, const_cols, ysd, yc, seed, surrogate=None):
             # its least-squares delta a huge number that would make every split "pass"
             if float(A.square().mean().sqrt()) < 10.0 * noise:
                 continue
-            delta = float(((ta * tb - tab_ * tba)[on] * A).sum()) / float(A.square().sum())
+            delta = float(((ta * tb - tab_ * tba) * A).sum()) / float(A.square().sum())
             if abs(delta) > 3.0 * float(torch.cat([ta, tb]).abs().max()):
                 continue
             scale = float(torch.cat([ta, tb]).sub(delta).square().mean().sqrt())
             oks = []
-            for _, u, v, o in tswaps:
-                defect = ((ta - delta) * (tb - delta) - (u - delta) * (v - delta))[o]
+            for _, u, v in tswaps:
+                defect = (ta - delta) * (tb - delta) - (u - delta) * (v - delta)
                 oks.append(float(defect.square().mean().sqrt()) / max(scale * noise, 1e-300))
-            r = float(((ta - delta) * (tb - delta) - (tab_ - delta) * (tba - delta))[on]
+            r = float(((ta - delta) * (tb - delta) - (tab_ - delta) * (tba - delta))
                       .square().mean().sqrt()) / max(scale * noise, 1e-300)
             groups = partition([o < _SEP_RATIO_SHIFT for o in oks])
             if len(groups) > 1 and r < min(key, _SEP_RATIO_SHIFT):
