@@ -343,9 +343,7 @@ def small_ratios(D, y, name, inverse, symbols, deadline, max_p: int = 400, k_max
             else:  # noise biases the linear form's residual (y sits on both sides): rank the
                 # supports by the error of P/Q itself, as the ratios above do
                 def error(sup, a=a, b=b, q=q, t=t):
-                    c = _small_ratio(D, ys, yss, mono, sup, q, t, a, b, name, inverse, None,
-                                     scale)
-                    return math.inf if c is None else c
+                    return _small_ratio_fit(D, ys, yss, mono, sup, q, t, a, b)[1]
                 path = forward_select(A, tp, k_max, beam=4, score=error)
                 if not path:
                     continue
@@ -361,19 +359,23 @@ def small_ratios(D, y, name, inverse, symbols, deadline, max_p: int = 400, k_max
     return [] if best is None else [best[1]]
 
 
-def _small_ratio(D, ys, yss, mono, sup, q, t, a, b, name, inverse, symbols, scale):
-    """The candidate ``P / (m_a + c*m_b)`` with P on the columns ``sup`` of ``mono``, fitted
-    by least squares of ``T*m_a = P - c*T*m_b``; None where P/Q is not finite on the rows;
-    without ``symbols``, P/Q's relative squared error alone."""
+def _small_ratio_fit(D, ys, yss, mono, sup, q, t, a, b):
+    """``(coefficients, relative squared error of P/Q)`` of ``P / (m_a + c*m_b)`` with P on
+    the columns ``sup`` of ``mono``, fitted by least squares of ``T*m_a = P - c*T*m_b`` (c
+    last); the error is inf where P/Q is not finite on the rows."""
     cols = np.column_stack([D.columns[:, [mono[j] for j in sup]], q])
     coef, *_ = np.linalg.lstsq(cols, t, rcond=None)
     with np.errstate(all="ignore"):
         res = (cols[:, :-1] @ coef[:-1]) / (D.columns[:, a] + coef[-1] * D.columns[:, b]) - ys
     err = float(res @ res) / yss
+    return coef, err if math.isfinite(err) else math.inf
+
+
+def _small_ratio(D, ys, yss, mono, sup, q, t, a, b, name, inverse, symbols, scale):
+    """The :class:`Candidate` of :func:`_small_ratio_fit`; None where P/Q is not finite."""
+    coef, err = _small_ratio_fit(D, ys, yss, mono, sup, q, t, a, b)
     if not math.isfinite(err):
         return None
-    if symbols is None:  # the error alone
-        return err
     P = sum_expr(D, [mono[j] for j in sup], coef[:-1], symbols, scale)
     Q = term_expr(D.terms[a], symbols) + sympy.Float(float(coef[-1]), 15) * \
         term_expr(D.terms[b], symbols)
