@@ -263,7 +263,7 @@ def _snap_passes(expr, symbols, X, y, passes, rel, deadline, atol):
             cands = [c for c, _ in found]
             hit = None
             if len(fl) <= 12 and len(fl) > len(done) + 1:  # others free to move with it
-                curv = _profile_curvature(f, X, y, p, k, done)
+                curv = _profile_curvature(f, X, p, k, done)
                 hit = _shortest_description(f, X, y, p, k, found, allowed(), atol, curv)
                 if hit is not None:  # the quadratic model's choice, checked by a real refit
                     trial = _refit_others(f, X, y, p, k, float(hit[0]), fixed=done)
@@ -295,7 +295,7 @@ def _snap_passes(expr, symbols, X, y, passes, rel, deadline, atol):
     return expr
 
 
-def _profile_curvature(f, X, y, p, k, fixed):
+def _profile_curvature(f, X, p, k, fixed):
     """How fast the sum of squared residuals grows as the k-th constant moves from ``p[k]``
     when every other constant not in ``fixed`` is refitted around it (``1 / [(J^T J)^-1]_kk``
     over the free constants, J the residuals' Jacobian by finite differences); None where the
