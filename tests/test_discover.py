@@ -187,6 +187,31 @@ def test_product_groups(case):
         assert isinstance(surrogate, KAN) and len(hists) == 2
 
 
+@pytest.mark.parametrize("law", ["product", "sum"])
+def test_product_groups_where_the_surrogate_error_is_the_noise(law):
+    """Noise at 5% of y's spread leaves the surrogate's held-out error over the 3% under which
+    a split is tested at all. Told that this error is the data's noise (``noisy``), the test
+    still finds a plain product, with a tighter ratio that a sum does not pass."""
+    from kanlab.discovery.structure import _SEP_MAX_NOISY, _SEP_MAX_RMSE, _product_groups, \
+        _surrogate
+
+    rng = np.random.default_rng(7)
+    X = rng.uniform([1, 0], [4, 3], (1000, 2))
+    y = X[:, 0] * np.exp(-X[:, 1]) if law == "product" else X[:, 0] + 3 * np.exp(-X[:, 1])
+    y = y + 0.05 * y.std() * rng.normal(size=len(y))
+    data, const, yc, ysd = _standardized(X, y)
+    sur = _surrogate(data, 2, 0)
+    assert _SEP_MAX_RMSE <= sur[2] < _SEP_MAX_NOISY  # the case the noisy mode is for
+    assert _product_groups(data, 2, const, ysd, yc, seed=0, surrogate=sur) is None
+    found = _product_groups(data, 2, const, ysd, yc, seed=0, surrogate=sur, noisy=True)
+    if law == "sum":
+        assert found is None
+    else:
+        kind, groups, _, delta, transform, _ = found
+        assert (kind, [list(g) for g in groups], delta, transform) == \
+            ("factors", [[0], [1]], 0.0, "id")
+
+
 @pytest.mark.parametrize("case", ["inverse_shifted_product", "inverse_square_sum"])
 def test_product_groups_under_transforms(case):
     """1/y = 1 - v/c is a constant plus a product; 1/y**2 = 1/v**2 - 1/c**2 is a sum."""
@@ -250,3 +275,23 @@ def test_formulas_with_spikes_or_nan_between_the_data_are_flagged():
         assert _r2(_evaluate(bad, [x], X), y) > 1 - 1e-6  # the rows themselves cannot tell
         assert not _finite_between(bad, [x], X, y)
 
+
+
+def test_noise_floor_needs_an_algebraic_formula_as_close_as_the_surrogate():
+    """The surrogate's error reads as the data's noise only when an algebraic formula (another
+    kind of model) stops at about the same held-out error: clearly better says the surrogate is
+    rough, clearly worse says nothing."""
+    from types import SimpleNamespace
+
+    from kanlab.discovery.loop import SearchLoop
+
+    rng = np.random.default_rng(0)
+    yte = rng.normal(size=400)
+    prep = SimpleNamespace(yte=yte, ysd=float(np.std(yte)))
+    loop = SearchLoop(prep, [], (None, [], 0.05), None, None, [2], seed=0, time_budget=10.0,
+                      t_start=0.0, r2_target=0.999, max_attempts=None, stages={})
+    assert not loop.at_noise_floor()  # no algebraic formula yet
+    for rmse, want in [(0.05, True), (0.045, True), (0.06, True), (0.03, False), (0.08, False)]:
+        loop.attempts = [{"hidden": "algebraic(sum of 3 terms of y)", "r2": 1 - rmse ** 2},
+                         {"hidden": 4, "r2": 0.99999}]  # a network's score does not count
+        assert loop.at_noise_floor() is want, rmse

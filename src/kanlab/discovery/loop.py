@@ -34,6 +34,9 @@ log = logging.getLogger("kanlab")
 # blind; a single index is then looked for on the data (:mod:`.index`)
 _INDEX_MIN_RMSE = 0.05
 _SYM_MAX_RMSE = 0.1  # a rougher surrogate still shows a symmetry: its test is relative
+# an algebraic formula's held-out RMSE within these bounds of the surrogate's: both stopped at
+# the data's noise (a formula clearly better than the surrogate says the surrogate is rough)
+_SAME_FLOOR = (0.8, 1.25)
 
 
 class SearchLoop:
@@ -64,7 +67,7 @@ class SearchLoop:
             found = _structures(p.dataset, p.Xtr.shape[1], p.const_cols, p.ysd, p.yc, self.seed,
                                 p.Xtr, p.ytr, p.xc, p.xs, p.dataset["train_input"].dtype,
                                 self.sur, self.t_start + 0.5 * self.time_budget,
-                                affine=not reached)
+                                affine=not reached, noisy=self.at_noise_floor())
             self.stages["separability"] = self.stages.get("separability", 0.0) + \
                 time.perf_counter() - t
             i = lst.index("separable")
@@ -78,6 +81,20 @@ class SearchLoop:
                     lst.append(2 * p.Xtr.shape[1])  # a plain network too, should it fail
             self.shapes = lst
         return lst[a % len(lst)]
+
+    def at_noise_floor(self) -> bool:
+        """Whether the surrogate's held-out error looks like the data's noise: a formula of the
+        algebraic stage (another kind of model) predicts the held-out rows about as well
+        (RMSE within ``_SAME_FLOOR`` times the surrogate's, both in units of y's spread)."""
+        if self.sur is None or not math.isfinite(self.sur[2]):
+            return False
+        r2s = [a["r2"] for a in self.attempts if str(a["hidden"]).startswith("algebraic")
+               and math.isfinite(a["r2"])]
+        if not r2s:
+            return False
+        e = math.sqrt(max(1.0 - max(r2s), 0.0)) * float(np.std(self.prep.yte)) / self.prep.ysd
+        lo, hi = _SAME_FLOOR
+        return lo * self.sur[2] <= e <= hi * self.sur[2]
 
     def shape_name(self, h):
         return _structure_name(h, self.symbols) if isinstance(h, tuple) else h
@@ -197,12 +214,13 @@ def try_surrogate(dataset, d, seed, deadline):
 
 
 def _structures(dataset, d, const_cols, ysd, yc, seed, Xtr, ytr, xc, xs, dtype, sur, deadline,
-                affine=True):
+                affine=True, noisy=False):
     """The structures the data show, surest first: dimensionless groups
     (:func:`.groups.find_groups`, on a network of log|y|, or on the surrogate ``sur``), a
     symmetry that removes a variable (:func:`.symmetry.find_invariant`), a product split
     (``_product_groups``), a sum split (:func:`.additive.sum_groups`), and where neither shows
-    (and ``affine``), a law affine in a function of one input (:func:`.affine.affine_input`)."""
+    (and ``affine``), a law affine in a function of one input (:func:`.affine.affine_input`).
+    ``noisy``: the surrogate's error is the data's noise (a plain product is then still tested)."""
     out, late = [], []
     live = [i for i in range(d) if not const_cols[i]]
     model, hists, err = sur if sur is not None else (None, [], math.inf)
@@ -233,7 +251,8 @@ def _structures(dataset, d, const_cols, ysd, yc, seed, Xtr, ytr, xc, xs, dtype, 
             sym = find_invariant(f, Xtr, err, ysd, seed=seed, live=live)
             if sym is not None:
                 out.append(("reduce", sym[0], sym[1], sym[2], model, hists))
-        found = _product_groups(dataset, d, const_cols, ysd, yc, seed, surrogate=sur)
+        found = _product_groups(dataset, d, const_cols, ysd, yc, seed, surrogate=sur,
+                                noisy=noisy)
         if found is not None:
             out.append(found)
         scaling = (xc, xs, const_cols, ysd, yc, dtype)
