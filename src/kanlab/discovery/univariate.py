@@ -32,6 +32,7 @@ _PERIODIC = {"sin", "cos"}
 # rows the fits are refined on: the caller refits the chosen few on all rows, so more only
 # costs time (800 rows refined on 512: 6.5 s for exp(-u), about twice the time on 256)
 _POINTS = 256
+_ALWAYS = ("y", "1/y", "log y")  # transforms fitted even past the deadline (a second or two)
 _WIDE_A = 48.0  # the wide scan's |a|: about 15 periods over the standardized range
 # shapes of physics' curves outside pykan's library (which the library mirrors), tried here
 # only: 1/(exp(u) + exp(-u)) is 1/(2*cosh(u)), a population over two levels
@@ -97,12 +98,13 @@ def univariate_candidates(x, y, symbol, *, lib=None, deadline: float = math.inf,
                                     (v - vc) / vs, vstd))
     if not targets:
         return []
-    # one batched fit per transform of y (y itself first, the likeliest), the deadline checked
-    # between them: all 42 targets at once took 4.5 s of a 1.75 s share in a factor's
-    # sub-search, and left it no time for a network attempt
+    # one batched fit per transform of y, the deadline checked between them from the fourth
+    # on: all 42 targets at once took 4.5 s of a 1.75 s share in a factor's sub-search, and
+    # left it no time for a network attempt; y, 1/y and log y (a third of that) always run
+    # (Planck's 1/(exp(z) - 1) and 1/(2*cosh(z)) are curves of 1/y)
     found, order = [], list(dict.fromkeys(t[0].split(" in ")[0] for t in targets))
     for k, tname in enumerate(order):
-        if k and time.perf_counter() > deadline:
+        if tname not in _ALWAYS and time.perf_counter() > deadline:
             break
         chunk = [t for t in targets if t[0].split(" in ")[0] == tname]
         U = torch.as_tensor(np.stack([t[4] for t in chunk]), dtype=torch.float64)
