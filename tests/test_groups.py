@@ -1,4 +1,6 @@
 """Dimensionless groups (kanlab.discovery.groups) and the univariate curve stage."""
+import time
+
 import numpy as np
 import pytest
 import sympy
@@ -242,3 +244,27 @@ def test_a_formula_with_fewer_fitted_constants_earns_its_length():
     exact = sympy.sqrt(x + 1) / sympy.sqrt(x - 1)
     assert earns_its_length(fitted, exact, residuals)  # no floats against two
     assert not earns_its_length(x, fitted, residuals)  # floats and no gain
+
+
+def test_curve_stage_at_its_deadline_still_fits_y_and_its_reciprocal_and_log():
+    """A curve stage whose deadline passes during its first fit goes on with 1/y and log y
+    and stops there (Planck's
+    1/(exp(z) - 1) is a curve of 1/y), and its formulas carry no radicals made of the data's
+    midpoint: the argument is standardized with floats."""
+    z = np.linspace(0.5, 4.0, 400)
+    sym = sympy.Symbol("z")
+    y = 1 / (np.exp(z) - 1)
+    late = univariate_candidates(z, y, sym, deadline=time.perf_counter() + 0.02)
+    labels = [label for label, _ in late]
+    assert labels and all(lab.split(" of ")[1].split(" in ")[0].split(" *")[0]
+                          in ("y", "1/y", "log y") for lab in labels), labels
+    assert any("exp of 1/y" in lab for lab in labels), labels
+    label, expr = late[labels.index(next(lab for lab in labels if "exp of 1/y" in lab))]
+    vals = sympy.lambdify(sym, expr, "numpy")(z)
+    assert np.max(np.abs(vals - y)) < 1e-6 * np.max(np.abs(y))
+    assert not any(isinstance(a, sympy.Pow) and a.base.is_Integer and a.exp.is_Rational
+                   and not a.exp.is_Integer for a in expr.atoms(sympy.Pow)), expr
+    # with time, the other transforms are fitted too
+    labels_all = [label for label, _ in univariate_candidates(z, y, sym, keep=100)]
+    assert any(lab.split(" of ")[1].split(" in ")[0].split(" *")[0] not in ("y", "1/y", "log y")
+               for lab in labels_all), labels_all
