@@ -103,7 +103,7 @@ def univariate_candidates(x, y, symbol, *, lib=None, deadline: float = math.inf,
     # left it no time for a network attempt; y, 1/y and log y (a third of that) always run
     # (Planck's 1/(exp(z) - 1) and 1/(2*cosh(z)) are curves of 1/y)
     found, order = [], list(dict.fromkeys(t[0].split(" in ")[0] for t in targets))
-    for k, tname in enumerate(order):
+    for tname in order:
         if tname not in _ALWAYS and time.perf_counter() > deadline:
             break
         chunk = [t for t in targets if t[0].split(" in ")[0] == tname]
