@@ -30,7 +30,8 @@ def algebraic_attempts(Xtr, ytr, Xte, yte, symbols, *, seed: int, snap: bool, de
     # one live input: the curve stage (run after) keeps half the share; it is the exhaustive
     # search of a curve, and the sums and ratios of one input are quick (started past the
     # deadline, it fitted nothing: II.35.18's 1/(2*cosh(z)) was found in some runs only)
-    one = sum(np.ptp(Xtr[:, i]) > 0 for i in range(Xtr.shape[1])) == 1
+    live = [i for i in range(Xtr.shape[1]) if np.ptp(Xtr[:, i]) > 0]
+    one = len(live) == 1
     first = t0 + 0.5 * (deadline - t0) if one and math.isfinite(deadline) else deadline
     try:
         cands = algebraic_candidates(Xtr, ytr, symbols, deadline=first, seed=seed, allowed=lib,
@@ -38,7 +39,8 @@ def algebraic_attempts(Xtr, ytr, Xte, yte, symbols, *, seed: int, snap: bool, de
     except (ValueError, ArithmeticError, MemoryError) as err:  # a failed stage is no formula
         log.info("discover: algebraic stage failed: %s", err)
         return [], time.perf_counter() - t0
-    cands = _curves(Xtr, ytr, symbols, lib, deadline) + list(cands)
+    curves = _curves(Xtr[:, live[0]], ytr, symbols[live[0]], lib, deadline) if one else []
+    cands = curves + list(cands)
     scored, seen = [], set()
     for c in cands:
         key = str(c.expr)
@@ -76,14 +78,11 @@ def algebraic_attempts(Xtr, ytr, Xte, yte, symbols, *, seed: int, snap: bool, de
     return out, time.perf_counter() - t0
 
 
-def _curves(Xtr, ytr, symbols, lib, deadline):
-    """The univariate stage's candidates (:mod:`.univariate`) when one input alone varies."""
-    live = [i for i in range(Xtr.shape[1]) if np.ptp(Xtr[:, i]) > 0]
-    if len(live) != 1:
-        return []
-    i = live[0]
+def _curves(x, ytr, symbol, lib, deadline):
+    """The univariate stage's candidates (:mod:`.univariate`) for y against its one live
+    input x."""
     try:
-        found = univariate_candidates(Xtr[:, i], ytr, symbols[i], lib=lib, deadline=deadline)
+        found = univariate_candidates(x, ytr, symbol, lib=lib, deadline=deadline)
     except (ValueError, ArithmeticError, RuntimeError) as err:
         log.info("discover: univariate stage failed: %s", err)
         return []

@@ -102,11 +102,13 @@ def univariate_candidates(x, y, symbol, *, lib=None, deadline: float = math.inf,
     # on: all 42 targets at once took 4.5 s of a 1.75 s share in a factor's sub-search, and
     # left it no time for a network attempt; y, 1/y and log y (a third of that) always run
     # (Planck's 1/(exp(z) - 1) and 1/(2*cosh(z)) are curves of 1/y)
-    found, order = [], list(dict.fromkeys(t[0].split(" in ")[0] for t in targets))
-    for tname in order:
+    chunks: dict[str, list] = {}  # transform -> its targets (x and 1/x, every power)
+    for t in targets:
+        chunks.setdefault(t[0].split(" in ")[0], []).append(t)
+    found = []
+    for tname, chunk in chunks.items():
         if tname not in _ALWAYS and time.perf_counter() > deadline:
             break
-        chunk = [t for t in targets if t[0].split(" in ")[0] == tname]
         U = torch.as_tensor(np.stack([t[4] for t in chunk]), dtype=torch.float64)
         T = torch.as_tensor(np.stack([t[3] for t in chunk]), dtype=torch.float64)
         found += _formulas(fit_functions(U, T, names, n_starts=3, max_points=_POINTS), names,
