@@ -373,3 +373,59 @@ def test_small_ratios_fit_a_two_term_denominator_to_the_noise():
     Xf = rng.uniform(1, 5, (2000, 3))
     pred = sympy.lambdify(syms, cand.expr, "numpy")(*Xf.T)
     assert np.sqrt(np.mean((pred - law(Xf)) ** 2)) < 0.5 * sd, cand.expr
+
+
+def test_functions_of_a_product_of_two_inputs_enter_small_dictionaries():
+    # sin, cos and sin**2 of x_j*x_k, where the product sweeps half a period or more; each
+    # column is the value of its term's expression
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.uniform(1, 5, 200), rng.uniform(1, 5, 200)])
+    syms = sympy.symbols("a b")
+    D = build_dictionary(X)
+    pairs = [t for t in D.terms if t[1] is not None and not isinstance(t[1][1], int)]
+    assert {t[1][0] for t in pairs} == {"sin", "cos", "sin2"}
+    from kanlab.discovery.terms import term_expr
+    for j in [D.terms.index(t) for t in pairs[:12]]:
+        f = sympy.lambdify(syms, term_expr(D.terms[j], syms))
+        np.testing.assert_allclose(f(X[:, 0], X[:, 1]), D.columns[:, j], rtol=1e-12)
+    # a product that sweeps less than half a period (sin(z) ~ z) brings none
+    small = build_dictionary(X * 0.3)
+    assert not any(t[1] is not None and not isinstance(t[1][1], int) for t in small.terms)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.01])
+def test_a_ratio_of_cosines_of_a_product_of_inputs(noise):
+    # sin(n*theta/2)**2/sin(theta/2)**2 (Feynman I.30.3) is (1 - cos(n*theta))/(1 - cos(theta)):
+    # three terms of the ratio's linear form, once cos(n*theta) is a column
+    rng = np.random.default_rng(0)
+    th, n = rng.uniform(1, 5, 800), rng.uniform(1, 5, 800)
+    y = 1.7 * np.sin(n * th / 2) ** 2 / np.sin(th / 2) ** 2
+    y = y + noise * np.sqrt(np.mean(y ** 2)) * rng.normal(size=y.size)
+    s_th, s_n = sympy.symbols("theta n", positive=True)
+    cands = algebraic_candidates(np.column_stack([th, n]), y, [s_th, s_n])
+    best = min(cands, key=lambda c: c.train_rel_rss)
+    assert best.label == "ratio P/Q of 4 terms for y"
+    assert best.expr.has(sympy.cos(s_n * s_th)) and best.expr.has(sympy.cos(s_th))
+    f = sympy.lambdify([s_th, s_n], best.expr)
+    truth = 1.7 * np.sin(n * th / 2) ** 2 / np.sin(th / 2) ** 2
+    assert np.sqrt(np.mean((f(th, n) - truth) ** 2)) < (1e-9 if noise == 0 else 0.5 * noise) * \
+        np.sqrt(np.mean(truth ** 2))
+
+
+def test_a_ratio_behind_a_prefactor_of_one_input():
+    # Int_0*sin(n*theta/2)**2/sin(theta/2)**2: the power-law fit reads Int_0's exponent as
+    # 0.87 (rows near the zeros weigh little), near enough 1 to divide it out and fit the ratio
+    from kanlab.discovery.prefactor import powerlaw_ratio
+    rng = np.random.default_rng(0)
+    X = rng.uniform(1, 5, (600, 3))
+    y = X[:, 0] * np.sin(X[:, 2] * X[:, 1] / 2) ** 2 / np.sin(X[:, 1] / 2) ** 2
+    syms = sympy.symbols("I0 theta n", positive=True)
+    (expr, label, _, rel), *_ = powerlaw_ratio(X, y, [0, 1, 2], np.ones(3, bool), syms, 10,
+                                                600, math.inf, FUNCTIONS, 1.0)
+    assert label.startswith("I0 times a ratio") and rel < 1e-20
+    assert expr.has(sympy.cos(syms[1] * syms[2])) and len(expr.atoms(sympy.Float)) <= 4
+    f = sympy.lambdify(syms, expr)
+    np.testing.assert_allclose(f(*X.T), y, rtol=1e-9)
+    # the whole stage reaches it too
+    best = min(algebraic_candidates(X, y, syms), key=lambda c: c.train_rel_rss)
+    assert best.train_rel_rss < 1e-20

@@ -9,6 +9,7 @@ a sum of two or three low-degree terms. Two ways to find P:
 * :func:`powerlaw_sum`: the inputs whose exponent in a power-law fit of ``|y|`` is near an
   integer (a factor of their own), to that integer; the sum is then searched over the other
   inputs only, in a dictionary of their own (of higher degree, having fewer inputs).
+  :func:`powerlaw_ratio` does the same for a ratio of such terms.
 
 Each returns ``(expr, label, n_terms, relative residual of y)`` tuples; the caller makes them
 candidates.
@@ -22,13 +23,16 @@ import numpy as np
 import sympy
 
 from .dense import dense_polynomials
+from .ratios import ratio_dictionary, rational_fits
 from .result import _evaluate
 from .sparse import EXACT_RSS, chosen_supports, forward_select, lstsq_on
 from .terms import build_dictionary, simplest_first, sum_expr
 
-__all__ = ["dense_behind", "divided_sum", "integer_prefactor", "powerlaw_fit", "powerlaw_sum"]
+__all__ = ["dense_behind", "divided_sum", "integer_prefactor", "powerlaw_fit", "powerlaw_ratio",
+           "powerlaw_sum"]
 
 _NEAR_INTEGER = 0.1  # a fitted exponent this close to an integer is taken as that integer
+_NEAR_RATIO = 0.25  # ... and tried as the prefactor of a ratio (one input, one rational fit)
 
 
 def divided_sum(D, X, y, inputs, symbols, order, k_max, n, deadline, plain):
@@ -128,6 +132,38 @@ def powerlaw_sum(X, y, inputs, live, symbols, k_max, n, deadline, functions, pla
         if fits and (not best or fits[0][3] < best[0][3]):
             best = fits
     return [f for f in best if f[3] < plain]
+
+
+def powerlaw_ratio(X, y, inputs, live, symbols, k_max, n, deadline, functions, plain):
+    """``y = x_i**p * R/Q``, x_i the input (among ``inputs``) whose exponent in a power-law fit
+    of ``|y|`` is nearest a nonzero integer p (within ``_NEAR_RATIO``), and R/Q a ratio of terms
+    of the other inputs (:func:`.ratios.rational_fits` on y/x_i**p, in their own dictionary,
+    which has functions of their products when they are few):
+    ``Int_0*(1 - cos(n*theta))/(1 - cos(theta))``, where the fit weighs the rows near the
+    zeros of the sine little and reads Int_0's exponent as 0.87. The fits of y closer than
+    ``plain``."""
+    idx = [int(i) for i in inputs]
+    fit = powerlaw_fit(X, y, idx) if len(idx) >= 2 else None
+    if fit is None or time.perf_counter() > deadline:
+        return []
+    off = [(abs(p - round(p)), i, int(round(p))) for i, p in zip(idx, fit[1]) if round(p) != 0]
+    if not off or min(off)[0] > _NEAR_RATIO:
+        return []
+    _, i, p = min(off)
+    rest = [j for j in np.flatnonzero(live).tolist() if j != i]
+    D = build_dictionary(X[:, rest], max_columns=3000, functions=functions)
+    if D.columns.shape[1] == 0:
+        return []
+    P, Pe = X[:, i] ** float(p), symbols[i] ** p
+    sub = [symbols[j] for j in rest]
+    yy = float(y @ y) or 1.0
+    out = []
+    for c in rational_fits(ratio_dictionary(D), y / P, "y", lambda e: Pe * e, sub, k_max, n,
+                           deadline):
+        rel = float(np.sum((y - _evaluate(c.expr, symbols, X)) ** 2)) / yy
+        if math.isfinite(rel) and rel < plain:
+            out.append((c.expr, f"{Pe} times a {c.label}", c.n_terms, rel))
+    return out
 
 
 def integer_prefactor(X, y, inputs, live, symbols):

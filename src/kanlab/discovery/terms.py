@@ -3,15 +3,18 @@
 A term is ``prod_i x_i**e_i`` (integer exponents; negative ones only for inputs that keep one
 sign and stay away from zero; +-1/2 too for positive inputs when there are at most three
 inputs), optionally times ``sin(x_j)``, ``cos(x_j)``,
-``sin(x_j)*cos(x_j)``, ``sin(x_j)**2`` or ``log(x_j)`` (positive inputs). Terms are ordered
-simplest first and capped in number, so the dictionary stays a few thousand columns.
+``sin(x_j)*cos(x_j)``, ``sin(x_j)**2`` or ``log(x_j)`` (positive inputs). With at most three
+inputs, ``sin``, ``cos`` and ``sin**2`` of a product of two inputs enter too (a phase such as
+``omega*t`` or ``n*theta``: ``sin(n*theta/2)**2/sin(theta/2)**2`` is
+``(1 - cos(n*theta))/(1 - cos(theta))``). Terms are ordered simplest first and capped in
+number, so the dictionary stays a few thousand columns.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from itertools import product
+from itertools import combinations, product
 
 import numpy as np
 import sympy
@@ -69,6 +72,12 @@ class Dictionary:
 
 
 _HALF_MAX_INPUTS = 3  # square roots of positive inputs enter dictionaries of this few inputs
+# functions of a product x_j*x_k: in dictionaries of this few inputs, where the product sweeps
+# half a period at least (less, its sine is nearly a polynomial in the monomials: the greedy
+# search then takes it for them) and stays within a few periods (beyond, a sine of it fits
+# anything wiggly)
+_PAIR_MAX_INPUTS, _PAIR_SWEEP, _PAIR_SPAN = 3, math.pi, 8 * math.pi
+_PAIR_FUNCTIONS = ("sin", "cos", "sin2")
 
 
 def _degree_limits(d: int):
@@ -113,6 +122,9 @@ def build_dictionary(X, max_columns: int = 6000, functions=FUNCTIONS,
                      if (f == "log" and pos[j]) or (f != "log" and trig_ok[j])]
             for f, v in product(names, small):
                 extra.append((v, (f, j)))
+        for pair in _phase_pairs(X, live) if n_live <= _PAIR_MAX_INPUTS else ():
+            for f, v in product([f for f in functions if f in _PAIR_FUNCTIONS], small):
+                extra.append((v, (f, pair)))
         extra.sort(key=_term_cost)
         terms += extra[: max(max_columns - len(terms), 0)]
     cols, kept = [], []
@@ -127,9 +139,26 @@ def build_dictionary(X, max_columns: int = 6000, functions=FUNCTIONS,
     return Dictionary(kept, A)
 
 
+def _phase_pairs(X, live):
+    """Pairs (j, k) of live inputs whose product sweeps ``_PAIR_SWEEP`` radians or more and
+    stays within ``_PAIR_SPAN`` of zero."""
+    out = []
+    for j, k in combinations(np.flatnonzero(live).tolist(), 2):
+        z = X[:, j] * X[:, k]
+        if np.ptp(z) >= _PAIR_SWEEP and np.max(np.abs(z)) <= _PAIR_SPAN:
+            out.append((j, k))
+    return out
+
+
 def _term_cost(t) -> int:
     v, fn = t
-    return sum(map(_weight, v)) + sum(1 for e in v if e) + (0 if fn is None else 2)
+    fn_cost = 0 if fn is None else 2 if isinstance(fn[1], int) else 3
+    return sum(map(_weight, v)) + sum(1 for e in v if e) + fn_cost
+
+
+def _argument(j, X):
+    """The values of a function factor's argument: input j, or the product of a pair."""
+    return X[:, j] if isinstance(j, int) else X[:, j[0]] * X[:, j[1]]
 
 
 def simplest_first(terms) -> np.ndarray:
@@ -145,7 +174,7 @@ def _term_values(t, X, logs):
             out = out * X[:, i] ** float(e)
     if fn is not None:
         name, j = fn
-        x = X[:, j]
+        x = _argument(j, X)
         out = out * {"sin": np.sin, "cos": np.cos, "log": lambda _: logs[:, j],
                      "sincos": lambda z: np.sin(z) * np.cos(z),
                      "sin2": lambda z: np.sin(z) ** 2}[name](x)
@@ -160,7 +189,7 @@ def term_expr(t, symbols):
             e = e * s ** sympy.Rational(str(p))
     if fn is not None:
         name, j = fn
-        s = symbols[j]
+        s = symbols[j] if isinstance(j, int) else symbols[j[0]] * symbols[j[1]]
         e = e * {"sin": sympy.sin(s), "cos": sympy.cos(s), "log": sympy.log(s),
                  "sincos": sympy.sin(s) * sympy.cos(s), "sin2": sympy.sin(s) ** 2}[name]
     return e
