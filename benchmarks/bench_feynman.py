@@ -263,7 +263,7 @@ def exact_check(found, truth, symbols, ranges=None, *, digits: int = 3, n_points
     """SRBench's exact-recovery rule, with the reason for the verdict.
 
     Recovered when sympy simplifies ``found - truth`` to a constant, or ``found / truth`` to a
-    nonzero constant. ``found`` is tried as given, with its floats written as exact rationals
+    nonzero constant (with trigonometric functions also after writing them in exponentials). ``found`` is tried as given, with its floats written as exact rationals
     (same values; sympy handles x**(1/2) better than x**0.5), and with its floats rounded to
     ``digits`` decimals (floats below 1e-4 in magnitude set to 0), as SRBench does. Before any
     ``simplify`` a numeric test on ``n_points`` random points in ``ranges`` (default U(1,5))
@@ -308,11 +308,11 @@ def exact_check(found, truth, symbols, ranges=None, *, digits: int = 3, n_points
         try:
             with _time_limit(timeout_s):
                 if diff_like:
-                    d = sympy.simplify(cand - truth)
+                    d = _simplified(cand - truth)
                     if not d.free_symbols and d.is_finite is not False:
                         return True, f"{label}: found - truth = {d}"
                 if ratio_like:
-                    q = sympy.simplify(cand / truth)
+                    q = _simplified(cand / truth)
                     if not q.free_symbols and q.is_finite is not False and q != 0:
                         return True, f"{label}: found / truth = {q}"
             reasons.append(f"{label}: numerically equal up to a constant but sympy could not show it")
@@ -321,6 +321,18 @@ def exact_check(found, truth, symbols, ranges=None, *, digits: int = 3, n_points
         except Exception as exc:
             reasons.append(f"{label}: {type(exc).__name__}: {exc}")
     return False, "; ".join(reasons)
+
+
+def _simplified(expr):
+    """``sympy.simplify(expr)``; where that keeps symbols and expr has trigonometric functions,
+    simplify of expr written in exponentials too (``sin(t)**2 + 2*cos(t) - 2`` against
+    ``-4*sin(t/2)**4``: simplify alone misses the half angle)."""
+    out = sympy.simplify(expr)
+    if out.free_symbols and expr.has(sympy.sin, sympy.cos, sympy.tan):
+        alt = sympy.simplify(expr.rewrite(sympy.exp))
+        if not alt.free_symbols:
+            return alt
+    return out
 
 
 def is_exact(found, truth, symbols, ranges=None, **kw) -> bool:
