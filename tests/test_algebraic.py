@@ -429,3 +429,33 @@ def test_a_ratio_behind_a_prefactor_of_one_input():
     # the whole stage reaches it too
     best = min(algebraic_candidates(X, y, syms), key=lambda c: c.train_rel_rss)
     assert best.train_rel_rss < 1e-20
+
+
+def test_a_short_candidate_is_finished_however_late(monkeypatch):
+    # a sub-search's share can be spent before its candidates are finished; the best one is
+    # finished all the same, and so is any with at most two floats (a line behind wiggly
+    # curves: the factor x1 of x1*exp(-u), read off a surrogate), but no other long one
+    import time
+
+    import kanlab.discovery.candidates as cmod
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(1, 4, (400, 1))
+    y = 2 * x[:, 0] + 1 + 0.3 * np.sin(3 * x[:, 0])
+    s = sympy.Symbol("x1", positive=True)
+    F = sympy.Float
+    cands = [Candidate(F(2.0) * s + F(1.0) + F(a) * sympy.sin(F(b) * s), f"wiggle{k}", 3, 1e-3)
+             for k, (a, b) in enumerate([(0.3, 3.0), (0.29, 3.0), (0.28, 3.01)])]
+    cands.append(Candidate(F(2.0) * s + F(1.0), "line", 2, 1e-2))
+
+    def slow_search(*args, deadline, **kwargs):  # far past the deadline and its quarter share
+        time.sleep(max(deadline - time.perf_counter(), 0.0) + 0.5)
+        return cands
+
+    monkeypatch.setattr(cmod, "algebraic_candidates", slow_search)
+    monkeypatch.setattr(cmod, "_curves", lambda *args: [])
+    recs, _ = cmod.algebraic_attempts(x[:300], y[:300], x[300:], y[300:], [s], seed=0, snap=True,
+                                      deadline=time.perf_counter() + 0.2)
+    assert [r["hidden"] for r in recs] == ["algebraic(wiggle0)", "algebraic(line)"]
+    line = recs[1]["expr"]
+    assert line.free_symbols == {s} and sympy.degree(line, s) == 1

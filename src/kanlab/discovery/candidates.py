@@ -20,6 +20,8 @@ from .result import _evaluate, _finite_between, _r2
 
 log = logging.getLogger("kanlab")
 
+_ALWAYS_FLOATS = 2  # a candidate this short is finished past any deadline (milliseconds)
+
 
 def algebraic_attempts(Xtr, ytr, Xte, yte, symbols, *, seed: int, snap: bool, deadline: float,
                        lib=None, keep: int = 6, max_terms: int = 10,
@@ -63,12 +65,14 @@ def algebraic_attempts(Xtr, ytr, Xte, yte, symbols, *, seed: int, snap: bool, de
     # the best candidate is finished even when the search used the whole share, and the next
     # two as well where they keep at most three floats (a refit and a snap: milliseconds each),
     # up to a quarter of the share past it: the law may be second (II.13.23's two power laws
-    # of 1/y**2 behind a ratio of three terms, at noise 0.01)
+    # of 1/y**2 behind a ratio of three terms, at noise 0.01); any of them with at most two
+    # floats is finished however late: a factor's line c*x1 + d behind a four-float curve
     late = deadline + 0.25 * max(deadline - t0, 0.0)
     for k, (r2_train, _, c) in enumerate(scored[:keep]):
-        now = time.perf_counter()
-        if out and now > deadline and (now > late or k >= 3 or _float_count(c.expr) > 3):
-            break
+        now, floats = time.perf_counter(), _float_count(c.expr)
+        if out and now > deadline and floats > _ALWAYS_FLOATS and (
+                now > late or k >= 3 or floats > 3):
+            continue
         expr = _finish(c.expr, r2_train > 0.99, symbols, Xtr, ytr, snap, deadline, floor)
         r2 = _r2(_evaluate(expr, symbols, Xte), yte)
         out.append({"seed": seed, "hidden": f"algebraic({c.label})", "r2": r2,
