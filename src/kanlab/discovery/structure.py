@@ -60,11 +60,11 @@ def _structure_name(h, symbols) -> str:
         f"{', shift' if h[3] else ''})"
 
 
-def _sub_discover(X, y, names, budget, seed, separable, opts):
+def _sub_discover(X, y, names, budget, seed, separable, opts, read=True):
     """A smaller search inside a structured attempt, with the caller's options (``lib``, grids,
-    steps, dtype). Its target values may carry a surrogate's error, so it stops at R2 0.9995
-    and does not snap: the whole formula's constants are refitted and snapped on the data
-    afterwards."""
+    steps, dtype). Its target values may carry a surrogate's error (``read``: they were read
+    off it), so it stops at R2 0.9995 and does not snap: the whole formula's constants are
+    refitted and snapped on the data afterwards."""
     n = X.shape[1]
     from .search import discover  # the whole search, recursively
 
@@ -74,7 +74,7 @@ def _sub_discover(X, y, names, budget, seed, separable, opts):
     # its targets carry the surrogate's error, which a long series of terms would fit: a factor
     # gets short algebraic candidates only
     opts = dict(opts)
-    if opts.get("algebraic", True):
+    if read and opts.get("algebraic", True):
         opts["algebraic"] = 4
     res = discover(X, y, var_names=names, time_budget=budget, seed=seed, hidden=hidden,
                    r2_target=0.9995, snap=False, max_attempts=3, numeric_model=False,
@@ -90,7 +90,10 @@ def _structured_attempt(dataset, h, seed, stages, symbols, ysd, yc, Xtr, ytr, Xt
     Each factor's values on the training rows are read off the surrogate: with the other
     groups' inputs held at K reference rows, the (rows x K) table of T(surrogate) - delta is
     f_j(rows) times a per-reference constant, so its leading singular vector is f_j up to scale
-    (averaging the surrogate's error over the K references). Each factor is its own, smaller
+    (averaging the surrogate's error over the K references). The last factor is read off the
+    data instead, T(y) - delta divided by the other factors' formulas, where those follow
+    their readings to the surrogate's error (:func:`_last_factor`): its sub-search then sees
+    the law itself and gets the whole algebraic stage. Each factor is its own, smaller
     discovery (which may divide again), and T^-1(delta + c * product), delta and c by least
     squares, goes through the usual last stage on the data: constants refitted, then snapped.
 
@@ -113,29 +116,22 @@ def _structured_attempt(dataset, h, seed, stages, symbols, ysd, yc, Xtr, ytr, Xt
         x = dataset["train_input"]
         rng = np.random.default_rng(seed)
         refs = x[torch.as_tensor(rng.integers(0, x.shape[0], 24))]
-        exprs = []
+        exprs, fits = [], []
         for j, g in enumerate(groups):
-            cols = torch.as_tensor(list(g))
-            table = np.empty((x.shape[0], len(refs)))  # (rows, K): f_j(rows) F(refs)
-            with torch.no_grad():
-                for k, ref in enumerate(refs):  # one reference at a time: memory of one pass
-                    z = ref.repeat(x.shape[0], 1)
-                    z[:, cols] = x[:, cols]
-                    raw = surrogate(z)[:, 0].double() * ysd + yc
-                    table[:, k] = (fwd(raw) - delta).numpy()
-            if not np.all(np.isfinite(table)):
-                raise ValueError("the surrogate leaves the transform's domain off the data")
-            u, sv, _ = np.linalg.svd(table, full_matrices=False)
-            f = u[:, 0] * sv[0]
-            f = f / (np.std(f) or 1.0)
-            if f.mean() < 0:
-                f = -f
+            # the last factor off the data divided by the others' formulas, when they follow
+            # the surrogate's readings to its own error; else, as the others, off the surrogate
+            f = _last_factor(exprs, fits, yt, delta, symbols, Xtr, floor, ysd) \
+                if j == len(groups) - 1 else None
+            read = f is None
+            if read:
+                f = _factor_reading(surrogate, x, refs, g, ysd, yc, fwd, delta)
             # the factor's share of the time left; a sub-search's first attempt always returns
             # a formula (cut short at its deadline), so a late factor is rough, not missing
             budget = max(deadline - time.perf_counter(), 0.0) * len(g) / sum(map(len, groups[j:]))
             sub, sub_syms = _sub_discover(Xtr[:, list(g)], f, [names[i] for i in g],
-                                          max(budget, 0.5), seed, True, opts)
+                                          max(budget, 0.5), seed, True, opts, read)
             exprs.append(sub.xreplace({a: symbols[i] for a, i in zip(sub_syms, g)}))
+            fits.append(_r2(_evaluate(exprs[-1], symbols, Xtr), f))
         prod = sympy.Mul(*exprs)
         p = _evaluate(prod, symbols, Xtr)
         ok = np.isfinite(p) & np.isfinite(yt)
@@ -166,6 +162,52 @@ def _structured_attempt(dataset, h, seed, stages, symbols, ysd, yc, Xtr, ytr, Xt
             "width": [list(w) if w[1] else w[0] for w in surrogate.width]}
 
 
+def _factor_reading(surrogate, x, refs, g, ysd, yc, fwd, delta):
+    """Factor g's values on the training rows ``x`` read off the surrogate, up to scale: the
+    leading singular vector of the (rows x references) table of T(surrogate) - delta with the
+    other inputs held at each reference row."""
+    cols = torch.as_tensor(list(g))
+    table = np.empty((x.shape[0], len(refs)))  # (rows, K): f_j(rows) F(refs)
+    with torch.no_grad():
+        for k, ref in enumerate(refs):  # one reference at a time: memory of one pass
+            z = ref.repeat(x.shape[0], 1)
+            z[:, cols] = x[:, cols]
+            raw = surrogate(z)[:, 0].double() * ysd + yc
+            table[:, k] = (fwd(raw) - delta).numpy()
+    if not np.all(np.isfinite(table)):
+        raise ValueError("the surrogate leaves the transform's domain off the data")
+    u, sv, _ = np.linalg.svd(table, full_matrices=False)
+    f = u[:, 0] * sv[0]
+    f = f / (np.std(f) or 1.0)
+    return -f if f.mean() < 0 else f
+
+
+def _last_factor(exprs, fits, yt, delta, symbols, Xtr, floor, ysd):
+    """The last factor's values, up to scale, off the data: (T(y) - delta) divided by the
+    product of the other factors' formulas. Only where each of those follows its reading to
+    within the surrogate's error (R2 against it, ``floor`` the surrogate's squared error in
+    y's units) and their product stays away from zero (it divides); else None. The data carry
+    no surrogate error: the sub-search of ``(1 - cos(n*delta))/(1 - cos(delta))`` behind two
+    exact one-input factors sees the law, not a network's rendering of it."""
+    if not exprs or floor is None or not fits:
+        return None
+    if min(fits) < 1.0 - max(_LAST_R2_SLACK * floor / ysd ** 2, 1e-10):
+        return None
+    p = _evaluate(sympy.Mul(*exprs), symbols, Xtr)
+    a = np.abs(p)
+    if not np.all(np.isfinite(p)) or not a.min() >= _LAST_MIN_DIVISOR * a.max():
+        return None
+    with np.errstate(all="ignore"):
+        f = (yt - delta) / p
+    if not np.all(np.isfinite(f)):
+        return None
+    f = f / (np.std(f) or 1.0)
+    return -f if f.mean() < 0 else f
+
+
+# the other factors' formulas may miss their readings by this many times the surrogate's
+# squared error, and their product must keep this share of its largest magnitude everywhere
+_LAST_R2_SLACK, _LAST_MIN_DIVISOR = 4.0, 0.05
 _EXPAND_MAX = 80  # nodes of a product that is multiplied out before its constants are refitted
 _SEP_RATIO, _SEP_MAX_RMSE = 4.0, 3e-2
 # ... and where that error is the data's noise (see _product_groups), with a tighter ratio:
