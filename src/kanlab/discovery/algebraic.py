@@ -108,6 +108,9 @@ def _evaluate_terms(expr, symbols, X):
 
 
 _POLY_TARGETS = ("y", "1/y", "y^2", "1/y^2")  # the transforms tried as whole polynomials
+# a ratio behind a prefactor needs this share of the stage's time left, and takes a second at
+# most (see algebraic_candidates)
+_BEHIND_RATIO_LEFT, _BEHIND_RATIO_SECONDS = 0.3, 1.0
 
 
 def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: int = 10,
@@ -127,6 +130,7 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
     Returns a list of :class:`Candidate`, cheapest first within each target; the constants are
     least-squares values (the caller refits and snaps them on all its data).
     """
+    t_start = time.perf_counter()
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     if len(y) > max_rows:
@@ -188,9 +192,19 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
         found = divided_sum(D, X, y, one_sign, symbols, order, k_max, n, deadline, plain)
         if not any(f[3] < EXACT_RSS for f in found):
             found += powerlaw_sum(X, y, one_sign, live, symbols, k_max, n, deadline, fns, plain)
-        if rational and not any(f[3] < EXACT_RSS for f in found):
-            found += powerlaw_ratio(X, y, one_sign, live, symbols, k_max, n, deadline, fns,
-                                    plain)
+        # a ratio behind a prefactor last, in a second or so of its own, and only where the
+        # stage has time left for it and for the finishing of its candidates after it (taken
+        # from their share, it cost I.16.6 its exact ratio at noise 0.01)
+        # It must fit twice as closely as the plain ratios of y too: behind the prefactor
+        # omega_0, the ratio of I.34.14 only displaced the law's own ratio of y**2
+        left = deadline - time.perf_counter()
+        ratios = min((c.train_rel_rss for c in out if c.label.startswith("ratio")
+                      and c.label.endswith("for y")), default=1.0)
+        if rational and left >= _BEHIND_RATIO_LEFT * (deadline - t_start) and \
+                not any(f[3] < EXACT_RSS for f in found):
+            found += powerlaw_ratio(X, y, one_sign, live, symbols, k_max, n,
+                                    min(deadline, time.perf_counter() + _BEHIND_RATIO_SECONDS),
+                                    fns, min(plain, 0.5 * ratios))
         out.extend(Candidate(*f) for f in found)
     return out
 

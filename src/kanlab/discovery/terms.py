@@ -76,7 +76,7 @@ _HALF_MAX_INPUTS = 3  # square roots of positive inputs enter dictionaries of th
 # half a period at least (less, its sine is nearly a polynomial in the monomials: the greedy
 # search then takes it for them) and stays within a few periods (beyond, a sine of it fits
 # anything wiggly)
-_PAIR_MAX_INPUTS, _PAIR_SWEEP, _PAIR_SPAN = 3, math.pi, 8 * math.pi
+_PAIR_MAX_INPUTS, _PAIR_SWEEP, _PAIR_SPAN = 2, math.pi, 8 * math.pi
 _PAIR_FUNCTIONS = ("sin", "cos", "sin2")
 
 
