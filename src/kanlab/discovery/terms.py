@@ -3,8 +3,8 @@
 A term is ``prod_i x_i**e_i`` (integer exponents; negative ones only for inputs that keep one
 sign and stay away from zero; +-1/2 too for positive inputs when there are at most three
 inputs), optionally times ``sin(x_j)``, ``cos(x_j)``,
-``sin(x_j)*cos(x_j)``, ``sin(x_j)**2`` or ``log(x_j)`` (positive inputs). With at most three
-inputs, ``sin``, ``cos`` and ``sin**2`` of a product of two inputs enter too (a phase such as
+``sin(x_j)*cos(x_j)``, ``sin(x_j)**2`` or ``log(x_j)`` (positive inputs). With two inputs,
+``sin``, ``cos`` and ``sin**2`` of their product enter too (a phase such as
 ``omega*t`` or ``n*theta``: ``sin(n*theta/2)**2/sin(theta/2)**2`` is
 ``(1 - cos(n*theta))/(1 - cos(theta))``). Terms are ordered simplest first and capped in
 number, so the dictionary stays a few thousand columns.
