@@ -306,14 +306,13 @@ def test_last_factor_is_read_off_the_data_once_the_others_are_known():
     X = rng.uniform(1, 5, (300, 3))
     ratio = (1 - np.cos(X[:, 1] * X[:, 2])) / (1 - np.cos(X[:, 1]))
     y = X[:, 0] * ratio
-    syms = list(sympy.symbols("x0 x1 x2", positive=True))
     ysd = float(np.std(y))
     floor = (0.01 * ysd) ** 2  # the surrogate's error: 1% of y's spread
-    f = _last_factor([2.0 * syms[0]], [0.99999], y, 0.0, syms, X, floor, ysd)
+    f = _last_factor([2.0 * X[:, 0]], [0.99999], y, 0.0, floor, ysd)
     c = float(np.dot(f, ratio) / np.dot(ratio, ratio))
     np.testing.assert_allclose(f, c * ratio, rtol=1e-12)
     # not when the known factor misses its reading by more than the surrogate's error allows,
     # nor when it comes near zero (it divides), nor without a surrogate error to judge by
-    assert _last_factor([syms[0]], [0.99], y, 0.0, syms, X, floor, ysd) is None
-    assert _last_factor([syms[0] - 1], [0.99999], y, 0.0, syms, X, floor, ysd) is None
-    assert _last_factor([syms[0]], [0.99999], y, 0.0, syms, X, None, ysd) is None
+    assert _last_factor([X[:, 0]], [0.99], y, 0.0, floor, ysd) is None
+    assert _last_factor([X[:, 0] - 1], [0.99999], y, 0.0, floor, ysd) is None
+    assert _last_factor([X[:, 0]], [0.99999], y, 0.0, None, ysd) is None

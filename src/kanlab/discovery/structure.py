@@ -116,11 +116,11 @@ def _structured_attempt(dataset, h, seed, stages, symbols, ysd, yc, Xtr, ytr, Xt
         x = dataset["train_input"]
         rng = np.random.default_rng(seed)
         refs = x[torch.as_tensor(rng.integers(0, x.shape[0], 24))]
-        exprs, fits = [], []
+        exprs, vals, fits = [], [], []  # each factor's formula, its values, R2 on its reading
         for j, g in enumerate(groups):
             # the last factor off the data divided by the others' formulas, when they follow
             # the surrogate's readings to its own error; else, as the others, off the surrogate
-            f = _last_factor(exprs, fits, yt, delta, symbols, Xtr, floor, ysd) \
+            f = _last_factor(vals, fits, yt, delta, floor, ysd) \
                 if j == len(groups) - 1 else None
             read = f is None
             if read:
@@ -131,9 +131,10 @@ def _structured_attempt(dataset, h, seed, stages, symbols, ysd, yc, Xtr, ytr, Xt
             sub, sub_syms = _sub_discover(Xtr[:, list(g)], f, [names[i] for i in g],
                                           max(budget, 0.5), seed, True, opts, read)
             exprs.append(sub.xreplace({a: symbols[i] for a, i in zip(sub_syms, g)}))
-            fits.append(_r2(_evaluate(exprs[-1], symbols, Xtr), f))
+            vals.append(_evaluate(exprs[-1], symbols, Xtr))
+            fits.append(_r2(vals[-1], f))
         prod = sympy.Mul(*exprs)
-        p = _evaluate(prod, symbols, Xtr)
+        p = np.prod(vals, axis=0)
         ok = np.isfinite(p) & np.isfinite(yt)
         if delta:  # T(y) = shift + c * product, both by least squares
             (shift, c), *_ = np.linalg.lstsq(np.column_stack([np.ones(ok.sum()), p[ok]]),
@@ -182,18 +183,18 @@ def _factor_reading(surrogate, x, refs, g, ysd, yc, fwd, delta):
     return -f if f.mean() < 0 else f
 
 
-def _last_factor(exprs, fits, yt, delta, symbols, Xtr, floor, ysd):
+def _last_factor(vals, fits, yt, delta, floor, ysd):
     """The last factor's values, up to scale, off the data: (T(y) - delta) divided by the
-    product of the other factors' formulas. Only where each of those follows its reading to
+    product of the other factors' formulas (``vals``: their values on the rows). Only where each of those follows its reading to
     within the surrogate's error (R2 against it, ``floor`` the surrogate's squared error in
     y's units) and their product stays away from zero (it divides); else None. The data carry
     no surrogate error: the sub-search of ``(1 - cos(n*delta))/(1 - cos(delta))`` behind two
     exact one-input factors sees the law, not a network's rendering of it."""
-    if not exprs or floor is None or not fits:
+    if not vals or floor is None or not fits:
         return None
     if min(fits) < 1.0 - max(_LAST_R2_SLACK * floor / ysd ** 2, 1e-10):
         return None
-    p = _evaluate(sympy.Mul(*exprs), symbols, Xtr)
+    p = np.prod(vals, axis=0)
     a = np.abs(p)
     if not np.all(np.isfinite(p)) or not a.min() >= _LAST_MIN_DIVISOR * a.max():
         return None
