@@ -116,6 +116,20 @@ def test_univariate_stage_finds_planck_curve():
     assert "exp" in label
 
 
+def test_univariate_stage_finds_a_steep_decay_over_a_long_tailed_group():
+    """exp(-u) with u = m*g*x/(kb*T) from 0.2 to 77 (I.40.1's group) is exp(-38.7*s) on the
+    standardized argument s, beyond the default scan of |a| <= 10; with 1% noise y goes
+    negative in the tail, so there is no log y to fit a line to either."""
+    rng = np.random.default_rng(0)
+    X = rng.uniform(1, 5, (800, 5))
+    z = X[:, 0] * X[:, 1] * X[:, 2] / (X[:, 3] * X[:, 4])
+    y = np.exp(-z)
+    y = y + 0.01 * np.sqrt(np.mean(y * y)) * np.random.default_rng(1).normal(size=len(y))
+    label, best = _best_curve(z, y)
+    assert label == "curve exp of y"
+    assert np.sqrt(np.mean((best - np.exp(-z)) ** 2)) < 0.003 * np.sqrt(np.mean(y * y))
+
+
 def test_univariate_stage_finds_a_power_of_a_curve():
     """Rutherford's 1/sin(theta/2)**4 is (1 - cos(theta))**-2 up to a constant: a cosine of
     the target's inverse square root."""

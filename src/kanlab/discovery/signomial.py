@@ -128,7 +128,7 @@ class _Growth:
         t = self.t / self.scale
         prev = self.fits[-1][:2] if self.fits else None
         best, agree = None, 0
-        for E0, tags in _starts(space, t, prev, K, rng, starts):
+        for E0, tags in _starts(space, t, prev, K, rng, starts, self.w):
             if time.perf_counter() > deadline and best is not None:
                 break
             got = _fit(space, t, E0, tags, w=self.w)
@@ -151,11 +151,11 @@ class _Growth:
         self.going = best[2] >= 1e-14
 
 
-def _starts(space, t, prev, K, rng, count):
+def _starts(space, t, prev, K, rng, count, w=None):
     """Starting ``(exponents, factors)`` for K terms: the log-log fit for K = 1 (with each
-    factor); else the K - 1 best with one of its terms copied and either one exponent of the
-    copy moved by 1 or its factor changed (every such split, in random order); one start in
-    three random small integers."""
+    factor); else the K - 1 best with one of its terms copied and either its exponents moved
+    (:func:`_moves`) or its factor changed; in turn, the split whose linear fit (exponents
+    held) is closest among those left, a split drawn at random, and random small integers."""
     d, G = space.L.shape[1], space.T.shape[1]
     if prev is None:
         ll = _loglog(space.L, t)
@@ -165,17 +165,62 @@ def _starts(space, t, prev, K, rng, count):
             yield _random(rng, 1, d), rng.integers(0, G, size=1) * rng.integers(0, 2, size=1)
         return
     E, tags = prev
-    splits = [(j, i, s, tags[j]) for j in range(len(E)) for i in range(d) for s in (-1.0, 1.0)]
-    splits += [(j, 0, 0.0, g) for j in range(len(E)) for g in range(G) if g != tags[j]]
-    order = list(rng.permutation(len(splits)))
+    made = []
+    for j in range(len(E)):
+        for step in _moves(d):
+            made.append((np.vstack([E, E[j] + step]), np.append(tags, tags[j])))
+        for g in range(G):
+            if g != tags[j]:
+                made.append((np.vstack([E, E[j]]), np.append(tags, g)))
+    # a start's coefficients alone, fitted by least squares, rank it: a few milliseconds for
+    # all of them, where one Levenberg-Marquardt run takes tens; the law's split is near the
+    # top even when its terms are far from their final exponents
+    ranked = sorted(range(len(made)), key=lambda k: (_linear_rss(space, t, *made[k], w), k))
+    shuffled = list(rng.permutation(len(made)))
+    tried = set()
     for n in range(count):
-        if n % 3 == 2 or not order:
+        # in turn: the best-ranked split not yet tried, one in random order, random exponents
+        pool = ranked if n % 3 == 0 else shuffled
+        while pool and pool[0] in tried:
+            pool.pop(0)
+        if n % 3 == 2 or not pool:
             yield _random(rng, K, d), rng.integers(0, G, size=K) * rng.integers(0, 2, size=K)
             continue
-        j, i, s, g = splits[order.pop()]
-        new = E[j].copy()
-        new[i] += s
-        yield np.vstack([E, new]), np.append(tags, g)
+        tried.add(pool[0])
+        yield made[pool.pop(0)]
+
+
+def _moves(d):
+    """Steps of a copied term's exponents: one exponent by 1, or two by 1 each, alike (a
+    product x_i*x_k) or opposite (a ratio x_i/x_k: ``w0**3/w**3 + w0/w`` is one term split
+    along w0/w)."""
+    out = []
+    for i in range(d):
+        for s in (-1.0, 1.0):
+            e = np.zeros(d)
+            e[i] = s
+            out.append(e)
+            for k in range(i + 1, d):
+                for t in (-1.0, 1.0):
+                    e2 = e.copy()
+                    e2[k] = t
+                    out.append(e2)
+    return out
+
+
+def _linear_rss(space, t, E, tags, w=None) -> float:
+    """Residual of ``t`` fitted by the terms ``E`` (factors ``tags``) with their exponents held
+    (inf when the columns overflow)."""
+    w = np.ones(len(t)) if w is None else w
+    with np.errstate(all="ignore"):
+        A = np.exp(np.clip(space.L @ E.T, -60.0, 60.0)) * space.T[:, tags] * w[:, None]
+        try:
+            c, *_ = np.linalg.lstsq(A, t * w, rcond=None)
+        except (ValueError, np.linalg.LinAlgError):
+            return math.inf
+        r = A @ c - t * w
+    rss = float(r @ r)
+    return rss if math.isfinite(rss) else math.inf
 
 
 def row_weights(name, t):

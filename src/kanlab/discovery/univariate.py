@@ -28,7 +28,7 @@ _MIN_R2 = 0.999  # a transformed fit worse than this is not a law of the curve
 # functions whose fits only mimic curves (powers are there as x**p already; sgn, 0, x are
 # handled by the algebraic stage's polynomials)
 _SKIP = {"0", "x", "sgn", "abs"}
-_PERIODIC = {"sin", "cos"}
+_WIDE = {"sin", "cos", "exp"}  # scanned over a wide range of a as well (see _wide)
 # rows the fits are refined on: the caller refits the chosen few on all rows, so more only
 # costs time (800 rows refined on 512: 6.5 s for exp(-u), about twice the time on 256)
 _POINTS = 256
@@ -114,16 +114,18 @@ def univariate_candidates(x, y, symbol, *, lib=None, deadline: float = math.inf,
         found += _formulas(fit_functions(U, T, names, n_starts=3, max_points=_POINTS), names,
                            chunk, x, y, symbol)
         if tname == "y":
-            found += _periodic(names, chunk, U, T, x, y, symbol, deadline)
+            found += _wide(names, chunk, U, T, x, y, symbol, deadline)
     found.sort(key=lambda t: -t[0])
     return [(label, expr) for _, label, expr in found[:keep]]
 
 
-def _periodic(names, targets, U, T, x, y, symbol, deadline):
+def _wide(names, targets, U, T, x, y, symbol, deadline):
     """A fast oscillation (sin(2*pi*E*t/h)**2 over four periods) lies beyond the default scan
-    of a (|a| <= 10 on the standardized argument): periodic functions get a wide, dense one, of
-    y itself only (sin**2 is a cos of twice the argument, and the scan is costly)."""
-    periodic = [n for n in names if _name(n) in _PERIODIC]
+    of a (|a| <= 10 on the standardized argument), and so does a steep decay over a long-tailed
+    argument (exp(-u) with u from 0.2 to 77 is exp(-38.7*s) on the standardized s): periodic
+    functions and exp get a wide, dense scan, of y itself only (sin**2 is a cos of twice the
+    argument, and the scan is costly)."""
+    periodic = [n for n in names if _name(n) in _WIDE]
     plain = [e for e, t in enumerate(targets) if t[1] == 0]
     if not periodic or not plain or time.perf_counter() > deadline:
         return []
