@@ -459,3 +459,31 @@ def test_a_short_candidate_is_finished_however_late(monkeypatch):
     assert [r["hidden"] for r in recs] == ["algebraic(wiggle0)", "algebraic(line)"]
     line = recs[1]["expr"]
     assert line.free_symbols == {s} and sympy.degree(line, s) == 1
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.01])
+@pytest.mark.parametrize("two", [False, True])
+def test_a_sum_over_a_monomial_that_vanishes_on_the_data(noise, two):
+    # t*sin(u*t/2)**2/(u*t/2)**2 (Feynman III.9.52 once u = omega - omega_0 is an input) is
+    # (2 - 2*cos(u*t))/(u**2*t): u changes sign, so 1/u**2 is no column and no ratio's
+    # denominator (those hold a constant); y*u**2*t is a sum of two terms. One input: the
+    # sinc squared of z, (2 - 2*cos(z))/z**2.
+    from kanlab.discovery.prefactor import cleared_sum
+    rng = np.random.default_rng(0)
+    t, u = rng.uniform(1, 3, 800), rng.uniform(1, 5, 800) - rng.uniform(1, 5, 800)
+    z = u * t
+    truth = (t if two else 1.0) * np.sin(z / 2) ** 2 / (z / 2) ** 2
+    y = truth + noise * np.sqrt(np.mean(truth ** 2)) * rng.normal(size=t.size)
+    syms = sympy.symbols("t u") if two else [sympy.Symbol("z")]
+    X = np.column_stack([t, u]) if two else z[:, None]
+    cands = [c for c in algebraic_candidates(X, y, syms) if "terms over" in c.label]
+    assert len(cands) == 1
+    assert cands[0].n_terms == 2 and cands[0].expr.has(sympy.cos(sympy.Mul(*syms)))
+    f = sympy.lambdify(syms, cands[0].expr)
+    err = np.sqrt(np.mean((f(*X.T) - truth) ** 2)) / np.sqrt(np.mean(truth ** 2))
+    assert err < (1e-9 if noise == 0 else 0.2 * noise)
+    # nothing where every input keeps one sign: the plain ratios hold such denominators
+    D = build_dictionary(np.abs(X) + 1)
+    assert cleared_sum(D, np.abs(X) + 1, y, np.ones(X.shape[1], bool),
+                       np.ones(X.shape[1], bool), syms, simplest_first(D.terms), 10, 600,
+                       math.inf, (1.0, 0)) == []

@@ -29,7 +29,7 @@ import sympy
 
 from .candidate import Candidate
 from .dense import dense_polynomials
-from .prefactor import dense_behind, divided_sum, powerlaw_fit, powerlaw_ratio, powerlaw_sum
+from .prefactor import cleared_sum, dense_behind, divided_sum, powerlaw_fit, powerlaw_ratio, powerlaw_sum
 from .ratios import ratio_dictionary, rational_fits, small_ratios
 from .signomial import signomial_sums
 from .sparse import EXACT_RSS, chosen_supports, forward_select, lstsq_on
@@ -178,6 +178,14 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
         if time.perf_counter() > deadline or _exact(out):
             break  # past the deadline, or exact to float precision: nothing can fit better
         out.extend(_sums(D, t, name, inverse, symbols, k_max, n, deadline, order))
+        if name == "y" and not _exact(out):
+            # y times a monomial that vanishes on the data, right after y's own sums: a
+            # sub-search's share may end before the ratios (a sinc squared of two inputs)
+            sums = [(c.train_rel_rss, c.n_terms) for c in out  # residuals of y itself
+                    if c.label.startswith("sum of") and c.label.endswith("terms of y")]
+            out.extend(Candidate(*f) for f in cleared_sum(
+                D, X, y, live, neg_ok, symbols, order, k_max, n, deadline,
+                min(sums, default=(1.0, 0))))
     for name, t, inverse in finite if rational else ():
         if time.perf_counter() > deadline or _exact(out):
             break

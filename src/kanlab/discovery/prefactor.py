@@ -6,6 +6,8 @@ sparse search looks at first: ``x1*cos(u) + x1*alpha*cos(u)**2`` or
 a sum of two or three low-degree terms. Two ways to find P:
 
 * :func:`divided_sum`: one input to the power +-1 (the caller's plain sums missed);
+* :func:`cleared_sum`: y times a monomial that vanishes on the data is a sum (a denominator
+  the dictionary cannot hold);
 * :func:`powerlaw_sum`: the inputs whose exponent in a power-law fit of ``|y|`` is near an
   integer (a factor of their own), to that integer; the sum is then searched over the other
   inputs only, in a dictionary of their own (of higher degree, having fewer inputs).
@@ -16,6 +18,7 @@ candidates.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import time
 
@@ -25,14 +28,15 @@ import sympy
 from .dense import dense_polynomials
 from .ratios import ratio_dictionary, rational_fits
 from .result import _evaluate
-from .sparse import EXACT_RSS, chosen_supports, forward_select, lstsq_on
+from .sparse import EXACT_RSS, bic_pick, chosen_supports, forward_select, lstsq_on
 from .terms import build_dictionary, simplest_first, sum_expr
 
-__all__ = ["dense_behind", "divided_sum", "integer_prefactor", "powerlaw_fit", "powerlaw_ratio",
+__all__ = ["cleared_sum", "dense_behind", "divided_sum", "integer_prefactor", "powerlaw_fit", "powerlaw_ratio",
            "powerlaw_sum"]
 
 _NEAR_INTEGER = 0.1  # a fitted exponent this close to an integer is taken as that integer
 _NEAR_RATIO = 0.25  # ... and tried as the prefactor of a ratio (one input, one rational fit)
+_CLEAR_MAX_INPUTS = 2  # cleared_sum tries every monomial of this many live inputs
 
 
 def divided_sum(D, X, y, inputs, symbols, order, k_max, n, deadline, plain):
@@ -60,6 +64,61 @@ def divided_sum(D, X, y, inputs, symbols, order, k_max, n, deadline, plain):
             if rel < EXACT_RSS:
                 return [best]
     return [best] if best is not None and best[3] < 0.5 * plain else []
+
+
+def cleared_sum(D, X, y, live, away, symbols, order, k_max, n, deadline, plain):
+    """``S / m``: y times a monomial m is a short sum S of ``D``'s terms, where m carries a
+    positive power of an input that changes sign (a denominator that vanishes on the data, out
+    of the dictionary's reach: ``(2 - 2*cos(u*t))/(u**2*t)``, a sinc squared). Tried with up
+    to ``_CLEAR_MAX_INPUTS`` live inputs, m's exponents 1 or 2 for inputs that change sign, -1
+    to 2 for the others; the best is returned if its BIC beats that of ``plain``, the best of
+    the caller's sums (relative residual, number of terms), else nothing: on noisy data a sum
+    of seven terms may fit as closely as the law's two."""
+    idx = [int(i) for i in np.flatnonzero(live)]
+    signed = [i for i in idx if not away[i]]
+    if not signed or len(idx) > _CLEAR_MAX_INPUTS:
+        return []
+    yy = float(y @ y) or 1.0
+    choices = [(0, 1, 2) if i in signed else (-1, 0, 1, 2) for i in idx]
+    best, best_key = None, math.inf
+    for powers in itertools.product(*choices):
+        if not any(p > 0 for i, p in zip(idx, powers) if i in signed):
+            continue
+        if time.perf_counter() > deadline:
+            break
+        m = np.prod([X[:, i] ** float(p) for i, p in zip(idx, powers)], axis=0)
+        with np.errstate(all="ignore"):
+            B = D.columns / m[:, None]  # the terms over m, in which y itself is a sum
+        ok = np.all(np.isfinite(B), axis=0)
+        if not ok.any():
+            continue
+        # supports grown on y*m (noise times m: where m is large, y*m is noisy), ranked by
+        # how well their coefficients refitted on y fit y: y*m's own fit need not cancel where
+        # m vanishes (2.001/t - 2*cos(u*t)/t over u**2 blows up at u = 0), y's must
+        Bok, cols = B[:, ok], np.flatnonzero(ok)
+
+        def err(sup, Bok=Bok):
+            coef = np.linalg.lstsq(Bok[:, sup], y, rcond=None)[0]
+            return float(np.sum((y - Bok[:, sup] @ coef) ** 2)) / yy
+
+        t = y * m
+        path = forward_select(D.columns[:, cols], t / (float(np.sqrt(np.mean(t * t))) or 1.0),
+                              k_max, deadline=deadline, beam=4, score=err)
+        if not path:
+            continue
+        sup, rel = path[bic_pick(path, n)]
+        key = n * math.log(max(rel, 1e-30)) + len(sup) * math.log(n)  # BIC, as along a path
+        if math.isfinite(rel) and (best is None or key < best_key):
+            best_key = key
+            coef = np.linalg.lstsq(Bok[:, sup], y, rcond=None)[0]
+            mono = sympy.Mul(*[symbols[i] ** p for i, p in zip(idx, powers)])
+            expr = sum_expr(D, [int(cols[k]) for k in sup], coef, symbols, 1.0) / mono
+            best = (expr, f"a sum of {len(sup)} terms over {mono}", len(sup), rel)
+        if rel < EXACT_RSS:
+            break
+    rel, k = plain
+    return [best] if best is not None and \
+        best_key < n * math.log(max(rel, 1e-30)) + k * math.log(n) else []
 
 
 def _fit_sums(A, t, k_max, n, deadline, order):
