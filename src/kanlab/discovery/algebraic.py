@@ -29,7 +29,8 @@ import sympy
 
 from .candidate import Candidate
 from .dense import dense_polynomials
-from .prefactor import cleared_sum, dense_behind, divided_sum, powerlaw_fit, powerlaw_ratio, powerlaw_sum
+from .prefactor import (cleared_sum, dense_behind, divided_sum, powerlaw_fit, powerlaw_ratio,
+                        powerlaw_sum)
 from .ratios import ratio_dictionary, rational_fits, small_ratios
 from .signomial import signomial_sums
 from .sparse import EXACT_RSS, chosen_supports, forward_select, lstsq_on

@@ -31,8 +31,8 @@ from .result import _evaluate
 from .sparse import EXACT_RSS, bic_pick, chosen_supports, forward_select, lstsq_on
 from .terms import build_dictionary, simplest_first, sum_expr
 
-__all__ = ["cleared_sum", "dense_behind", "divided_sum", "integer_prefactor", "powerlaw_fit", "powerlaw_ratio",
-           "powerlaw_sum"]
+__all__ = ["cleared_sum", "dense_behind", "divided_sum", "integer_prefactor", "powerlaw_fit",
+           "powerlaw_ratio", "powerlaw_sum"]
 
 _NEAR_INTEGER = 0.1  # a fitted exponent this close to an integer is taken as that integer
 _NEAR_RATIO = 0.25  # ... and tried as the prefactor of a ratio (one input, one rational fit)
@@ -98,8 +98,7 @@ def cleared_sum(D, X, y, live, away, symbols, order, k_max, n, deadline, plain):
         Bok, cols = B[:, ok], np.flatnonzero(ok)
 
         def err(sup, Bok=Bok):
-            coef = np.linalg.lstsq(Bok[:, sup], y, rcond=None)[0]
-            return float(np.sum((y - Bok[:, sup] @ coef) ** 2)) / yy
+            return lstsq_on(Bok, y, sup)[1] / yy
 
         t = y * m
         path = forward_select(D.columns[:, cols], t / (float(np.sqrt(np.mean(t * t))) or 1.0),
@@ -110,7 +109,7 @@ def cleared_sum(D, X, y, live, away, symbols, order, k_max, n, deadline, plain):
         key = n * math.log(max(rel, 1e-30)) + len(sup) * math.log(n)  # BIC, as along a path
         if math.isfinite(rel) and (best is None or key < best_key):
             best_key = key
-            coef = np.linalg.lstsq(Bok[:, sup], y, rcond=None)[0]
+            coef = lstsq_on(Bok, y, sup)[0]
             mono = sympy.Mul(*[symbols[i] ** p for i, p in zip(idx, powers)])
             expr = sum_expr(D, [int(cols[k]) for k in sup], coef, symbols, 1.0) / mono
             best = (expr, f"a sum of {len(sup)} terms over {mono}", len(sup), rel)

@@ -125,14 +125,14 @@ def _wide(names, targets, U, T, x, y, symbol, deadline):
     argument (exp(-u) with u from 0.2 to 77 is exp(-38.7*s) on the standardized s): periodic
     functions and exp get a wide, dense scan, of y itself only (sin**2 is a cos of twice the
     argument, and the scan is costly)."""
-    periodic = [n for n in names if _name(n) in _WIDE]
+    wide = [n for n in names if _name(n) in _WIDE]
     plain = [e for e, t in enumerate(targets) if t[1] == 0]
-    if not periodic or not plain or time.perf_counter() > deadline:
+    if not wide or not plain or time.perf_counter() > deadline:
         return []
-    fit = fit_functions(U[plain], T[plain], periodic, a_range=(-_WIDE_A, _WIDE_A),
+    fit = fit_functions(U[plain], T[plain], wide, a_range=(-_WIDE_A, _WIDE_A),
                         b_range=(-3.2, 3.2), grid_number=21, n_starts=3, coarse_points=256,
                         max_points=_POINTS)
-    return _formulas(fit, periodic, [targets[e] for e in plain], x, y, symbol)
+    return _formulas(fit, wide, [targets[e] for e in plain], x, y, symbol)
 
 
 def _name(n):
