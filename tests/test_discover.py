@@ -1,5 +1,6 @@
 """discover(): data in, exact formula out; pruning by spread."""
 import importlib.util
+import time
 import numpy as np
 import pytest
 import sympy
@@ -316,3 +317,55 @@ def test_last_factor_is_read_off_the_data_once_the_others_are_known():
     assert _last_factor([X[:, 0]], [0.99], y, 0.0, floor, ysd) is None
     assert _last_factor([X[:, 0] - 1], [0.99999], y, 0.0, floor, ysd) is None
     assert _last_factor([X[:, 0]], [0.99999], y, 0.0, None, ysd) is None
+    # three power laws of inputs in [1, 3] span 1/27: still far enough from zero to divide by
+    Z = rng.uniform(1, 3, (300, 3))
+    p = Z[:, 0] * Z[:, 1] / Z[:, 2]
+    assert _last_factor([p], [0.99999], p * ratio, 0.0, floor, ysd) is not None
+    # but not a divisor that changes sign, however far from zero it stays
+    gap = np.where(X[:, 0] > 3, X[:, 0], -X[:, 0])
+    assert _last_factor([gap], [0.99999], gap * ratio, 0.0, floor, ysd) is None
+
+
+def test_the_largest_factor_comes_last_and_is_read_off_the_data(monkeypatch):
+    # y = x0 * x2**2 / x3 * (1 - cos(x1*x4))/x4**2, the groups as the split test lists them,
+    # (x1, x4) second: the one-input factors are found first, so that the pair's factor is
+    # the data divided by them, not the surrogate's rendering of it
+    from kanlab.discovery import structure
+    from kanlab.discovery.oracle import Oracle
+
+    rng = np.random.default_rng(1)
+    X = rng.uniform(1, 3, (400, 5))
+    pair = (1 - np.cos(X[:, 1] * X[:, 4])) / X[:, 4] ** 2
+    y = X[:, 0] * X[:, 2] ** 2 / X[:, 3] * pair
+
+    class Law(torch.nn.Module):
+        def forward(self, z):  # the surrogate, exact: raw inputs in, raw y out
+            z = z.double()
+            return (z[:, 0] * z[:, 2] ** 2 / z[:, 3] * (1 - torch.cos(z[:, 1] * z[:, 4]))
+                    / z[:, 4] ** 2)[:, None]
+
+    sur = Oracle(Law(), KAN(width=[5, 1], grid=3, k=3, seed=0))
+    x = sympy.symbols("x_0:5")
+    truth = {(0,): x[0], (2,): x[2] ** 2, (3,): 1 / x[3],
+             (1, 4): (1 - sympy.cos(x[1] * x[4])) / x[4] ** 2}
+    calls = []
+
+    def sub(Xs, f, names, budget, seed, separable, opts, read=True):
+        cols = tuple(int(n[2:]) for n in names)
+        calls.append((cols, read, f))
+        syms = [sympy.Symbol(n) for n in names]
+        e = truth[cols].xreplace({x[i]: s for i, s in zip(cols, syms)})
+        v = sympy.lambdify(syms, e)(*Xs.T)  # found as a search would: with f's scale
+        return sympy.Float(float(np.dot(v, f) / np.dot(v, v))) * e, syms
+
+    monkeypatch.setattr(structure, "_sub_discover", sub)
+    data = {"train_input": torch.as_tensor(X)}
+    h = ("factors", ((0,), (1, 4), (2,), (3,)), sur, 0.0, "id", [])
+    stages = {k: 0.0 for k in ("train", "formula")}
+    res = structure._structured_attempt(data, h, 0, stages, list(x), 1.0, 0.0, X, y, X, y,
+                                        False, time.perf_counter() + 30, {}, floor=1e-6)
+    assert [c for c, _, _ in calls] == [(0,), (2,), (3,), (1, 4)]
+    assert [r for _, r, _ in calls] == [True, True, True, False]
+    f = calls[-1][2]  # the pair's target: the data over the other factors, up to scale
+    np.testing.assert_allclose(f, np.dot(f, pair) / np.dot(pair, pair) * pair, rtol=1e-9)
+    assert res["r2"] > 1 - 1e-12
