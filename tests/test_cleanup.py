@@ -159,3 +159,20 @@ def test_a_float_shared_by_a_sum_is_factored_out_and_snapped():
 def test_pi_cubed_is_a_snapping_base():
     # Planck's spectral density in omega carries 1/(2*pi**3) (I.41.16)
     assert 1 / (2 * sympy.pi ** 3) in [c for c, _ in _candidates(1 / (2 * math.pi ** 3))]
+
+
+def test_tidy_multiplies_out_small_products_only():
+    # a product of sums is expanded when that makes a few terms; six sums of four terms would
+    # make 4096, which sympy takes minutes over and which is never shorter: left as a product
+    from kanlab.symbolic.formula import _expanded_terms, tidy
+
+    x, y, z = sympy.symbols("x y z")
+    assert _expanded_terms((x + 1) * (y + 2)) == 4
+    assert _expanded_terms((x + y + z) ** 3) == 27
+    assert tidy(2.0 * (x + 1) * (x - 1)) == 2.0 * x ** 2 - 2.0
+    big = sympy.Mul(*[0.3 * x ** i + 1.1 * y + 0.7 * i * z + 1.5 for i in range(1, 7)])
+    assert _expanded_terms(big) > 64
+    out = tidy(big, max_ops=0)  # the cheap rewrites only
+    assert isinstance(out, sympy.Mul) and len(out.args) == 6
+    vals = {x: 0.7, y: -1.3, z: 2.1}
+    assert abs(float(out.subs(vals)) - float(big.subs(vals))) <= 1e-12 * abs(float(big.subs(vals)))
