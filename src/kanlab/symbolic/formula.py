@@ -144,7 +144,10 @@ _EXPAND_MAX_TERMS = 64
 
 
 def _expanded_terms(e) -> int:
-    """An upper bound on the number of terms of ``sympy.expand(e)``, capped past the limit."""
+    """An upper bound on the number of top-level terms of ``sympy.expand(e)``, capped at one
+    past the limit (so a huge integer power is not raised in full: 2**64 already exceeds it).
+    Function arguments count as one term each; expand rewrites them too, but the products
+    that cost minutes are those of the formula's own sums."""
     cap = _EXPAND_MAX_TERMS + 1
     if isinstance(e, sympy.Add):
         return min(sum(_expanded_terms(a) for a in e.args), cap)
