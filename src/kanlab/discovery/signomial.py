@@ -26,6 +26,8 @@ import numpy as np
 import sympy
 from scipy.optimize import least_squares
 
+from .rational_factor import rational_factor
+
 
 __all__ = ["row_weights", "signomial_sums"]
 
@@ -69,6 +71,13 @@ def signomial_sums(X, transforms, symbols, live, *, deadline: float, max_terms: 
             if found is not None:
                 out.append((g.inverse(found[0]), f"sum of {E.shape[0]} power laws of {g.name}",
                             E.shape[0], found[1]))
+        # every size's terms with one input's share a ratio of polynomials: the power laws'
+        # best bend of that share may be far off (and need a third term to make up for it)
+        for E, tags, rel in g.fits:
+            more = rational_factor(space, g.t, g.w, E, tags, rel)
+            if more is not None:
+                out.append((g.inverse(more[0]), f"sum of {E.shape[0]} power laws of {g.name}, "
+                            f"rational in {more[2]}", E.shape[0], more[1]))
     return out
 
 
