@@ -260,7 +260,9 @@ def _structures(dataset, d, const_cols, ysd, yc, seed, Xtr, ytr, xc, xs, dtype, 
             groups = sum_groups(f, Xtr, err, ysd, live, seed=seed)
             if groups is not None:
                 out.append(("sum", groups, model, hists, scaling))
-            elif found is None and affine:  # neither a sum nor a product: affine in one?
+            shared = groups is not None and len(set().union(*groups)) < sum(map(len, groups))
+            if (groups is None or shared) and found is None and affine:
+                # neither a disjoint sum nor a product: affine in one input?
                 # (last: on a rough oracle many smooth laws look affine in some input)
                 j = affine_input(f, Xtr, err, ysd, live, seed=seed)
                 if j is not None:
