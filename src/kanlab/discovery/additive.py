@@ -25,7 +25,7 @@ from ..symbolic.formula import expression_size
 from .cleanup import _finish
 from .oracle import shown
 from .result import _evaluate, _finite_between, _r2
-from .structure import _join_unless_split, _sub_discover
+from .structure import _join_unless_split, _sub_discover, components
 
 __all__ = ["sum_groups", "sum_attempt"]
 
@@ -93,28 +93,11 @@ def _shared_groups(f, X, unit, spread, live, rng, n, max_shared: int = 2):
     for k in range(1, min(max_shared, len(live) - 2) + 1):
         for S in combinations(live, k):
             # the pieces of the graph without S: any pair of inputs that interact joins two
-            pieces = _pieces([i for i in live if i not in S], apart)
+            pieces = components([i for i in live if i not in S],
+                                lambda i, j: (i, j) not in apart and (j, i) not in apart)
             if len(pieces) > 1:
                 return tuple(tuple(sorted(set(p) | set(S))) for p in pieces)
     return None
-
-
-def _pieces(rest, apart):
-    """The connected pieces of the graph on ``rest`` whose edges are the pairs not ``apart``."""
-    parent = {i: i for i in rest}
-
-    def root(i):
-        while parent[i] != i:
-            i = parent[i]
-        return i
-
-    for i, j in combinations(rest, 2):
-        if (i, j) not in apart and (j, i) not in apart:
-            parent[root(j)] = root(i)
-    out: dict = {}
-    for i in rest:
-        out.setdefault(root(i), []).append(i)
-    return sorted(out.values())
 
 
 def _no_constant(expr):
@@ -204,8 +187,9 @@ def sum_attempt(h, seed, stages, symbols, Xtr, ytr, Xte, yte, snap, deadline, op
         cols = list(g)
         left = max(deadline - time.perf_counter(), 0.0)
         budget = max(left * len(g) / sum(map(len, order[k:])), 0.5)
+        own = [i for i in cols if i not in shared]
         if k < len(order) - 1:
-            target = _read_term(f, Xtr, refs, cols, [i for i in cols if i not in shared])
+            target = _read_term(f, Xtr, refs, cols, own)
         else:  # the data minus the terms found so far, each at its own least-squares scale
             target = ytr - _found_part(terms, symbols, Xtr, ytr, cols) if terms else ytr
         if not np.all(np.isfinite(target)):
@@ -214,7 +198,7 @@ def sum_attempt(h, seed, stages, symbols, Xtr, ytr, Xte, yte, snap, deadline, op
                                       seed, True, opts)
         term = sub.xreplace({s: symbols[i] for s, i in zip(sub_syms, cols)})
         if k < len(order) - 1 and shared:
-            term = _own_part(term, [symbols[i] for i in cols if i not in shared])
+            term = _own_part(term, [symbols[i] for i in own])
         terms.append(term)
     # the terms' offsets are arbitrary: one constant and a scale per term, by least squares
     P = np.column_stack([_evaluate(e, symbols, Xtr) for e in terms] + [np.ones(len(ytr))])

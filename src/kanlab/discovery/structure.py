@@ -240,18 +240,25 @@ _TRANSFORMS = {
 def _join_unless_split(live, splits):
     """The groups of ``live`` inputs, as sorted lists, in which two inputs share a group unless
     some split ``(S, passed)`` that passed the test puts one in S and the other outside."""
-    parent = {i: i for i in live}
+    return components(live, lambda i, j: not any(ok and ((i in S) != (j in S))
+                                                 for S, ok in splits))
+
+
+def components(nodes, joined):
+    """The connected pieces of the graph on ``nodes`` whose edges are the pairs ``(i, j)`` with
+    ``joined(i, j)``, each a list in ``nodes``' order, the pieces sorted."""
+    parent = {i: i for i in nodes}
 
     def root(i):
         while parent[i] != i:
             i = parent[i]
         return i
 
-    for i, j in combinations(live, 2):
-        if not any(ok and ((i in S) != (j in S)) for S, ok in splits):
+    for i, j in combinations(nodes, 2):
+        if joined(i, j):
             parent[root(j)] = root(i)
     groups: dict = {}
-    for i in live:
+    for i in nodes:
         groups.setdefault(root(i), []).append(i)
     return sorted(groups.values())
 
