@@ -149,7 +149,7 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
     # sums of a few power laws: a few seconds at most, and the only way to terms of high degree
     left = deadline - time.perf_counter()
     out.extend(Candidate(*f) for f in signomial_sums(
-        X, transforms, symbols, live, deadline=deadline, seed=seed,
+        X, transforms, symbols, live, deadline=deadline, seed=seed, lib=allowed,
         seconds=min(2.0, 0.25 * left) if math.isfinite(left) else 2.0))
     if _exact(out):
         return out  # exact to float precision: nothing can fit better

@@ -24,7 +24,7 @@ import math
 import numpy as np
 import sympy
 
-__all__ = ["rational_factor"]
+__all__ = ["rational_factor", "round_powers"]
 
 # (degree of each P_j, degree of Q), simplest first
 _DEGREES = ((0, 1), (1, 1), (2, 1), (1, 2), (2, 2))
@@ -52,7 +52,7 @@ def rational_factor(space, t, w, E, tags, rel):
         best_bic = min(best_bic, n * math.log(max(plain, 1e-300)) + len(E) * math.log(n))
     best = None
     for k in range(E.shape[1]):
-        Rk = _round(np.delete(E, k, axis=1))
+        Rk = round_powers(np.delete(E, k, axis=1))
         if Rk is None:
             continue  # the other inputs' powers are no integers or halves
         Rk = np.insert(Rk, k, 0.0, axis=1)
@@ -80,7 +80,7 @@ def rational_factor(space, t, w, E, tags, rel):
     return _expression(space, k, Rk, tg, a, b, top), r, space.names[k]
 
 
-def _round(E):
+def round_powers(E):
     """``E`` with each power set to the nearest integer, or else half, within ``_ROUND``;
     None when one is neither or a power is past 8."""
     R = np.where(np.abs(E - np.round(E)) <= _ROUND, np.round(E), np.round(2 * E) / 2)
@@ -90,7 +90,7 @@ def _round(E):
 def _rounded_rel(space, t, w, E, tags, tss):
     """Weighted relative residual of the power laws ``E`` (factors ``tags``) rounded
     (:func:`_round`), their coefficients refitted; None when they do not round."""
-    R = _round(E)
+    R = round_powers(E)
     if R is None:
         return None
     with np.errstate(all="ignore"):

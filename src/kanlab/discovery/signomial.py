@@ -26,21 +26,23 @@ import numpy as np
 import sympy
 from scipy.optimize import least_squares
 
+from .curve_factor import curve_factor
 from .rational_factor import rational_factor
 
 
 __all__ = ["row_weights", "signomial_sums"]
 
 _TRANSFORMS = ("y", "y^2", "1/y", "1/y^2")
+_CURVE_SECONDS = 3.0  # for the search of a curve factor (its transforms of y run regardless)
 
 
 def signomial_sums(X, transforms, symbols, live, *, deadline: float, max_terms: int = 3,
-                   seconds: float = 3.0, seed: int = 0):
+                   seconds: float = 3.0, seed: int = 0, lib=None):
     """``(expr, label, n_terms, relative residual of T(y))`` tuples, one per transform and
     number of terms worth keeping. ``transforms``: ``(name, T(y), inverse)`` as
     :func:`.algebraic._transforms` makes them (only y, y**2, 1/y and 1/y**2 are used);
     ``live``: which inputs vary. Nothing when no live input keeps one sign away from zero, or
-    more than two do not."""
+    more than two do not. ``lib``: the library functions a curve factor may use (None: any)."""
     space = _Space.of(X, symbols, live)
     if space is None:
         return []
@@ -61,7 +63,7 @@ def signomial_sums(X, transforms, symbols, live, *, deadline: float, max_terms: 
             g.step(space, K, now + (stop - now) / slots, rng)
         if any(g.fits and g.fits[-1][2] < 1e-14 for g in grow):
             break  # exact to float precision
-    out = []
+    out, bent = [], []
     for g in grow:
         # the closest fit, and the one a term shorter when that too is close (the noise may
         # not support the last term)
@@ -78,6 +80,15 @@ def signomial_sums(X, transforms, symbols, live, *, deadline: float, max_terms: 
             if more is not None:
                 out.append((g.inverse(more[0]), f"sum of {E.shape[0]} power laws of {g.name}, "
                             f"rational in {more[2]}", E.shape[0], more[1]))
+                if E.shape[0] == 1:
+                    bent.append((more[1], g, E, tags, space.names.index(more[2])))
+    # one power law whose input u's share is better a ratio than a power: u's share may be a
+    # curve (the closest such fit's, searched once: a curve search takes a second or two)
+    for _, g, E, tags, k in sorted(bent, key=lambda b: b[0])[:1]:
+        for expr, rel, label in curve_factor(
+                space, g.t, g.w, E, int(tags[0]), k, lib=lib,
+                deadline=min(deadline, time.perf_counter() + _CURVE_SECONDS)):
+            out.append((g.inverse(expr), f"1 power law of {g.name} times a {label}", 1, rel))
     return out
 
 
