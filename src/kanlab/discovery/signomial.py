@@ -34,6 +34,10 @@ __all__ = ["row_weights", "signomial_sums"]
 
 _TRANSFORMS = ("y", "y^2", "1/y", "1/y^2")
 _CURVE_SECONDS = 3.0  # for the search of a curve factor (its transforms of y run regardless)
+# a one-term fit's input is searched for a curve when a ratio in it leaves this share of the
+# power law's residual at most (1/sin(theta/2)**4 behind Rutherford's powers: 0.1; the ratio
+# (m1*r1 + m2*r2)/(m1 + m2), no curve of one input: 0.995)
+_BENT = 0.5
 
 
 def signomial_sums(X, transforms, symbols, live, *, deadline: float, max_terms: int = 3,
@@ -80,10 +84,10 @@ def signomial_sums(X, transforms, symbols, live, *, deadline: float, max_terms: 
             if more is not None:
                 out.append((g.inverse(more[0]), f"sum of {E.shape[0]} power laws of {g.name}, "
                             f"rational in {more[2]}", E.shape[0], more[1]))
-                if E.shape[0] == 1:
+                if E.shape[0] == 1 and more[1] <= _BENT * rel:
                     bent.append((more[1], g, E, tags, space.names.index(more[2])))
-    # one power law whose input u's share is better a ratio than a power: u's share may be a
-    # curve (the closest such fit's, searched once: a curve search takes a second or two)
+    # one power law whose input u's share is far better a ratio than a power: u's share may
+    # be a curve (the closest such fit's, searched once: a curve search takes a second or two)
     for _, g, E, tags, k in sorted(bent, key=lambda b: b[0])[:1]:
         for expr, rel, label in curve_factor(
                 space, g.t, g.w, E, int(tags[0]), k, lib=lib,
