@@ -29,8 +29,8 @@ import sympy
 
 from .candidate import Candidate
 from .dense import dense_polynomials
-from .prefactor import (cleared_sum, dense_behind, divided_sum, powerlaw_fit, powerlaw_ratio,
-                        powerlaw_sum)
+from .prefactor import (cleared_sum, dense_behind, divided_root, divided_sum, powerlaw_fit,
+                        powerlaw_ratio, powerlaw_sum)
 from .ratios import ratio_dictionary, rational_fits, small_ratios
 from .signomial import signomial_sums
 from .sparse import EXACT_RSS, chosen_supports, forward_select, lstsq_on
@@ -199,6 +199,9 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
                      if c.label.startswith("sum of") and c.label.endswith("terms of y")),
                     default=1.0)  # of 10 terms fits to the noise and would bar every law
         found = divided_sum(D, X, y, one_sign, symbols, order, k_max, n, deadline, plain)
+        if not any(f[3] < EXACT_RSS for f in found) and "sqrt" in use:
+            found += divided_root(D, X, y, one_sign, symbols, order, k_max, n, deadline,
+                                  min([plain] + [f[3] for f in found]))
         if not any(f[3] < EXACT_RSS for f in found):
             found += powerlaw_sum(X, y, one_sign, live, symbols, k_max, n, deadline, fns, plain)
         # a ratio behind a prefactor last, in a second or so of its own, and only where the
