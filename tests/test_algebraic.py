@@ -520,3 +520,26 @@ def test_the_root_of_a_sum_behind_a_prefactor(noise):
     # no such root where y changes sign
     assert divided_root(D, X, y - np.mean(y), range(5), s, simplest_first(D.terms), 10,
                         len(y), time.perf_counter() + 60, 1.0) == []
+
+
+def test_a_root_that_would_turn_imaginary_inside_the_box_is_refused():
+    """y = x3*sqrt(x1 - x2 + 1.5) on rows where the root is real, in a box where it is not
+    (x1 - x2 reaches -4): new points from that box would give no number, so no candidate."""
+    from kanlab.discovery.prefactor import divided_root
+
+    X = np.random.default_rng(0).uniform(1, 5, (3000, 3))
+    X = X[X[:, 0] - X[:, 1] > -1.0][:500]
+    y = X[:, 2] * np.sqrt(X[:, 0] - X[:, 1] + 1.5)
+    s = sympy.symbols("x1 x2 x3", positive=True)
+    D = build_dictionary(X, max_columns=3000)
+    found = divided_root(D, X, y, range(3), s, simplest_first(D.terms), 10, len(y),
+                         time.perf_counter() + 60, 1.0)
+    assert all(f[3] > 1e-6 for f in found), found  # only mimics that stay real, if any
+    # the same law on the whole box is found
+    X = np.random.default_rng(1).uniform(1, 5, (500, 3))
+    X[:, 1] = X[:, 1] * 0.2  # x1 - x2 + 1.5 > 0 throughout
+    y = X[:, 2] * np.sqrt(X[:, 0] - X[:, 1] + 1.5)
+    D = build_dictionary(X, max_columns=3000)
+    found = divided_root(D, X, y, range(3), s, simplest_first(D.terms), 10, len(y),
+                         time.perf_counter() + 60, 1.0)
+    assert found and found[0][3] < 1e-20, found

@@ -31,14 +31,16 @@ from .dense import dense_polynomials
 from .ratios import ratio_dictionary, rational_fits
 from .result import _evaluate
 from .sparse import EXACT_RSS, bic_pick, chosen_supports, forward_select, lstsq_on
-from .terms import build_dictionary, simplest_first, sum_expr
+from .terms import build_dictionary, simplest_first, sum_expr, term_values
 
 __all__ = ["cleared_sum", "dense_behind", "divided_root", "divided_sum", "integer_prefactor",
            "powerlaw_fit", "powerlaw_ratio", "powerlaw_sum"]
 
 _NEAR_INTEGER = 0.1  # a fitted exponent this close to an integer is taken as that integer
 _NEAR_RATIO = 0.25  # ... and tried as the prefactor of a ratio (one input, one rational fit)
-_CLEAR_MAX_INPUTS = 2  # cleared_sum tries every monomial of this many live inputs
+_CLEAR_MAX_INPUTS = 2
+_ROOT_TERMS = 6  # most terms under a root (a longer sum there is a mimic)
+_BOX = 2000  # random points of the data's box on which a root must stay real  # cleared_sum tries every monomial of this many live inputs
 
 
 def divided_sum(D, X, y, inputs, symbols, order, k_max, n, deadline, plain):
@@ -77,11 +79,16 @@ def divided_root(D, X, y, inputs, symbols, order, k_max, n, deadline, plain):
     for the ``M`` columns it was chosen among too (``2*log(M)`` more: the extended BIC): on
     noisy data the best of thousands of columns lowers the residual by more than ``log(n)``
     (``c*sqrt(c**2*m**2 + (p - q*A)**2)`` at 1% noise gets three noise terms by BIC, none by
-    the extended BIC). Each is returned if it fits y at least twice as closely as the plain
-    sums (relative residual ``plain``)."""
+    the extended BIC). A sum must stay positive over the data's whole box (2000 random
+    points), and has at most ``_ROOT_TERMS`` terms. Each pick is returned if it fits y at
+    least twice as closely as the plain sums (relative residual ``plain``)."""
     if not (np.all(y > 0) or np.all(y < 0)):
         return []
     sign = 1.0 if y[0] > 0 else -1.0
+    # the root must stay real over the whole box of the data, not only at its rows: new points
+    # fill the box, and a sum that dips below zero between them (a long one fitted to noise)
+    # is no law
+    box = np.random.default_rng(0).uniform(X.min(axis=0), X.max(axis=0), (_BOX, X.shape[1]))
     w = 1.0 / np.abs(y)
     w = w / np.mean(w)
     yy = float(y @ y) or 1.0
@@ -95,8 +102,8 @@ def divided_root(D, X, y, inputs, symbols, order, k_max, n, deadline, plain):
             Aw = X[:, i][:, None] ** float(2 * p) * A * w[:, None]
             tw = y * y * w
             scale = float(np.sqrt(np.mean(tw * tw))) or 1.0
-            path = forward_select(Aw, tw / scale, k_max, deadline=deadline, beam=4,
-                                  triples=True, order=order)
+            path = forward_select(Aw, tw / scale, min(k_max, _ROOT_TERMS), deadline=deadline,
+                                  beam=4, triples=True, order=order)
             g = np.abs(X[:, i] ** float(p))
             s_i = 1 if X[0, i] ** p > 0 else -1  # the sign of x_i**p on the data
             for sup, _ in path:
@@ -108,7 +115,8 @@ def divided_root(D, X, y, inputs, symbols, order, k_max, n, deadline, plain):
                 base = n * math.log(max(rel, 1e-30))
                 for e, pen in enumerate((math.log(n), math.log(n) + extra)):
                     key = base + len(sup) * pen
-                    if best[e] is None or key < best[e][0]:
+                    if (best[e] is None or key < best[e][0]) and np.all(
+                            term_values([D.terms[j] for j in sup], box) @ coef > 0):
                         expr = sympy.Integer(int(sign) * s_i) * symbols[i] ** p * sympy.sqrt(
                             sum_expr(D, sup, coef, symbols, scale))
                         best[e] = (key, expr, len(sup), rel)

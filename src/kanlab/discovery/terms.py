@@ -166,6 +166,14 @@ def simplest_first(terms) -> np.ndarray:
     return np.argsort([_term_cost(t) for t in terms], kind="stable")
 
 
+def term_values(terms, X) -> np.ndarray:
+    """The columns of ``terms`` (as a :class:`Dictionary` holds them) at other points X."""
+    with np.errstate(all="ignore"):
+        logs = np.where(X > 0, np.log(np.where(X > 0, X, 1.0)), 0.0)
+        return np.column_stack([_term_values(t, X, logs) for t in terms]) if terms else \
+            np.zeros((len(X), 0))
+
+
 def _term_values(t, X, logs):
     v, fn = t
     out = np.ones(X.shape[0])
