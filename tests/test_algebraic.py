@@ -1,6 +1,5 @@
 """The algebraic stage (sparse sums of terms, ratios, monomials) and Pareto-front selection."""
 import math
-import time
 
 import numpy as np
 import pytest
@@ -489,57 +488,3 @@ def test_a_sum_over_a_monomial_that_vanishes_on_the_data(noise, two):
                        np.ones(X.shape[1], bool), syms, simplest_first(D.terms), 10, 600,
                        math.inf, (1.0, 0)) == []
 
-
-@pytest.mark.parametrize("noise", [0.0, 0.01])
-def test_the_root_of_a_sum_behind_a_prefactor(noise):
-    """c*sqrt(c**2*m**2 + (p - q*A)**2) (Goldstein 8.56 without its potential): y**2 / c**2 is a
-    sum of four terms. Exact without noise; at 1% noise the extended-BIC pick has the four
-    terms alone, and predicts fresh points within a fraction of the noise."""
-    from kanlab.discovery.prefactor import divided_root
-
-    def draw(n, seed):
-        X = np.random.default_rng(seed).uniform(1, 5, (n, 5))
-        m, c, p, q, A = X.T
-        return X, c * np.sqrt(c ** 2 * m ** 2 + (p - q * A) ** 2)
-
-    X, y = draw(600, 0)
-    sd = noise * np.sqrt(np.mean(y * y))
-    y = y + sd * np.random.default_rng(1).standard_normal(len(y))
-    s = sympy.symbols("m c p q A", positive=True)
-    D = build_dictionary(X, max_columns=3000)
-    found = divided_root(D, X, y, range(5), s, simplest_first(D.terms), 10, len(y),
-                         time.perf_counter() + 60, 1.0)
-    assert found
-    four = [f for f in found if f[2] == 4]
-    assert four, [f[1] for f in found]
-    expr = four[0][0]
-    Xf, yf = draw(400, 2)
-    err = sympy.lambdify(s, expr, "numpy")(*Xf.T) - yf
-    rms = float(np.sqrt(np.mean(err ** 2)))
-    assert rms < (1e-9 * np.sqrt(np.mean(yf ** 2)) if noise == 0 else 0.3 * sd), (expr, rms)
-    # no such root where y changes sign
-    assert divided_root(D, X, y - np.mean(y), range(5), s, simplest_first(D.terms), 10,
-                        len(y), time.perf_counter() + 60, 1.0) == []
-
-
-def test_a_root_that_would_turn_imaginary_inside_the_box_is_refused():
-    """y = x3*sqrt(x1 - x2 + 1.5) on rows where the root is real, in a box where it is not
-    (x1 - x2 reaches -4): new points from that box would give no number, so no candidate."""
-    from kanlab.discovery.prefactor import divided_root
-
-    X = np.random.default_rng(0).uniform(1, 5, (3000, 3))
-    X = X[X[:, 0] - X[:, 1] > -1.0][:500]
-    y = X[:, 2] * np.sqrt(X[:, 0] - X[:, 1] + 1.5)
-    s = sympy.symbols("x1 x2 x3", positive=True)
-    D = build_dictionary(X, max_columns=3000)
-    found = divided_root(D, X, y, range(3), s, simplest_first(D.terms), 10, len(y),
-                         time.perf_counter() + 60, 1.0)
-    assert all(f[3] > 1e-6 for f in found), found  # only mimics that stay real, if any
-    # the same law on the whole box is found
-    X = np.random.default_rng(1).uniform(1, 5, (500, 3))
-    X[:, 1] = X[:, 1] * 0.2  # x1 - x2 + 1.5 > 0 throughout
-    y = X[:, 2] * np.sqrt(X[:, 0] - X[:, 1] + 1.5)
-    D = build_dictionary(X, max_columns=3000)
-    found = divided_root(D, X, y, range(3), s, simplest_first(D.terms), 10, len(y),
-                         time.perf_counter() + 60, 1.0)
-    assert found and found[0][3] < 1e-20, found

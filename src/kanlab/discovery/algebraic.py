@@ -29,9 +29,10 @@ import sympy
 
 from .candidate import Candidate
 from .dense import dense_polynomials
-from .prefactor import (cleared_sum, dense_behind, divided_root, divided_sum, powerlaw_fit,
-                        powerlaw_ratio, powerlaw_sum)
+from .prefactor import (cleared_sum, dense_behind, divided_sum, powerlaw_fit, powerlaw_ratio,
+                        powerlaw_sum)
 from .ratios import ratio_dictionary, rational_fits, small_ratios
+from .roots import divided_root, root_beside_terms
 from .signomial import signomial_sums
 from .sparse import EXACT_RSS, chosen_supports, forward_select, lstsq_on
 from .terms import FUNCTIONS, build_dictionary, input_kinds, simplest_first, sum_expr
@@ -148,8 +149,10 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
     transforms = _transforms(y, allowed)
     # sums of a few power laws: a few seconds at most, and the only way to terms of high degree
     left = deadline - time.perf_counter()
+    whole_terms = []  # power-law terms with integer powers, beside others (a root's mimics)
     out.extend(Candidate(*f) for f in signomial_sums(
         X, transforms, symbols, live, deadline=deadline, seed=seed, lib=allowed,
+        whole_terms=whole_terms,
         seconds=min(2.0, 0.25 * left) if math.isfinite(left) else 2.0))
     if _exact(out):
         return out  # exact to float precision: nothing can fit better
@@ -202,6 +205,10 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
         if not any(f[3] < EXACT_RSS for f in found) and "sqrt" in use:
             found += divided_root(D, X, y, one_sign, symbols, order, k_max, n, deadline,
                                   min([plain] + [f[3] for f in found]))
+            if not any(f[3] < EXACT_RSS for f in found):
+                found += root_beside_terms(D, X, y, whole_terms, one_sign, symbols, order,
+                                           k_max, n, deadline,
+                                           min([plain] + [f[3] for f in found]))
         if not any(f[3] < EXACT_RSS for f in found):
             found += powerlaw_sum(X, y, one_sign, live, symbols, k_max, n, deadline, fns, plain)
         # a ratio behind a prefactor last, in a second or so of its own, and only where the

@@ -5,9 +5,8 @@ sparse search looks at first: ``x1*cos(u) + x1*alpha*cos(u)**2`` or
 ``G**4*(m1*m2)**2*(m1 + m2)/(c**5*r**5)``, whose terms are of degree 19. Dividing it out leaves
 a sum of two or three low-degree terms. Two ways to find P:
 
-* :func:`divided_sum`: one input to the power +-1 (the caller's plain sums missed);
-  :func:`divided_root` the same under a square root, ``y = x_i**p * sqrt(S)``: the sum of
-  ``y**2 / x_i**(2*p)`` (``c*sqrt(c**2*m**2 + (p - q*A)**2)``, four terms once c**2 is out);
+* :func:`divided_sum`: one input to the power +-1 (the caller's plain sums missed; the same
+  under a square root is :func:`.roots.divided_root`);
 * :func:`cleared_sum`: y times a monomial that vanishes on the data is a sum (a denominator
   the dictionary cannot hold);
 * :func:`powerlaw_sum`: the inputs whose exponent in a power-law fit of ``|y|`` is near an
@@ -31,14 +30,15 @@ from .dense import dense_polynomials
 from .ratios import ratio_dictionary, rational_fits
 from .result import _evaluate
 from .sparse import EXACT_RSS, bic_pick, chosen_supports, forward_select, lstsq_on
-from .terms import build_dictionary, simplest_first, sum_expr, term_values
+from .terms import build_dictionary, simplest_first, sum_expr
 
-__all__ = ["cleared_sum", "dense_behind", "divided_root", "divided_sum", "integer_prefactor",
-           "powerlaw_fit", "powerlaw_ratio", "powerlaw_sum"]
+__all__ = ["cleared_sum", "dense_behind", "divided_sum", "integer_prefactor", "powerlaw_fit",
+           "powerlaw_ratio", "powerlaw_sum"]
 
 _NEAR_INTEGER = 0.1  # a fitted exponent this close to an integer is taken as that integer
 _NEAR_RATIO = 0.25  # ... and tried as the prefactor of a ratio (one input, one rational fit)
 _CLEAR_MAX_INPUTS = 2
+_BESIDE_TERMS = 3  # power-law terms tried beside a root
 _ROOT_TERMS = 6  # most terms under a root (a longer sum there is a mimic)
 _BOX = 2000  # random points of the data's box on which a root must stay real  # cleared_sum tries every monomial of this many live inputs
 
@@ -68,64 +68,6 @@ def divided_sum(D, X, y, inputs, symbols, order, k_max, n, deadline, plain):
             if rel < EXACT_RSS:
                 return [best]
     return [best] if best is not None and best[3] < 0.5 * plain else []
-
-
-def divided_root(D, X, y, inputs, symbols, order, k_max, n, deadline, plain):
-    """``x_i**p * sqrt(S)``, p = 1 or -1, S a short sum of ``D``'s terms, for i among
-    ``inputs`` (one sign, away from zero), where y keeps one sign: S is the sparse fit of
-    ``y**2 = x_i**(2*p) * S``, each row weighed by ``1/|y|`` so that its residual is one of y.
-
-    Two picks along the forward paths, judged on y: by BIC, and by BIC with each term paying
-    for the ``M`` columns it was chosen among too (``2*log(M)`` more: the extended BIC): on
-    noisy data the best of thousands of columns lowers the residual by more than ``log(n)``
-    (``c*sqrt(c**2*m**2 + (p - q*A)**2)`` at 1% noise gets three noise terms by BIC, none by
-    the extended BIC). A sum must stay positive over the data's whole box (2000 random
-    points), and has at most ``_ROOT_TERMS`` terms. Each pick is returned if it fits y at
-    least twice as closely as the plain sums (relative residual ``plain``)."""
-    if not (np.all(y > 0) or np.all(y < 0)):
-        return []
-    sign = 1.0 if y[0] > 0 else -1.0
-    # the root must stay real over the whole box of the data, not only at its rows: new points
-    # fill the box, and a sum that dips below zero between them (a long one fitted to noise)
-    # is no law
-    box = np.random.default_rng(0).uniform(X.min(axis=0), X.max(axis=0), (_BOX, X.shape[1]))
-    w = 1.0 / np.abs(y)
-    w = w / np.mean(w)
-    yy = float(y @ y) or 1.0
-    A = D.columns
-    extra = 2.0 * math.log(max(A.shape[1], 2))
-    best = [None, None]  # (key, expr, k, rel) by BIC and by the extended BIC
-    for i in inputs:
-        for p in (1, -1):
-            if time.perf_counter() > deadline:
-                break
-            Aw = X[:, i][:, None] ** float(2 * p) * A * w[:, None]
-            tw = y * y * w
-            scale = float(np.sqrt(np.mean(tw * tw))) or 1.0
-            path = forward_select(Aw, tw / scale, min(k_max, _ROOT_TERMS), deadline=deadline,
-                                  beam=4, triples=True, order=order)
-            g = np.abs(X[:, i] ** float(p))
-            s_i = 1 if X[0, i] ** p > 0 else -1  # the sign of x_i**p on the data
-            for sup, _ in path:
-                coef = lstsq_on(Aw, tw / scale, sup)[0]
-                S = A[:, sup] @ coef * scale
-                if not np.all(S > 0):  # a root of a negative number: no law of the data
-                    continue
-                rel = float(np.sum((sign * g * np.sqrt(S) - y) ** 2)) / yy
-                base = n * math.log(max(rel, 1e-30))
-                for e, pen in enumerate((math.log(n), math.log(n) + extra)):
-                    key = base + len(sup) * pen
-                    if (best[e] is None or key < best[e][0]) and np.all(
-                            term_values([D.terms[j] for j in sup], box) @ coef > 0):
-                        expr = sympy.Integer(int(sign) * s_i) * symbols[i] ** p * sympy.sqrt(
-                            sum_expr(D, sup, coef, symbols, scale))
-                        best[e] = (key, expr, len(sup), rel)
-    out, seen = [], set()
-    for b in best:
-        if b is not None and b[3] < 0.5 * plain and str(b[1]) not in seen:
-            seen.add(str(b[1]))
-            out.append((b[1], f"the root of a sum of {b[2]} terms behind a prefactor", b[2], b[3]))
-    return out
 
 
 def cleared_sum(D, X, y, live, away, symbols, order, k_max, n, deadline, plain):
