@@ -488,3 +488,18 @@ def test_a_sum_over_a_monomial_that_vanishes_on_the_data(noise, two):
                        np.ones(X.shape[1], bool), syms, simplest_first(D.terms), 10, 600,
                        math.inf, (1.0, 0)) == []
 
+
+
+def test_roots_of_sums_enter_the_stage_where_the_library_has_sqrt():
+    """Goldstein 8.56, q*V + c*sqrt(c**2*m**2 + (p - q*A)**2): the stage hands the power-law
+    fits' term q*V to the search beside a root, and the candidate is exact; with a library
+    that has no square root no candidate holds one."""
+    X = np.random.default_rng(0).uniform(1, 5, (600, 6))
+    m, c, p, q, A, V = X.T
+    y = q * V + c * np.sqrt(c ** 2 * m ** 2 + (p - q * A) ** 2)
+    s = sympy.symbols("m c p q A V", positive=True)
+    cands = algebraic_candidates(X, y, s, seed=0)
+    beside = [k for k in cands if k.label.startswith("a power law beside the root")]
+    assert beside and min(k.train_rel_rss for k in beside) < 1e-20, [k.label for k in cands]
+    no_root = algebraic_candidates(X, y, s, seed=0, allowed=["x", "x^2", "sin", "cos"])
+    assert no_root and not any("root" in k.label for k in no_root)

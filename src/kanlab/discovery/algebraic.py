@@ -113,6 +113,7 @@ _POLY_TARGETS = ("y", "1/y", "y^2", "1/y^2")  # the transforms tried as whole po
 # a ratio behind a prefactor needs this share of the stage's time left, and takes a second at
 # most (see algebraic_candidates)
 _BEHIND_RATIO_LEFT, _BEHIND_RATIO_SECONDS = 0.3, 1.0
+_ROOTS_SHARE = 0.3  # of the time left, for the roots of sums (roots.py)
 
 
 def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: int = 10,
@@ -203,11 +204,15 @@ def algebraic_candidates(X, y, symbols, *, deadline: float = math.inf, k_max: in
                     default=1.0)  # of 10 terms fits to the noise and would bar every law
         found = divided_sum(D, X, y, one_sign, symbols, order, k_max, n, deadline, plain)
         if not any(f[3] < EXACT_RSS for f in found) and "sqrt" in use:
-            found += divided_root(D, X, y, one_sign, symbols, order, k_max, n, deadline,
+            # roots of sums, alone and beside a term, in a share of what is left (a few
+            # hundred milliseconds each on 600 rows and 3000 columns)
+            now = time.perf_counter()
+            roots_end = min(deadline, now + _ROOTS_SHARE * max(deadline - now, 0.0))
+            found += divided_root(D, X, y, one_sign, symbols, order, k_max, n, roots_end,
                                   min([plain] + [f[3] for f in found]))
             if not any(f[3] < EXACT_RSS for f in found):
                 found += root_beside_terms(D, X, y, whole_terms, one_sign, symbols, order,
-                                           k_max, n, deadline,
+                                           k_max, n, roots_end,
                                            min([plain] + [f[3] for f in found]))
         if not any(f[3] < EXACT_RSS for f in found):
             found += powerlaw_sum(X, y, one_sign, live, symbols, k_max, n, deadline, fns, plain)

@@ -18,7 +18,9 @@ what it predicts for y.
 """
 from __future__ import annotations
 
+import logging
 import math
+import time
 
 import numpy as np
 import sympy
@@ -30,9 +32,12 @@ from .univariate import univariate_curves
 
 __all__ = ["curve_factor"]
 
+log = logging.getLogger("kanlab")
+
 _ROWS = 256  # rows the curve is searched on (the curve stage refines on as many)
 _MIN_R2 = 0.99  # of the transformed target: the refit on all rows decides
 _PER_TARGET = 2  # functions kept per transformed target
+_REFITS = 60  # curves refitted, best R2 on y first (each 10-20 ms)
 _NFEV = 40  # least-squares evaluations per constant in the refit of a curve
 
 
@@ -53,10 +58,16 @@ def curve_factor(space, t, w, E, tag, k, *, deadline: float, lib=None, keep: int
         return []
     u = space.ax[:, k]
     rows = np.argsort(-(w * np.abs(M)), kind="stable")[:_ROWS]
-    curves = univariate_curves(u[rows], t[rows] / M[rows], lib=lib, deadline=deadline,
-                               min_r2=_MIN_R2, per_target=_PER_TARGET)
+    try:
+        curves = univariate_curves(u[rows], t[rows] / M[rows], lib=lib, deadline=deadline,
+                                   min_r2=_MIN_R2, per_target=_PER_TARGET, always=False)
+    except (RuntimeError, ValueError, ArithmeticError) as err:  # a failed search: no curve
+        log.info("discover: the search of a curve factor failed: %s", err)
+        return []
     fitted = []
-    for cv in curves:
+    for cv in curves[:_REFITS]:
+        if time.perf_counter() > deadline and fitted:
+            break
         p, rel = _refit(cv, u, M, t, w, tss)
         if p is not None:
             fitted.append((rel, cv, p))
@@ -90,7 +101,10 @@ def _refit(cv, u, M, t, w, tss):
     except Exception:  # a failed refit is no candidate
         return None, math.inf
     p = sol.x
-    with np.errstate(all="ignore"):
-        r = (M * cv.values(u, p) - t) * w
+    try:
+        with np.errstate(all="ignore"):
+            r = (M * cv.values(u, p) - t) * w
+    except (RuntimeError, ValueError, TypeError, ArithmeticError):
+        return None, math.inf
     rel = float(r @ r) / tss
     return (p, rel) if math.isfinite(rel) else (None, math.inf)

@@ -37,10 +37,7 @@ __all__ = ["cleared_sum", "dense_behind", "divided_sum", "integer_prefactor", "p
 
 _NEAR_INTEGER = 0.1  # a fitted exponent this close to an integer is taken as that integer
 _NEAR_RATIO = 0.25  # ... and tried as the prefactor of a ratio (one input, one rational fit)
-_CLEAR_MAX_INPUTS = 2
-_BESIDE_TERMS = 3  # power-law terms tried beside a root
-_ROOT_TERMS = 6  # most terms under a root (a longer sum there is a mimic)
-_BOX = 2000  # random points of the data's box on which a root must stay real  # cleared_sum tries every monomial of this many live inputs
+_CLEAR_MAX_INPUTS = 2  # cleared_sum tries every monomial of this many live inputs
 
 
 def divided_sum(D, X, y, inputs, symbols, order, k_max, n, deadline, plain):

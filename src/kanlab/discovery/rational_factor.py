@@ -89,7 +89,7 @@ def round_powers(E):
 
 def _rounded_rel(space, t, w, E, tags, tss):
     """Weighted relative residual of the power laws ``E`` (factors ``tags``) rounded
-    (:func:`_round`), their coefficients refitted; None when they do not round."""
+    (:func:`round_powers`), their coefficients refitted; None when they do not round."""
     R = round_powers(E)
     if R is None:
         return None

@@ -29,14 +29,16 @@ import time
 import numpy as np
 import sympy
 
+from .result import _evaluate
 from .sparse import forward_select
 from .terms import sum_expr, term_values
 
-__all__ = ["divided_root", "root_beside_terms"]
+__all__ = ["divided_root", "root_beside_terms", "whole_terms_of"]
 
 _BESIDE_TERMS = 3  # power-law terms tried beside a root
 _ROOT_TERMS = 6  # most terms under a root (a longer sum there is a mimic)
 _BOX = 2000  # random points of the data's box on which a root must stay real
+_ROUND = 0.15  # a power this close to an integer is that integer, in a term kept whole
 
 
 def divided_root(D, X, y, inputs, symbols, order, k_max, n, deadline, plain, beside=None):
@@ -54,7 +56,7 @@ def divided_root(D, X, y, inputs, symbols, order, k_max, n, deadline, plain, bes
         return []
     sign = 1.0 if r0[0] > 0 else -1.0
     box = np.random.default_rng(0).uniform(X.min(axis=0), X.max(axis=0), (_BOX, X.shape[1]))
-    m_box = _values(m_expr, symbols, box)
+    m_box = _evaluate(m_expr, symbols, box)
     w = 1.0 / np.abs(r0)
     w = w / np.mean(w)
     Z = (np.column_stack([mv * y, mv * mv]) if beside is not None
@@ -110,13 +112,44 @@ def root_beside_terms(D, X, y, terms, inputs, symbols, order, k_max, n, deadline
     return out
 
 
+def whole_terms_of(space, t, E, tags):
+    """``(expression, coefficient, values)`` of each term of the fit ``E`` whose powers are all
+    within ``_ROUND`` of integers, with the coefficient the terms take when those powers are
+    rounded and the others kept (``q*V`` beside two power laws that bend into
+    ``c*sqrt(c**2*m**2 + (p - q*A)**2)``)."""
+    whole = [k for k in range(len(E)) if np.all(np.abs(E[k] - np.round(E[k])) <= _ROUND)
+             and np.any(np.round(E[k]) != 0)]
+    if not whole or len(whole) == len(E):
+        return []
+    R = np.array(E, dtype=np.float64)
+    R[whole] = np.round(R[whole])
+    with np.errstate(all="ignore"):
+        A = np.exp(np.log(space.ax) @ R.T) * space.T[:, tags]
+        s = np.sqrt(np.mean(A * A, axis=0))
+        if not np.all(np.isfinite(s)) or np.any(s == 0):
+            return []
+        c, *_ = np.linalg.lstsq(A / s, t, rcond=None)
+    out = []
+    for k in whole:
+        expr = space.T_expr[tags[k]]
+        for sym, e in zip(space.names, R[k]):
+            if e != 0:
+                expr = expr * sym ** int(e)
+        out.append((expr, float(c[k] / s[k]), A[:, k]))
+    return out
+
+
 def _partial_out(A, t, Z):
     """A's columns and t with their parts along Z's columns removed (Z: (n, 0) or more), so
     that a selection over A fits t with Z's columns in every support."""
     if Z.shape[1] == 0:
         return A, t
     Q, _ = np.linalg.qr(Z)
-    return A - Q @ (Q.T @ A), t - Q @ (Q.T @ t)
+    P = A - Q @ (Q.T @ A)
+    # a column in Z's span (m**2 / x_i**(2p) itself) keeps only rounding: no column at all
+    gone = np.sum(P * P, axis=0) <= 1e-20 * np.sum(A * A, axis=0)
+    P[:, gone] = 0.0
+    return P, t - Q @ (Q.T @ t)
 
 
 def _root_fit(D, X, y, i, p, f, Aw, tw, Z, sup, mv, sign, box, m_box):
@@ -141,10 +174,3 @@ def _root_fit(D, X, y, i, p, f, Aw, tw, Z, sup, mv, sign, box, m_box):
             return None
         pred = gamma * mv + sign * np.abs(X[:, i] ** float(p)) * np.sqrt(S)
     return pred, coef, gamma, rest
-
-
-def _values(expr, symbols, X):
-    """expr at the rows of X (a constant broadcast)."""
-    fn = sympy.lambdify(list(symbols), expr, "numpy")
-    with np.errstate(all="ignore"):
-        return np.broadcast_to(np.asarray(fn(*X.T), dtype=np.float64), (len(X),)).copy()

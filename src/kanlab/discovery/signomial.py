@@ -28,17 +28,17 @@ from scipy.optimize import least_squares
 
 from .curve_factor import curve_factor
 from .rational_factor import rational_factor
+from .roots import whole_terms_of
 
 
 __all__ = ["row_weights", "signomial_sums"]
 
 _TRANSFORMS = ("y", "y^2", "1/y", "1/y^2")
-_CURVE_SECONDS = 3.0  # for the search of a curve factor (its transforms of y run regardless)
+_CURVE_SECONDS = 3.0  # for the search of a curve factor (at most 1.5 times the fits' own)
 # a one-term fit's input is searched for a curve when a ratio in it leaves this share of the
 # power law's residual at most (1/sin(theta/2)**4 behind Rutherford's powers: 0.1; the ratio
 # (m1*r1 + m2*r2)/(m1 + m2), no curve of one input: 0.995)
 _BENT = 0.5
-_ROUND = 0.15  # a power this close to an integer is that integer, in a term kept whole
 
 
 def signomial_sums(X, transforms, symbols, live, *, deadline: float, max_terms: int = 3,
@@ -49,7 +49,7 @@ def signomial_sums(X, transforms, symbols, live, *, deadline: float, max_terms: 
     ``live``: which inputs vary. Nothing when no live input keeps one sign away from zero, or
     more than two do not. ``lib``: the library functions a curve factor may use (None: any).
     ``whole_terms``: a list that gets the terms of y's fits of two or more terms whose powers
-    are integers (:func:`_whole_terms`), for a caller that looks for what the other terms
+    are integers (:func:`.roots.whole_terms_of`), for a caller that looks for what the other terms
     mimic."""
     space = _Space.of(X, symbols, live)
     if space is None:
@@ -92,7 +92,7 @@ def signomial_sums(X, transforms, symbols, live, *, deadline: float, max_terms: 
                     bent.append((more[1], g, E, tags, space.names.index(more[2])))
         if g.name == "y" and whole_terms is not None:  # the closest fit's first, once each
             for E, tags, rel in g.fits[:0:-1]:
-                for term in _whole_terms(space, g.t, E, tags):
+                for term in whole_terms_of(space, g.t, E, tags):
                     if all(term[0] != other[0] for other in whole_terms):
                         whole_terms.append(term)
     # one power law whose input u's share is far better a ratio than a power: u's share may
@@ -100,7 +100,8 @@ def signomial_sums(X, transforms, symbols, live, *, deadline: float, max_terms: 
     for _, g, E, tags, k in sorted(bent, key=lambda b: b[0])[:1]:
         for expr, rel, label in curve_factor(
                 space, g.t, g.w, E, int(tags[0]), k, lib=lib,
-                deadline=min(deadline, time.perf_counter() + _CURVE_SECONDS)):
+                deadline=min(deadline, time.perf_counter() + min(_CURVE_SECONDS,
+                                                                   1.5 * seconds))):
             out.append((g.inverse(expr), f"1 power law of {g.name} times a {label}", 1, rel))
     return out
 
@@ -349,33 +350,6 @@ def _integer_exponents(space, t, w, E, tags, rel):
             return None
         E = got[0]
     return E
-
-
-def _whole_terms(space, t, E, tags):
-    """``(expression, coefficient, values)`` of each term of the fit ``E`` whose powers are all
-    within ``_ROUND`` of integers, with the coefficient the terms take when those powers are
-    rounded and the others kept (``q*V`` beside two power laws that bend into
-    ``c*sqrt(c**2*m**2 + (p - q*A)**2)``)."""
-    whole = [k for k in range(len(E)) if np.all(np.abs(E[k] - np.round(E[k])) <= _ROUND)
-             and np.any(np.round(E[k]) != 0)]
-    if not whole or len(whole) == len(E):
-        return []
-    R = np.array(E, dtype=np.float64)
-    R[whole] = np.round(R[whole])
-    with np.errstate(all="ignore"):
-        A = np.exp(np.log(space.ax) @ R.T) * space.T[:, tags]
-        s = np.sqrt(np.mean(A * A, axis=0))
-        if not np.all(np.isfinite(s)) or np.any(s == 0):
-            return []
-        c, *_ = np.linalg.lstsq(A / s, t, rcond=None)
-    out = []
-    for k in whole:
-        expr = space.T_expr[tags[k]]
-        for sym, e in zip(space.names, R[k]):
-            if e != 0:
-                expr = expr * sym ** int(e)
-        out.append((expr, float(c[k] / s[k]), A[:, k]))
-    return out
 
 
 def _rounded(space, t, w, scale, E, tags, rel):

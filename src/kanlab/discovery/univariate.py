@@ -135,11 +135,12 @@ def univariate_candidates(x, y, symbol, *, lib=None, deadline: float = math.inf,
 
 
 def univariate_curves(x, y, *, lib=None, deadline: float = math.inf, min_r2: float = _MIN_R2,
-                      per_target: int = 3) -> list[Curve]:
+                      per_target: int = 3, always: bool = True) -> list[Curve]:
     """Every :class:`Curve` of y against the one input x whose transformed target is fitted
     to ``min_r2`` (the ``per_target`` best functions of each), best R2 on y first. A caller
     that refits the curves on y itself may ask for less than ``_MIN_R2``: a transform such as
-    1/sqrt y magnifies the noise of small values."""
+    1/sqrt y magnifies the noise of small values. ``always``: y, 1/y and log y are fitted even
+    past the deadline (else nothing is)."""
     x = np.asarray(x, dtype=np.float64).ravel()
     y = np.asarray(y, dtype=np.float64).ravel()
     if len(x) < 8 or not np.ptp(x) > 0 or time.perf_counter() > deadline:
@@ -180,7 +181,7 @@ def univariate_curves(x, y, *, lib=None, deadline: float = math.inf, min_r2: flo
         chunks.setdefault(tg[0].name.split(" in ")[0], []).append(tg)
     found = []
     for tname, chunk in chunks.items():
-        if tname not in _ALWAYS and time.perf_counter() > deadline:
+        if (tname not in _ALWAYS or not always) and time.perf_counter() > deadline:
             break
         U = torch.as_tensor(np.stack([c[1] for c in chunk]), dtype=torch.float64)
         T = torch.as_tensor(np.stack([c[0].t for c in chunk]), dtype=torch.float64)
@@ -218,7 +219,10 @@ def _curves(fit, funcs, targets, x, y, min_r2, per_target):
             if not r2[e, fi] >= min_r2:
                 break
             cv = Curve("", funcs[fi], tg, fit.params[e, fi].numpy().astype(np.float64), 0.0)
-            vals = np.broadcast_to(np.asarray(cv.values(x), dtype=np.float64), y.shape)
+            try:  # a user's function may fail where the fit's points did not reach
+                vals = np.broadcast_to(np.asarray(cv.values(x), dtype=np.float64), y.shape)
+            except (RuntimeError, ValueError, TypeError, ArithmeticError):
+                continue
             if not np.all(np.isfinite(vals)):
                 continue
             cv.r2 = 1.0 - float(np.mean((vals - y) ** 2)) / var

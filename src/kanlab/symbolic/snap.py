@@ -112,27 +112,18 @@ def _prepare(expr, symbols, X, y):
     return X, y, fl, f, np.array([float(v) for v in fl])
 
 
-def refine_constants(expr, symbols, X, y, max_nfev: int = 200, weights=None):
-    """Refit every float constant of ``expr`` by least squares on (X, y) (each row's residual
-    times ``weights`` when given); returns the new expr."""
+def refine_constants(expr, symbols, X, y, max_nfev: int = 200):
+    """Refit every float constant of ``expr`` by least squares on (X, y); returns the new expr."""
     from scipy.optimize import least_squares
 
     X, y, fl, f, p0 = _prepare(expr, symbols, X, y)
     if not fl:
         return expr
-    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)
+    base = _mse(f, X, y, p0)
 
     def res(p):
-        with np.errstate(all="ignore"):
-            r = (f(X, p) - y) * w
+        r = f(X, p) - y
         return np.where(np.isfinite(r), r, 1e6)
-
-    def loss(p):  # a trial constant may overflow: that is an inf loss
-        with np.errstate(all="ignore"):
-            v = float(np.mean(((f(X, p) - y) * w) ** 2))
-        return v if math.isfinite(v) else math.inf
-
-    base = loss(p0)
 
     try:
         with np.errstate(all="ignore"):  # overflowing trial steps are rejected by the solver
@@ -141,7 +132,7 @@ def refine_constants(expr, symbols, X, y, max_nfev: int = 200, weights=None):
         p = sol.x
     except Exception:  # pragma: no cover - defensive: keep the input constants
         return expr
-    if not loss(p) < base:
+    if not _mse(f, X, y, p) < base:
         return expr
     return expr.xreplace({a: sympy.Float(float(v), 15) for a, v in zip(fl, p)})
 
