@@ -23,7 +23,6 @@ import math
 import time
 
 import numpy as np
-import sympy
 
 from scipy.optimize import least_squares
 
@@ -72,10 +71,7 @@ def curve_factor(space, t, w, E, tag, k, *, deadline: float, lib=None, keep: int
         if p is not None:
             fitted.append((rel, cv, p))
     fitted.sort(key=lambda e: e[0])
-    m_expr = space.T_expr[tag]
-    for sym, e in zip(space.names, R):
-        if e != 0:
-            m_expr = m_expr * sym ** sympy.Rational(int(round(2 * e)), 2)
+    m_expr = space.term(R, tag)
     out = []
     for rel, cv, p in fitted[:keep]:
         try:

@@ -151,9 +151,6 @@ def _expression(space, k, Rk, tg, a, b, top):
 
     num = sympy.Integer(0)
     for j in range(len(Rk)):
-        m = space.T_expr[tg[j]]
-        for sym, e in zip(space.names, Rk[j]):
-            if e != 0:
-                m = m * sym ** sympy.Rational(int(round(2 * e)), 2)
+        m = space.term(Rk[j], tg[j])
         num = num + m * poly(a[j])
     return num / poly(b)

@@ -131,11 +131,7 @@ def whole_terms_of(space, t, E, tags):
         c, *_ = np.linalg.lstsq(A / s, t, rcond=None)
     out = []
     for k in whole:
-        expr = space.T_expr[tags[k]]
-        for sym, e in zip(space.names, R[k]):
-            if e != 0:
-                expr = expr * sym ** int(e)
-        out.append((expr, float(c[k] / s[k]), A[:, k]))
+        out.append((space.term(R[k], tags[k]), float(c[k] / s[k]), A[:, k]))
     return out
 
 

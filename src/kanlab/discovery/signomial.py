@@ -116,6 +116,14 @@ class _Space:
         L = np.log(ax)
         self.L = L - L.mean(axis=0)  # inputs over their geometric means: columns near 1
 
+    def term(self, e, tag):
+        """The term with powers ``e`` (integers or halves) and factor column ``tag``, as sympy."""
+        out = self.T_expr[tag]
+        for sym, p in zip(self.names, e):
+            if p != 0:
+                out = out * sym ** sympy.Rational(int(round(2 * p)), 2)
+        return out
+
     @classmethod
     def of(cls, X, symbols, live):
         """The space of ``X``'s live inputs; None when none keeps one sign away from zero, or
@@ -376,10 +384,7 @@ def _rounded(space, t, w, scale, E, tags, rel):
             continue
         expr = sympy.Integer(0)
         for k in range(len(R)):
-            term = sympy.Float(float(c[k] / s[k]), 15) * space.T_expr[tg[k]]
-            for sym, e in zip(space.names, R[k]):
-                if e != 0:
-                    term = term * sym ** sympy.Rational(int(round(2 * e)), 2)
+            term = sympy.Float(float(c[k] / s[k]), 15) * space.term(R[k], tg[k])
             expr = expr + term
         return expr, rel_r
     return None
